@@ -1,0 +1,65 @@
+// Cache: the on-disk cache directory, content-addressed by digest. Layout:
+//
+//   ROOT/index/sha256/<hex>.idx      layer indexes (LayerIndex::serialize)
+//   ROOT/decoded/sha256/<hex>        decoded streams of zstd layers that cannot be read per frame
+//   ROOT/tmp/                        temp files, renamed into place when complete
+//
+// Every write is a temp file + rename, so readers never see half a file and two processes
+// indexing the same layer both succeed. Stateless apart from the root path: thread-safe.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "ocifs/io/fd.hpp"
+#include "ocifs/util/result.hpp"
+
+namespace ocifs::cache {
+
+// A file being written into the cache; removed unless commit() is called.
+class PendingFile {
+ public:
+  PendingFile(io::Fd fd, std::filesystem::path temp, std::filesystem::path final_path)
+      : fd_(std::move(fd)), temp_(std::move(temp)), final_(std::move(final_path)) {}
+  PendingFile(PendingFile&&) = default;
+  PendingFile& operator=(PendingFile&&) = default;
+  ~PendingFile();
+
+  Result<void> write(std::string_view data);
+  // fsync + rename into place.
+  Result<void> commit();
+
+ private:
+  io::Fd fd_;
+  std::filesystem::path temp_;
+  std::filesystem::path final_;
+  bool committed_ = false;
+};
+
+class Cache {
+ public:
+  // --cache-dir, else $OCIFS_CACHE_DIR, else $XDG_CACHE_HOME/ocifs, else ~/.cache/ocifs.
+  static std::filesystem::path default_root();
+  static Result<Cache> open(std::filesystem::path root);
+
+  const std::filesystem::path& root() const { return root_; }
+
+  // Raw bytes of the stored index of a layer, or nullopt when there is none.
+  Result<std::optional<std::string>> read_index(std::string_view digest) const;
+  Result<void> write_index(std::string_view digest, std::string_view bytes) const;
+  void remove_index(std::string_view digest) const;
+
+  std::filesystem::path decoded_path(std::string_view digest) const;
+  Result<PendingFile> create_decoded(std::string_view digest) const;
+
+ private:
+  explicit Cache(std::filesystem::path root) : root_(std::move(root)) {}
+  // "sha256:<hex>" -> "sha256/<hex>", refusing anything that is not a plain digest.
+  Result<std::filesystem::path> digest_path(std::string_view digest) const;
+
+  std::filesystem::path root_;
+};
+
+}  // namespace ocifs::cache

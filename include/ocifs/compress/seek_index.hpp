@@ -1,0 +1,53 @@
+// SeekIndex: what random access into one decoded layer stream needs, recorded during the single
+// scan of the blob and persisted inside the layer index file. Plain value; not synchronised.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ocifs/compress/encoding.hpp"
+
+namespace ocifs::compress {
+
+// A zran-style resume point inside a gzip stream (zlib examples/zran.c).
+struct GzipCheckpoint {
+  std::uint64_t compressed_offset = 0;  // first byte not yet consumed (after `bits` leftover bits)
+  std::uint64_t decoded_offset = 0;     // decoded stream position of this point
+  std::uint8_t bits = 0;                // 0-7 bits of the byte before compressed_offset to prime
+  // The 32 KiB of output before this point (less at the start of a member), deflated with zlib
+  // level 1 to keep the index near 1% of the decoded size instead of 3%. Empty at the start of
+  // a gzip member, where no dictionary is needed (then compressed_offset is the member header).
+  std::string window_deflated;
+  bool member_start = false;            // the point is the beginning of a gzip member (header)
+};
+
+// One zstd frame: where it starts in the blob and in the decoded stream.
+struct ZstdFrame {
+  std::uint64_t compressed_offset = 0;
+  std::uint64_t compressed_size = 0;
+  std::uint64_t decoded_offset = 0;
+  std::uint64_t decoded_size = 0;
+};
+
+struct SeekIndex {
+  Encoding encoding = Encoding::tar;
+  std::uint64_t compressed_size = 0;
+  std::uint64_t decoded_size = 0;
+  std::vector<GzipCheckpoint> gzip_points;  // sorted by decoded_offset; first at 0
+  std::vector<ZstdFrame> zstd_frames;       // sorted; skippable frames are not listed
+  // zstd whose frames are too large to decode per read (one frame, or frames over
+  // kSpillFrameSize): the decoded stream is kept in the cache and read with pread.
+  bool zstd_spilled = false;
+
+  // Versioned binary form, documented in seek_index.cpp; embedded in the layer index file.
+  std::string serialize() const;
+  static Result<SeekIndex> deserialize(std::string_view bytes);
+};
+
+// Frames above this decoded size are not decoded per read: one frame of a few MiB costs a few
+// ms to decode, so a 4 KiB read would pay for it every time.
+inline constexpr std::uint64_t kSpillFrameSize = 8u << 20;
+
+}  // namespace ocifs::compress

@@ -1,0 +1,54 @@
+// SeekableReader: random access to the decoded stream of one layer, given its SeekIndex and its
+// blob. Shared by every open file of the layer: safe to call from many threads at once.
+// ReadCursor: one live decoder for one open file, so sequential reads continue where the last
+// one stopped instead of restarting at a checkpoint. Not synchronised: one user at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "ocifs/compress/seek_index.hpp"
+#include "ocifs/io/blob_source.hpp"
+
+namespace ocifs::compress {
+
+class ReadCursor {
+ public:
+  virtual ~ReadCursor() = default;
+  // Reads decoded bytes at `offset`; fewer than asked only at the end of the stream.
+  virtual Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) = 0;
+};
+
+class SeekableReader {
+ public:
+  virtual ~SeekableReader() = default;
+  virtual std::uint64_t size() const = 0;  // decoded size
+  // Stateless read: resumes from the nearest checkpoint / frame every time.
+  virtual Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) const = 0;
+  virtual std::unique_ptr<ReadCursor> open_cursor() const = 0;
+};
+
+using SeekableReaderPtr = std::shared_ptr<const SeekableReader>;
+
+// `blob` is the raw layer blob; for zstd_spilled indexes, `decoded` is the decoded stream kept in
+// the cache (ignored otherwise). For tar, reads go straight to `blob`.
+Result<SeekableReaderPtr> make_seekable_reader(const SeekIndex& index, io::BlobSourcePtr blob,
+                                               io::BlobSourcePtr decoded = nullptr);
+
+// The decoded stream as a BlobSource (e.g. the members of a gzipped docker-archive).
+class DecodedSource final : public io::BlobSource {
+ public:
+  DecodedSource(SeekableReaderPtr reader, std::string name) : reader_(std::move(reader)), name_(std::move(name)) {}
+  std::uint64_t size() const override { return reader_->size(); }
+  Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) const override {
+    return reader_->read_at(offset, buf);
+  }
+  std::string describe() const override { return name_; }
+
+ private:
+  SeekableReaderPtr reader_;
+  std::string name_;
+};
+
+}  // namespace ocifs::compress

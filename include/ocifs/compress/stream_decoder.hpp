@@ -1,0 +1,54 @@
+// StreamDecoder: the one sequential pass over a layer blob. It yields the decoded stream (for the
+// tar walker), hashes the raw blob bytes as they are read (for digest verification) and records
+// what later random access needs (gzip checkpoints, zstd frame table). One per scan; not
+// synchronised.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "ocifs/compress/seek_index.hpp"
+#include "ocifs/io/blob_source.hpp"
+
+namespace ocifs::compress {
+
+struct ScanOptions {
+  // Distance between gzip checkpoints in decoded bytes (~1 MiB: an average read inflates half
+  // a span, ~1 ms with zlib).
+  std::uint64_t gzip_span = 1u << 20;
+  bool hash_decoded = false;  // also hash the decoded stream (docker-archive diff_id checks)
+  // false: only walk (listing an archive's members); an uncompressed stream then seeks over
+  // skipped data instead of reading it.
+  bool hash = true;
+};
+
+class StreamDecoder {
+ public:
+  virtual ~StreamDecoder() = default;
+
+  // Reads decoded bytes; returns 0 only at the end of the stream. Corrupt or truncated input
+  // is an error naming the blob and the compressed offset.
+  virtual Result<std::size_t> read(std::span<std::byte> out) = 0;
+  // Skips `count` decoded bytes (identity can seek; compressed streams decode and discard).
+  // Fails if the stream ends first.
+  virtual Result<void> skip(std::uint64_t count) = 0;
+  // Decoded bytes consumed so far.
+  virtual std::uint64_t position() const = 0;
+
+  // Reads and discards the rest of the stream, so the whole blob has been hashed and indexed,
+  // then returns the seek index. Trailing garbage after the last gzip member or zstd frame is
+  // an error (a truncated or corrupt blob), except zero padding after gzip as tar writers add.
+  virtual Result<SeekIndex> finish() = 0;
+
+  // Hex sha256 of every raw blob byte read; valid after finish().
+  virtual std::string compressed_sha256() const = 0;
+  // Hex sha256 of the decoded stream when ScanOptions::hash_decoded; valid after finish().
+  virtual std::string decoded_sha256() const = 0;
+};
+
+Result<std::unique_ptr<StreamDecoder>> make_stream_decoder(Encoding encoding, io::BlobSourcePtr blob,
+                                                           const ScanOptions& options = {});
+
+}  // namespace ocifs::compress

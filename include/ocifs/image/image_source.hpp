@@ -1,0 +1,34 @@
+// Resolving an ImageRef to one image: manifest, config and a BlobSource per layer, with the
+// platform chosen from manifest lists. Local transports read everything in place (archives by
+// member offset, never extracted). Functions only; thread-safe.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ocifs/io/blob_source.hpp"
+#include "ocifs/layer/layer_scanner.hpp"
+#include "ocifs/oci/image_ref.hpp"
+#include "ocifs/oci/types.hpp"
+
+namespace ocifs::image {
+
+struct ResolveOptions {
+  std::optional<oci::Platform> platform;  // default: Platform::host()
+};
+
+struct ResolvedImage {
+  std::string name;                  // ImageRef::str()
+  oci::Descriptor manifest_descriptor;  // of the chosen manifest (digest, size, platform)
+  std::string manifest_json;         // raw bytes as stored
+  oci::Manifest manifest;
+  std::string config_json;
+  oci::ImageConfig config;
+  std::vector<oci::Descriptor> platform_choices;  // entries of the manifest list, if any
+  std::vector<layer::LayerBlob> layers;          // bottom first
+};
+
+Result<ResolvedImage> resolve_image(const oci::ImageRef& ref, const ResolveOptions& options = {});
+
+}  // namespace ocifs::image

@@ -1,0 +1,43 @@
+// Layer scanning: one streaming pass over a layer blob that verifies its digest, walks its tar
+// headers and records the seek index, persisted in the cache; open_layer() reuses a stored index
+// when it checks out. Functions only; each call is independent, so layers scan in parallel.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "ocifs/cache/cache.hpp"
+#include "ocifs/compress/seekable_reader.hpp"
+#include "ocifs/io/blob_source.hpp"
+#include "ocifs/layer/layer_index.hpp"
+
+namespace ocifs::layer {
+
+struct LayerBlob {
+  io::BlobSourcePtr blob;
+  // "sha256:<hex>": the blob's digest, or (digest_of_decoded) the digest of its decoded tar, as
+  // docker-archive's diff_ids are. It keys the cache too.
+  std::string digest;
+  bool digest_of_decoded = false;
+  std::string name;  // for messages, e.g. "layer 2 (sha256:ab12…)"
+};
+
+// Called now and then with the raw blob bytes read so far.
+using ProgressFn = std::function<void(std::uint64_t bytes_read)>;
+
+// Scans `layer` once: decodes, walks tar headers, verifies the digest over every byte, and
+// returns the index. zstd layers whose frames are too large to read per frame get their decoded
+// stream written to the cache (committed only if the digest verifies).
+Result<LayerIndex> scan_layer(const LayerBlob& layer, const cache::Cache& cache, const ProgressFn& progress = {});
+
+struct OpenLayer {
+  std::shared_ptr<const LayerIndex> index;
+  compress::SeekableReaderPtr reader;  // the decoded stream
+  bool from_cache = false;             // the index was loaded, not scanned
+};
+
+// Loads the layer's index from the cache (rebuilding it if missing, damaged or of another
+// format version), scanning and persisting it otherwise, and opens a reader on its stream.
+Result<OpenLayer> open_layer(const LayerBlob& layer, const cache::Cache& cache, const ProgressFn& progress = {});
+
+}  // namespace ocifs::layer

@@ -1,0 +1,108 @@
+#include "ocifs/cache/cache.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <random>
+
+#include "ocifs/io/file_source.hpp"
+
+namespace ocifs::cache {
+
+namespace fs = std::filesystem;
+
+PendingFile::~PendingFile() {
+  if (!committed_ && !temp_.empty()) ::unlink(temp_.c_str());
+}
+
+Result<void> PendingFile::write(std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd_.get(), data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return util::errno_error(errno, fmt::format("cannot write {}", temp_.string()));
+    }
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return util::success();
+}
+
+Result<void> PendingFile::commit() {
+  if (::fsync(fd_.get()) != 0) return util::errno_error(errno, fmt::format("cannot write {}", temp_.string()));
+  fd_.reset();
+  if (::rename(temp_.c_str(), final_.c_str()) != 0) {
+    return util::errno_error(errno, fmt::format("cannot move {} into place", final_.string()));
+  }
+  committed_ = true;
+  return util::success();
+}
+
+fs::path Cache::default_root() {
+  if (const char* dir = std::getenv("OCIFS_CACHE_DIR"); dir && *dir) return dir;
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) return fs::path(xdg) / "ocifs";
+  if (const char* home = std::getenv("HOME"); home && *home) return fs::path(home) / ".cache" / "ocifs";
+  return fs::path("/var/cache/ocifs");
+}
+
+Result<Cache> Cache::open(fs::path root) {
+  std::error_code ec;
+  for (const char* sub : {"index/sha256", "decoded/sha256", "tmp"}) {
+    fs::create_directories(root / sub, ec);
+    if (ec) return util::errno_error(ec.value(), fmt::format("cannot create cache directory {}", (root / sub).string()));
+  }
+  return Cache(std::move(root));
+}
+
+Result<fs::path> Cache::digest_path(std::string_view digest) const {
+  constexpr std::string_view kPrefix = "sha256:";
+  auto hex = digest.substr(std::min(digest.size(), kPrefix.size()));
+  bool valid = digest.starts_with(kPrefix) && hex.size() == 64 &&
+               hex.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+  if (!valid) return make_error(std::errc::invalid_argument, "cannot use '{}' as a cache key: not a sha256 digest", digest);
+  return fs::path("sha256") / std::string(hex);
+}
+
+Result<std::optional<std::string>> Cache::read_index(std::string_view digest) const {
+  OCIFS_ASSIGN(auto rel, digest_path(digest));
+  auto path = root_ / "index" / rel;
+  path += ".idx";
+  auto bytes = io::read_file(path, std::uint64_t{4} << 30);
+  if (!bytes) {
+    if (bytes.error().code == std::errc::no_such_file_or_directory) return std::optional<std::string>();
+    return std::move(bytes).error();
+  }
+  return std::optional<std::string>(std::move(bytes).value());
+}
+
+Result<void> Cache::write_index(std::string_view digest, std::string_view bytes) const {
+  OCIFS_ASSIGN(auto rel, digest_path(digest));
+  auto path = root_ / "index" / rel;
+  path += ".idx";
+  return io::write_file_atomic(path, bytes);
+}
+
+void Cache::remove_index(std::string_view digest) const {
+  if (auto rel = digest_path(digest)) {
+    auto path = root_ / "index" / *rel;
+    path += ".idx";
+    ::unlink(path.c_str());
+  }
+}
+
+fs::path Cache::decoded_path(std::string_view digest) const {
+  auto rel = digest_path(digest);
+  return rel ? root_ / "decoded" / *rel : fs::path();
+}
+
+Result<PendingFile> Cache::create_decoded(std::string_view digest) const {
+  OCIFS_ASSIGN(auto rel, digest_path(digest));
+  std::random_device rd;
+  auto temp = root_ / "tmp" / fmt::format("decoded.{}.{:x}", ::getpid(), rd());
+  io::Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  if (!fd.valid()) return util::errno_error(errno, fmt::format("cannot create {}", temp.string()));
+  return PendingFile(std::move(fd), std::move(temp), root_ / "decoded" / rel);
+}
+
+}  // namespace ocifs::cache

@@ -1,0 +1,80 @@
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "ocifs/cache/cache.hpp"
+#include "ocifs/io/blob_source.hpp"
+#include "ocifs/io/file_source.hpp"
+#include "ocifs/util/result.hpp"
+#include "ocifs/util/sha256.hpp"
+
+using namespace ocifs;
+
+TEST_CASE("sha256 of known inputs") {
+  CHECK(util::sha256_hex(std::string_view("")) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  CHECK(util::sha256_hex(std::string_view("abc")) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  util::Sha256 h;
+  h.update(std::string_view("a"));
+  h.update(std::string_view("bc"));
+  CHECK(h.hex_digest() == util::sha256_hex(std::string_view("abc")));
+}
+
+Result<int> half(int x) {
+  if (x % 2) return make_error(std::errc::invalid_argument, "cannot halve {}: odd", x);
+  return x / 2;
+}
+
+Result<int> quarter(int x) {
+  OCIFS_ASSIGN(int h, half(x));
+  OCIFS_ASSIGN(int q, half(h));
+  return q;
+}
+
+TEST_CASE("Result propagates errors with their messages") {
+  REQUIRE(quarter(8).ok());
+  CHECK(*quarter(8) == 2);
+  auto bad = quarter(6);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().message == "cannot halve 3: odd");
+  CHECK(bad.error().errno_value() == EINVAL);
+}
+
+TEST_CASE("slices and memory sources read within bounds") {
+  auto mem = std::make_shared<io::MemorySource>("0123456789", "mem");
+  io::SliceSource slice(mem, 3, 4, "slice");
+  std::string out(10, '\0');
+  auto n = slice.read_at(1, std::as_writable_bytes(std::span(out)));
+  REQUIRE(n.ok());
+  CHECK(*n == 3);
+  CHECK(out.substr(0, 3) == "456");
+  CHECK(*slice.read_at(4, std::as_writable_bytes(std::span(out))) == 0);
+  std::string four(4, '\0');
+  CHECK_FALSE(slice.read_exact(2, std::as_writable_bytes(std::span(four))).ok());
+}
+
+TEST_CASE("atomic files and the cache layout") {
+  auto dir = std::filesystem::temp_directory_path() / ("ocifs-test-util-" + std::to_string(::getpid()));
+  auto cache = cache::Cache::open(dir);
+  REQUIRE(cache.ok());
+  std::string digest = "sha256:" + std::string(64, 'a');
+  CHECK_FALSE(cache->read_index(digest)->has_value());
+  REQUIRE(cache->write_index(digest, "hello").ok());
+  CHECK(cache->read_index(digest)->value() == "hello");
+  cache->remove_index(digest);
+  CHECK_FALSE(cache->read_index(digest)->has_value());
+  CHECK_FALSE(cache->write_index("sha256:../../etc", "x").ok());
+  {
+    auto pending = cache->create_decoded(digest);
+    REQUIRE(pending.ok());
+    REQUIRE(pending->write("abc").ok());
+    // not committed: nothing appears
+  }
+  CHECK_FALSE(std::filesystem::exists(cache->decoded_path(digest)));
+  auto pending = cache->create_decoded(digest);
+  REQUIRE(pending->write("abc").ok());
+  REQUIRE(pending->commit().ok());
+  CHECK(*io::read_file(cache->decoded_path(digest), 100) == "abc");
+  std::filesystem::remove_all(dir);
+}
