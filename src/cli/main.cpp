@@ -1,1 +1,118 @@
-int main() { return 0; }
+// ocifs: argv parsing and dispatch to the subcommands.
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+
+#include "commands.hpp"
+
+namespace {
+
+using ocifs::cli::CommonOptions;
+
+void add_common(CLI::App& app, CommonOptions& common) {
+  app.add_option("--cache-dir", common.cache_dir, "Cache directory (default $OCIFS_CACHE_DIR or $XDG_CACHE_HOME/ocifs)");
+  app.add_option("--platform", common.platform, "Platform to choose from a manifest list: OS/ARCH[/VARIANT]");
+  app.add_flag("-q,--quiet", common.quiet, "No progress output");
+  app.add_flag("-d,--debug", common.debug, "Debug log (and libfuse request log when mounting)");
+}
+
+bool is_subcommand(const char* arg) {
+  for (const char* name : {"mount", "umount", "unmount", "ls", "cat", "inspect", "index", "help"}) {
+    if (std::strcmp(arg, name) == 0) return true;
+  }
+  return false;
+}
+
+// mount.fuse3 and fstab call "ocifs SOURCE MOUNTPOINT [-n] -o OPTS": rewrite it as "mount".
+std::vector<std::string> normalise_argv(int argc, char** argv) {
+  std::vector<std::string> args(argv, argv + argc);
+  if (argc >= 3 && argv[1][0] != '-' && !is_subcommand(argv[1])) args.insert(args.begin() + 1, "mount");
+  return args;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto console = spdlog::stderr_color_mt("ocifs");
+  console->set_pattern("ocifs: %^%l%$: %v");
+  spdlog::set_default_logger(console);
+  spdlog::set_level(spdlog::level::warn);
+
+  CLI::App app{"ocifs: mount OCI and Docker container images lazily, read-only, without extracting them"};
+  app.set_version_flag("--version", std::string("ocifs ") + OCIFS_VERSION);
+  app.require_subcommand(1);
+
+  CommonOptions common;
+  ocifs::cli::MountArgs mount;
+  std::vector<std::string> raw_options;
+  bool dash_n = false;
+  auto* mount_cmd = app.add_subcommand("mount", "Mount REF at MOUNTPOINT; returns once the mount is live");
+  add_common(*mount_cmd, mount.common);
+  mount_cmd->add_option("REF", mount.ref, "oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG]")->required();
+  mount_cmd->add_option("MOUNTPOINT", mount.mountpoint, "An existing directory")->required();
+  mount_cmd->add_option("-o", raw_options, "Mount options: allow_other, dev, suid, cache_dir=DIR, platform=P, and libfuse options")
+      ->allow_extra_args(false);
+  mount_cmd->add_flag("-f,--foreground", mount.foreground, "Stay in the foreground");
+  mount_cmd->add_flag("-n", dash_n, "Ignored (mount(8) compatibility: do not write /etc/mtab)");
+
+  std::string umount_point;
+  auto* umount_cmd = app.add_subcommand("umount", "Unmount an ocifs mount");
+  umount_cmd->alias("unmount");
+  umount_cmd->add_option("MOUNTPOINT", umount_point)->required();
+
+  std::string ref, path;
+  bool long_format = false, json = false;
+  auto* ls_cmd = app.add_subcommand("ls", "List a directory of an image without mounting it");
+  add_common(*ls_cmd, common);
+  ls_cmd->add_option("REF", ref)->required();
+  ls_cmd->add_option("PATH", path, "Directory or file inside the image (default /)");
+  ls_cmd->add_flag("-l,--long", long_format, "Mode, owner, size, mtime and link target");
+
+  auto* cat_cmd = app.add_subcommand("cat", "Write a file of an image to stdout without mounting it");
+  add_common(*cat_cmd, common);
+  cat_cmd->add_option("REF", ref)->required();
+  cat_cmd->add_option("PATH", path)->required();
+
+  auto* inspect_cmd = app.add_subcommand("inspect", "Show manifest, config, platforms and layers of an image");
+  add_common(*inspect_cmd, common);
+  inspect_cmd->add_option("REF", ref)->required();
+  inspect_cmd->add_flag("--json", json, "Machine-readable output");
+
+  auto* index_cmd = app.add_subcommand("index", "Resolve and index an image without mounting (warms the cache)");
+  add_common(*index_cmd, common);
+  index_cmd->add_option("REF", ref)->required();
+
+  auto args = normalise_argv(argc, argv);
+  std::vector<const char*> cargs;
+  for (auto& a : args) cargs.push_back(a.c_str());
+  try {
+    app.parse(static_cast<int>(cargs.size()), cargs.data());
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  auto level_for = [](const CommonOptions& c) {
+    return c.debug ? spdlog::level::debug : c.quiet ? spdlog::level::err : spdlog::level::warn;
+  };
+  try {
+    if (*mount_cmd) {
+      spdlog::set_level(level_for(mount.common));
+      for (const auto& list : raw_options) {
+        for (auto& opt : ocifs::cli::split_options(list)) mount.fuse_options.push_back(opt);
+      }
+      return ocifs::cli::run_mount(std::move(mount));
+    }
+    if (*umount_cmd) return ocifs::cli::run_umount(umount_point);
+    spdlog::set_level(level_for(common));
+    if (*ls_cmd) return ocifs::cli::run_ls(common, ref, path, long_format);
+    if (*cat_cmd) return ocifs::cli::run_cat(common, ref, path);
+    if (*inspect_cmd) return ocifs::cli::run_inspect(common, ref, json);
+    if (*index_cmd) return ocifs::cli::run_index(common, ref);
+  } catch (const std::exception& e) {
+    spdlog::critical("internal error: {}", e.what());
+    return 70;  // EX_SOFTWARE
+  }
+  return 2;
+}

@@ -1,0 +1,44 @@
+// FuseServer: serves one Image at a mountpoint through the libfuse 3 low-level API. mount()
+// returns once the kernel mount exists; run() serves requests on a few threads until unmounted.
+// The op handlers read the immutable Tree without locks; per-open-file state lives in the file
+// handle. This header keeps libfuse types out of the CLI; src/fuse alone includes <fuse_lowlevel.h>.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ocifs/image/image.hpp"
+
+namespace ocifs::fuse {
+
+struct MountOptions {
+  std::string fsname;                // shown in /proc/mounts (the image reference)
+  bool allow_other = false;
+  bool dev = false;                  // honour device nodes (default nodev)
+  bool suid = false;                 // honour setuid bits (default nosuid)
+  bool debug = false;                // libfuse request log
+  std::vector<std::string> extra;    // other -o options passed to libfuse as given
+  unsigned threads = 4;              // request threads (2 cores: more only adds contention)
+};
+
+class FuseServer {
+ public:
+  static Result<std::unique_ptr<FuseServer>> mount(const image::Image& image, const std::string& mountpoint,
+                                                   const MountOptions& options);
+  ~FuseServer();
+
+  // Detaches from the terminal (fork + setsid); the parent exits 0 once the child is ready. The
+  // mount already exists, so a caller waiting on the parent finds it live.
+  Result<void> daemonize();
+  // Serves requests until the filesystem is unmounted or a signal arrives.
+  Result<void> run();
+
+  struct Impl;
+
+ private:
+  explicit FuseServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ocifs::fuse

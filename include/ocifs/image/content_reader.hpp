@@ -1,0 +1,50 @@
+// ContentReader: file bytes of a Tree's regular files, read from the decoded layer streams
+// (sparse holes read as zeros). The stateless read path is thread-safe; an OpenFile holds one
+// live decoder cursor per open file and locks it, so concurrent reads of one handle serialise
+// while different handles run in parallel.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <span>
+#include <vector>
+
+#include "ocifs/compress/seekable_reader.hpp"
+#include "ocifs/image/tree.hpp"
+
+namespace ocifs::image {
+
+class ContentReader {
+ public:
+  class OpenFile {
+   public:
+    explicit OpenFile(std::uint32_t inode) : inode_(inode) {}
+    std::uint32_t inode() const { return inode_; }
+
+   private:
+    friend class ContentReader;
+    std::uint32_t inode_;
+    std::mutex mutex_;
+    std::unique_ptr<compress::ReadCursor> cursor_;  // created on first read
+  };
+
+  ContentReader(const Tree& tree, std::vector<compress::SeekableReaderPtr> layers, std::vector<std::string> layer_names)
+      : tree_(tree), layers_(std::move(layers)), layer_names_(std::move(layer_names)) {}
+
+  std::unique_ptr<OpenFile> open(std::uint32_t inode) const { return std::make_unique<OpenFile>(inode); }
+
+  // Reads up to buf.size() bytes of the file at `offset`; short only at the end of the file.
+  // `file` (optional) lends its cursor so sequential reads keep one decoder going.
+  Result<std::size_t> read(std::uint32_t inode, std::uint64_t offset, std::span<std::byte> buf,
+                           OpenFile* file = nullptr) const;
+
+ private:
+  Result<std::size_t> read_stream(const Inode& node, std::uint64_t offset, std::span<std::byte> buf,
+                                  OpenFile* file) const;
+
+  const Tree& tree_;
+  std::vector<compress::SeekableReaderPtr> layers_;
+  std::vector<std::string> layer_names_;
+};
+
+}  // namespace ocifs::image

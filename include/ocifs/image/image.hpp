@@ -1,0 +1,54 @@
+// Image: an image ready to serve — resolved, every layer indexed (in parallel, reusing cached
+// indexes), the merged Tree built, and a ContentReader over the layers' decoded streams.
+// Immutable after open(): safe to use from every FUSE thread.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "ocifs/cache/cache.hpp"
+#include "ocifs/image/content_reader.hpp"
+#include "ocifs/image/image_source.hpp"
+#include "ocifs/image/tree.hpp"
+
+namespace ocifs::image {
+
+struct LayerInfo {
+  std::string digest;
+  compress::Encoding encoding = compress::Encoding::tar;
+  std::uint64_t compressed_size = 0;
+  std::uint64_t decoded_size = 0;
+  std::size_t entries = 0;
+  bool from_cache = false;
+};
+
+struct OpenOptions {
+  ResolveOptions resolve;
+  unsigned jobs = 0;  // layers indexed at once; 0 = number of CPUs
+  // Called from indexing threads with a layer's position and the raw bytes read so far.
+  std::function<void(std::size_t layer, std::uint64_t bytes_read)> on_progress;
+  // Called once resolution is done, before indexing starts (progress display set-up).
+  std::function<void(const ResolvedImage&)> on_resolved;
+};
+
+class Image {
+ public:
+  static Result<std::unique_ptr<Image>> open(const oci::ImageRef& ref, const cache::Cache& cache,
+                                             const OpenOptions& options = {});
+
+  const ResolvedImage& resolved() const { return resolved_; }
+  const Tree& tree() const { return tree_; }
+  const ContentReader& content() const { return *content_; }
+  const std::vector<LayerInfo>& layers() const { return layers_; }
+
+ private:
+  Image() = default;
+
+  ResolvedImage resolved_;
+  Tree tree_;
+  std::vector<LayerInfo> layers_;
+  std::unique_ptr<ContentReader> content_;
+};
+
+}  // namespace ocifs::image

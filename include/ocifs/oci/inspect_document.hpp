@@ -1,0 +1,16 @@
+// The `ocifs inspect --json` document: name, manifest digest, the manifest and config documents
+// as stored, and the platforms a manifest list offered. Pure function.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ocifs/oci/types.hpp"
+
+namespace ocifs::oci {
+
+std::string inspect_document(std::string_view name, const Descriptor& manifest, std::string_view manifest_json,
+                             std::string_view config_json, const std::vector<Descriptor>& platforms);
+
+}  // namespace ocifs::oci

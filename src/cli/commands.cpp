@@ -1,0 +1,276 @@
+#include "commands.hpp"
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+#include <spdlog/sinks/syslog_sink.h>
+#include <spdlog/spdlog.h>
+#include <spawn.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+
+#include "ocifs/fuse/fuse_server.hpp"
+#include "ocifs/image/image.hpp"
+#include "ocifs/oci/inspect_document.hpp"
+#include "progress.hpp"
+
+extern char** environ;
+
+namespace ocifs::cli {
+
+namespace {
+
+constexpr int kExitFailure = 1;
+
+int fail(const Error& error) {
+  spdlog::error("{}", error.message);
+  return kExitFailure;
+}
+
+Result<std::unique_ptr<image::Image>> open_image(const CommonOptions& common, const std::string& ref_text) {
+  OCIFS_ASSIGN(auto ref, oci::ImageRef::parse(ref_text));
+  image::OpenOptions options;
+  if (!common.platform.empty()) {
+    OCIFS_ASSIGN(options.resolve.platform, oci::Platform::parse(common.platform));
+  }
+  auto root = common.cache_dir.empty() ? cache::Cache::default_root() : std::filesystem::path(common.cache_dir);
+  OCIFS_ASSIGN(auto cache, cache::Cache::open(root));
+  Progress progress(common.quiet);
+  progress.attach(options);
+  auto image = image::Image::open(ref, cache, options);
+  progress.finish();
+  return image;
+}
+
+std::string mode_string(std::uint32_t mode) {
+  std::string s = S_ISDIR(mode) ? "d" : S_ISLNK(mode) ? "l" : S_ISCHR(mode) ? "c" : S_ISBLK(mode) ? "b"
+                : S_ISFIFO(mode) ? "p" : S_ISSOCK(mode) ? "s" : "-";
+  const char* rwx = "rwxrwxrwx";
+  for (int i = 0; i < 9; ++i) s += (mode & (0400 >> i)) ? rwx[i] : '-';
+  if (mode & S_ISUID) s[3] = (mode & S_IXUSR) ? 's' : 'S';
+  if (mode & S_ISGID) s[6] = (mode & S_IXGRP) ? 's' : 'S';
+  if (mode & S_ISVTX) s[9] = (mode & S_IXOTH) ? 't' : 'T';
+  return s;
+}
+
+std::string long_line(const image::Tree& tree, std::uint32_t index, std::string_view name) {
+  const auto& n = tree.inode(index);
+  std::tm tm{};
+  std::time_t t = static_cast<std::time_t>(n.mtime_sec);
+  gmtime_r(&t, &tm);
+  std::string size = (S_ISCHR(n.mode) || S_ISBLK(n.mode)) ? fmt::format("{},{}", n.dev_major, n.dev_minor)
+                                                          : std::to_string(n.size);
+  std::string line = fmt::format("{} {:>3} {:>5}/{:<5} {:>10} {:%Y-%m-%d %H:%M} {}", mode_string(n.mode), n.nlink,
+                                 n.uid, n.gid, size, tm, name);
+  if (n.is_symlink()) line += fmt::format(" -> {}", tree.str(n.link));
+  return line;
+}
+
+// Resolves a path inside the image, following symlinks (relative to their directory or the
+// image root), at most 40 of them as the kernel does.
+Result<std::uint32_t> follow(const image::Tree& tree, std::string path) {
+  for (int hops = 0; hops < 40; ++hops) {
+    auto index = tree.resolve(path);
+    if (!index) return make_error(std::errc::no_such_file_or_directory, "cannot find {}: no such file in the image", path);
+    const auto& n = tree.inode(*index);
+    if (!n.is_symlink()) return *index;
+    std::string target(tree.str(n.link));
+    auto slash = path.rfind('/');
+    path = target.starts_with('/') || slash == std::string::npos ? target : path.substr(0, slash) + "/" + target;
+  }
+  return make_error(std::errc::too_many_symbolic_link_levels, "cannot open {}: too many symbolic links", path);
+}
+
+struct ParsedMountOptions {
+  fuse::MountOptions fuse;
+  std::string error;
+};
+
+// -o options: ours, mount(8)/fstab noise to ignore, and the rest for libfuse.
+ParsedMountOptions parse_mount_options(MountArgs& args) {
+  ParsedMountOptions out;
+  for (const auto& opt : args.fuse_options) {
+    if (opt == "allow_other") out.fuse.allow_other = true;
+    else if (opt == "dev") out.fuse.dev = true;
+    else if (opt == "nodev") out.fuse.dev = false;
+    else if (opt == "suid") out.fuse.suid = true;
+    else if (opt == "nosuid") out.fuse.suid = false;
+    else if (opt == "debug") args.common.debug = true;
+    else if (opt.starts_with("cache_dir=")) args.common.cache_dir = opt.substr(10);
+    else if (opt.starts_with("platform=")) args.common.platform = opt.substr(9);
+    else if (opt == "rw") out.error = "ocifs mounts are read-only: drop the 'rw' option";
+    else if (opt == "ro" || opt == "defaults" || opt == "auto" || opt == "noauto" || opt == "user" ||
+             opt == "users" || opt == "nouser" || opt == "_netdev" || opt == "nofail" || opt == "default_permissions" ||
+             opt.starts_with("x-") || opt.starts_with("comment="))
+      continue;
+    else out.fuse.extra.push_back(opt);
+  }
+  out.fuse.fsname = args.ref;
+  out.fuse.debug = args.common.debug;
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> split_options(const std::string& list) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= list.size()) {
+    auto comma = list.find(',', start);
+    auto item = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (!item.empty()) out.push_back(item);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+int run_mount(MountArgs args) {
+  auto parsed = parse_mount_options(args);
+  if (!parsed.error.empty()) {
+    spdlog::error("cannot mount {}: {}", args.ref, parsed.error);
+    return kExitFailure;
+  }
+  struct stat st {};
+  if (::stat(args.mountpoint.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    spdlog::error("cannot mount {} at {}: the mountpoint is not an existing directory", args.ref, args.mountpoint);
+    return kExitFailure;
+  }
+  auto image = open_image(args.common, args.ref);
+  if (!image) return fail(image.error());
+  auto server = fuse::FuseServer::mount(**image, args.mountpoint, parsed.fuse);
+  if (!server) return fail(server.error());
+  if (!args.foreground) {
+    // After the fork nobody reads stderr: later warnings and errors go to syslog.
+    if (auto detached = (*server)->daemonize(); !detached) return fail(detached.error());
+    auto logger = std::make_shared<spdlog::logger>(
+        "ocifs", std::make_shared<spdlog::sinks::syslog_sink_mt>("ocifs", LOG_PID, LOG_DAEMON, false));
+    logger->set_level(spdlog::get_level());
+    spdlog::set_default_logger(logger);
+  }
+  auto done = (*server)->run();
+  if (!done) return fail(done.error());
+  return 0;
+}
+
+int run_umount(const std::string& mountpoint) {
+  const char* argv[] = {"fusermount3", "-u", "--", mountpoint.c_str(), nullptr};
+  pid_t pid;
+  if (posix_spawnp(&pid, "fusermount3", nullptr, nullptr, const_cast<char**>(argv), environ) == 0) {
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
+  }
+  if (::umount2(mountpoint.c_str(), 0) == 0) return 0;
+  spdlog::error("cannot unmount {}: {}", mountpoint, std::strerror(errno));
+  return kExitFailure;
+}
+
+int run_ls(const CommonOptions& common, const std::string& ref, const std::string& path, bool long_format) {
+  auto image = open_image(common, ref);
+  if (!image) return fail(image.error());
+  const auto& tree = (*image)->tree();
+  auto index = follow(tree, path);
+  if (!index) return fail(index.error());
+  const auto& node = tree.inode(*index);
+  if (!node.is_dir()) {
+    std::puts(long_format ? long_line(tree, *index, path).c_str() : path.c_str());
+    return 0;
+  }
+  for (const auto& d : tree.children(node)) {
+    auto name = tree.str(d.name);
+    if (long_format) {
+      std::puts(long_line(tree, d.inode, name).c_str());
+    } else {
+      std::fwrite(name.data(), 1, name.size(), stdout);
+      std::fputc('\n', stdout);
+    }
+  }
+  return 0;
+}
+
+int run_cat(const CommonOptions& common, const std::string& ref, const std::string& path) {
+  auto image = open_image(common, ref);
+  if (!image) return fail(image.error());
+  const auto& tree = (*image)->tree();
+  auto index = follow(tree, path);
+  if (!index) return fail(index.error());
+  if (!tree.inode(*index).is_regular()) {
+    return fail(make_error(std::errc::invalid_argument, "cannot cat {}: not a regular file", path));
+  }
+  auto file = (*image)->content().open(*index);
+  std::vector<std::byte> buf(1u << 20);
+  for (std::uint64_t off = 0;;) {
+    auto n = (*image)->content().read(*index, off, buf, file.get());
+    if (!n) return fail(n.error().with_context(fmt::format("cannot cat {}", path)));
+    if (*n == 0) break;
+    if (std::fwrite(buf.data(), 1, *n, stdout) != *n) {
+      return fail(util::errno_error(errno, "cannot write to stdout"));
+    }
+    off += *n;
+  }
+  return std::fflush(stdout) == 0 ? 0 : kExitFailure;
+}
+
+int run_index(const CommonOptions& common, const std::string& ref) {
+  auto image = open_image(common, ref);
+  if (!image) return fail(image.error());
+  for (const auto& layer : (*image)->layers()) {
+    std::printf("%s %s %llu -> %llu bytes, %zu entries%s\n", layer.digest.c_str(),
+                std::string(compress::to_string(layer.encoding)).c_str(),
+                static_cast<unsigned long long>(layer.compressed_size),
+                static_cast<unsigned long long>(layer.decoded_size), layer.entries,
+                layer.from_cache ? " (cached)" : "");
+  }
+  std::printf("%zu inodes in the merged tree\n", (*image)->tree().inode_count());
+  return 0;
+}
+
+int run_inspect(const CommonOptions& common, const std::string& ref_text, bool json) {
+  auto ref = oci::ImageRef::parse(ref_text);
+  if (!ref) return fail(ref.error());
+  image::ResolveOptions options;
+  if (!common.platform.empty()) {
+    auto platform = oci::Platform::parse(common.platform);
+    if (!platform) return fail(platform.error());
+    options.platform = *platform;
+  }
+  auto resolved = image::resolve_image(*ref, options);
+  if (!resolved) return fail(resolved.error());
+  const auto& img = *resolved;
+  if (json) {
+    std::puts(oci::inspect_document(img.name, img.manifest_descriptor, img.manifest_json, img.config_json,
+                                    img.platform_choices)
+                  .c_str());
+    return 0;
+  }
+  fmt::print("Name:        {}\n", img.name);
+  fmt::print("Digest:      {}\n", img.manifest_descriptor.digest);
+  fmt::print("MediaType:   {}\n", img.manifest.media_type.empty() ? img.manifest_descriptor.media_type : img.manifest.media_type);
+  fmt::print("Platform:    {}\n", img.config.platform.str());
+  if (!img.config.created.empty()) fmt::print("Created:     {}\n", img.config.created);
+  if (!img.platform_choices.empty()) {
+    fmt::print("Platforms:\n");
+    for (const auto& d : img.platform_choices) {
+      fmt::print("  {:<20} {}\n", d.platform ? d.platform->str() : "?", d.digest);
+    }
+  }
+  if (!img.config.entrypoint.empty()) fmt::print("Entrypoint:  {}\n", fmt::join(img.config.entrypoint, " "));
+  if (!img.config.cmd.empty()) fmt::print("Cmd:         {}\n", fmt::join(img.config.cmd, " "));
+  if (!img.config.working_dir.empty()) fmt::print("WorkingDir:  {}\n", img.config.working_dir);
+  if (!img.config.user.empty()) fmt::print("User:        {}\n", img.config.user);
+  for (const auto& e : img.config.env) fmt::print("Env:         {}\n", e);
+  fmt::print("Layers:\n");
+  for (const auto& layer : img.manifest.layers) {
+    fmt::print("  {} {:>12} {}\n", layer.digest, layer.size, layer.media_type);
+  }
+  return 0;
+}
+
+}  // namespace ocifs::cli

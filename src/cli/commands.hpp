@@ -1,0 +1,35 @@
+// The subcommands: each takes parsed options, does its job, returns the process exit code.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ocifs::cli {
+
+struct CommonOptions {
+  std::string cache_dir;  // empty: Cache::default_root()
+  std::string platform;   // "os/arch[/variant]" or empty
+  bool quiet = false;
+  bool debug = false;
+};
+
+struct MountArgs {
+  CommonOptions common;
+  std::string ref;
+  std::string mountpoint;
+  std::vector<std::string> fuse_options;  // -o values, comma lists already split
+  bool foreground = false;
+};
+
+int run_mount(MountArgs args);
+int run_umount(const std::string& mountpoint);
+int run_ls(const CommonOptions& common, const std::string& ref, const std::string& path, bool long_format);
+int run_cat(const CommonOptions& common, const std::string& ref, const std::string& path);
+int run_inspect(const CommonOptions& common, const std::string& ref, bool json);
+int run_index(const CommonOptions& common, const std::string& ref);
+
+// Splits "a,b=c,d" into options (no escaping: image references carry no commas).
+std::vector<std::string> split_options(const std::string& list);
+
+}  // namespace ocifs::cli

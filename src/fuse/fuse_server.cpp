@@ -1,0 +1,93 @@
+#include "ocifs/fuse/fuse_server.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+
+#include "operations.hpp"
+
+namespace ocifs::fuse {
+
+struct FuseServer::Impl {
+  fuse_session* session = nullptr;
+  unsigned threads = 4;
+  bool mounted = false;
+  ~Impl() {
+    if (!session) return;
+    if (mounted) fuse_session_unmount(session);
+    fuse_remove_signal_handlers(session);
+    fuse_session_destroy(session);
+  }
+};
+
+namespace {
+
+// fsname is one -o value: commas would split it into options.
+std::string option_safe(std::string text) {
+  for (char& c : text) {
+    if (c == ',' || c == '\\') c = '_';
+  }
+  return text;
+}
+
+std::string mount_options(const MountOptions& options) {
+  std::string opts = "ro,default_permissions,subtype=ocifs";
+  if (!options.dev) opts += ",nodev";
+  if (!options.suid) opts += ",nosuid";
+  if (options.allow_other) opts += ",allow_other";
+  if (!options.fsname.empty()) opts += ",fsname=" + option_safe(options.fsname);
+  for (const auto& extra : options.extra) opts += "," + extra;
+  return opts;
+}
+
+}  // namespace
+
+FuseServer::FuseServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+FuseServer::~FuseServer() = default;
+
+Result<std::unique_ptr<FuseServer>> FuseServer::mount(const image::Image& image, const std::string& mountpoint,
+                                                      const MountOptions& options) {
+  std::vector<std::string> args = {"ocifs", "-o", mount_options(options)};
+  if (options.debug) args.push_back("-d");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  fuse_args fargs = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+
+  auto impl = std::make_unique<Impl>();
+  impl->threads = std::max(1u, options.threads);
+  const auto& ops = operations();
+  impl->session = fuse_session_new(&fargs, &ops, sizeof ops, const_cast<image::Image*>(&image));
+  fuse_opt_free_args(&fargs);
+  if (!impl->session) {
+    return make_error(std::errc::invalid_argument, "cannot mount {}: libfuse refused the options '{}'", mountpoint,
+                      mount_options(options));
+  }
+  if (fuse_set_signal_handlers(impl->session) != 0) {
+    return make_error(std::errc::io_error, "cannot mount {}: cannot install signal handlers", mountpoint);
+  }
+  if (fuse_session_mount(impl->session, mountpoint.c_str()) != 0) {
+    return make_error(std::errc::io_error, "cannot mount {}: the kernel refused the FUSE mount (see above)", mountpoint);
+  }
+  impl->mounted = true;
+  return std::unique_ptr<FuseServer>(new FuseServer(std::move(impl)));
+}
+
+Result<void> FuseServer::daemonize() {
+  if (fuse_daemonize(0) != 0) return make_error(std::errc::io_error, "cannot detach from the terminal");
+  return util::success();
+}
+
+Result<void> FuseServer::run() {
+  fuse_loop_config* config = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_clone_fd(config, 0);
+  fuse_loop_cfg_set_max_threads(config, impl_->threads);
+  fuse_loop_cfg_set_idle_threads(config, impl_->threads);
+  int rc = fuse_session_loop_mt(impl_->session, config);
+  fuse_loop_cfg_destroy(config);
+  if (rc != 0 && rc != SIGINT && rc != SIGTERM && rc != SIGHUP) {
+    return make_error(std::errc::io_error, "FUSE session ended with error {}", rc);
+  }
+  return util::success();
+}
+
+}  // namespace ocifs::fuse

@@ -1,0 +1,58 @@
+#include "ocifs/image/content_reader.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace ocifs::image {
+
+Result<std::size_t> ContentReader::read_stream(const Inode& node, std::uint64_t offset, std::span<std::byte> buf,
+                                               OpenFile* file) const {
+  const auto& layer = layers_.at(node.layer);
+  std::size_t done = 0;
+  while (done < buf.size()) {
+    Result<std::size_t> n = std::size_t{0};
+    if (file) {
+      std::lock_guard lock(file->mutex_);
+      if (!file->cursor_) file->cursor_ = layer->open_cursor();
+      n = file->cursor_->read_at(node.data_offset + offset + done, buf.subspan(done));
+    } else {
+      n = layer->read_at(node.data_offset + offset + done, buf.subspan(done));
+    }
+    if (!n) return std::move(n).error();
+    if (*n == 0) {
+      return make_error(std::errc::io_error, "cannot read {} at offset {}: layer stream ends early",
+                        layer_names_.at(node.layer), node.data_offset + offset + done);
+    }
+    done += *n;
+  }
+  return done;
+}
+
+Result<std::size_t> ContentReader::read(std::uint32_t inode, std::uint64_t offset, std::span<std::byte> buf,
+                                        OpenFile* file) const {
+  const Inode& node = tree_.inode(inode);
+  if (!node.is_regular()) return make_error(std::errc::is_a_directory, "cannot read inode {}: not a regular file", inode + 1);
+  if (offset >= node.size) return std::size_t{0};
+  buf = buf.first(std::min<std::uint64_t>(buf.size(), node.size - offset));
+  auto extents = tree_.sparse(node);
+  if (extents.empty()) return read_stream(node, offset, buf, file);
+
+  // Sparse: extents are the stored runs in logical order; their bytes sit back to back in the
+  // stream, so a run's stream offset is the sum of the lengths before it.
+  std::memset(buf.data(), 0, buf.size());
+  std::uint64_t stored = 0;
+  const std::uint64_t end = offset + buf.size();
+  for (const auto& extent : extents) {
+    std::uint64_t from = std::max(offset, extent.offset);
+    std::uint64_t to = std::min(end, extent.offset + extent.length);
+    if (from < to) {
+      Inode shifted = node;
+      shifted.data_offset = node.data_offset + stored;
+      OCIFS_TRY(read_stream(shifted, from - extent.offset, buf.subspan(from - offset, to - from), file));
+    }
+    stored += extent.length;
+  }
+  return buf.size();
+}
+
+}  // namespace ocifs::image

@@ -1,0 +1,57 @@
+#include "ocifs/image/image.hpp"
+
+#include <atomic>
+#include <thread>
+
+#include "ocifs/image/tree_builder.hpp"
+
+namespace ocifs::image {
+
+Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache::Cache& cache,
+                                           const OpenOptions& options) {
+  std::unique_ptr<Image> image(new Image());
+  OCIFS_ASSIGN(image->resolved_, resolve_image(ref, options.resolve));
+  if (options.on_resolved) options.on_resolved(image->resolved_);
+  const auto& blobs = image->resolved_.layers;
+  if (blobs.size() > UINT16_MAX) {
+    return make_error(std::errc::invalid_argument, "cannot mount {}: {} layers is more than {}", image->resolved_.name,
+                      blobs.size(), UINT16_MAX);
+  }
+
+  // Index layers in parallel: each is one independent streaming pass (decode + hash), CPU-bound.
+  std::vector<std::optional<Result<layer::OpenLayer>>> opened(blobs.size());
+  std::atomic<std::size_t> next{0};
+  auto worker = [&] {
+    for (std::size_t i; (i = next.fetch_add(1)) < blobs.size();) {
+      layer::ProgressFn progress;
+      if (options.on_progress) progress = [&, i](std::uint64_t bytes) { options.on_progress(i, bytes); };
+      opened[i] = layer::open_layer(blobs[i], cache, progress);
+    }
+  };
+  unsigned jobs = options.jobs ? options.jobs : std::max(1u, std::thread::hardware_concurrency());
+  jobs = static_cast<unsigned>(std::min<std::size_t>(jobs, blobs.size()));
+  std::vector<std::jthread> threads;
+  for (unsigned t = 1; t < jobs; ++t) threads.emplace_back(worker);
+  worker();
+  threads.clear();  // joins
+
+  TreeBuilder builder;
+  std::vector<compress::SeekableReaderPtr> readers;
+  std::vector<std::string> names;
+  for (std::size_t i = 0; i < blobs.size(); ++i) {
+    if (!opened[i]->ok()) return std::move(*opened[i]).error();
+    auto& layer = opened[i]->value();
+    const auto& seek = layer.index->seek_index();
+    image->layers_.push_back({blobs[i].digest, seek.encoding, seek.compressed_size, seek.decoded_size,
+                              layer.index->size(), layer.from_cache});
+    builder.apply_layer(static_cast<std::uint16_t>(i), *layer.index);
+    readers.push_back(layer.reader);
+    names.push_back(blobs[i].name);
+    layer.index.reset();  // the tree keeps what it needs; entry tables go
+  }
+  image->tree_ = std::move(builder).build();
+  image->content_ = std::make_unique<ContentReader>(image->tree_, std::move(readers), std::move(names));
+  return image;
+}
+
+}  // namespace ocifs::image
