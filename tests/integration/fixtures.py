@@ -231,9 +231,28 @@ def skopeo_convert(layout, work):
     run(['skopeo', 'copy', '-q', '--dest-compress', '--dest-compress-format', 'zstd', src,
          'oci:%s:%s' % (z, TAG)])
     refs['zstd'] = 'oci:%s:%s' % (z, TAG)
+    # skopeo 1.9 recompresses whatever goes to oci:, even with --dest-oci-accept-uncompressed-
+    # layers; the dir: transport honours --dest-decompress, so go through it and re-wrap the
+    # result as an OCI layout (same blob names, manifest stored as a blob, index.json added).
+    d = os.path.join(work, 'Udir')
+    run(['skopeo', 'copy', '-q', '--dest-decompress', src, 'dir:%s' % d])
     u = os.path.join(work, 'U')
-    run(['skopeo', 'copy', '-q', '--dest-decompress', '--dest-oci-accept-uncompressed-layers',
-         src, 'oci:%s:%s' % (u, TAG)])
+    os.makedirs(os.path.join(u, 'blobs', 'sha256'))
+    for n in os.listdir(d):
+        if len(n) == 64:
+            shutil.copyfile(os.path.join(d, n), os.path.join(u, 'blobs', 'sha256', n))
+    mb = open(os.path.join(d, 'manifest.json'), 'rb').read()
+    man = json.loads(mb)
+    assert all(l['mediaType'].endswith('.tar') for l in man['layers']), man
+    md = sha256(mb)
+    open(os.path.join(u, 'blobs', 'sha256', md), 'wb').write(mb)
+    with open(os.path.join(u, 'oci-layout'), 'w') as f:
+        json.dump({'imageLayoutVersion': '1.0.0'}, f)
+    with open(os.path.join(u, 'index.json'), 'w') as f:
+        json.dump({'schemaVersion': 2, 'manifests': [{
+            'mediaType': 'application/vnd.oci.image.manifest.v1+json', 'digest': 'sha256:' + md,
+            'size': len(mb), 'annotations': {'org.opencontainers.image.ref.name': TAG}}]}, f)
+    shutil.rmtree(d)
     refs['uncompressed'] = 'oci:%s:%s' % (u, TAG)
     return refs
 
