@@ -1,0 +1,45 @@
+// GzipCursor: one live raw-inflate stream over a gzip blob, positioned by the checkpoints of its
+// SeekIndex. Reads at or after its position continue decoding as long as no checkpoint lies
+// between the position and the offset asked for; anything else restarts from the last checkpoint
+// at or before the offset. Crosses member boundaries. Not synchronised: one user at a time.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "ocifs/compress/seekable_reader.hpp"
+
+namespace ocifs::compress {
+
+class ZlibInflater;
+
+class GzipCursor final : public ReadCursor {
+ public:
+  // `index` must be a validated gzip index (points sorted, the first at decoded offset 0).
+  GzipCursor(std::shared_ptr<const SeekIndex> index, io::BlobSourcePtr blob);
+  ~GzipCursor() override;
+
+  Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) override;
+
+ private:
+  Result<void> restart(const GzipCheckpoint& point);
+  // Fills `out` completely (callers clamp it to the decoded size) or fails.
+  Result<void> inflate_into(std::span<std::byte> out);
+  Result<void> refill();
+  std::uint64_t consumed() const;
+  Error error(std::string_view reason) const;
+
+  std::shared_ptr<const SeekIndex> index_;
+  io::BlobSourcePtr blob_;
+  std::unique_ptr<ZlibInflater> inflater_;
+  bool live_ = false;        // the stream is positioned at position_
+  bool raw_ = false;         // inflating raw deflate (resumed mid-member), so trailers are ours to skip
+  bool member_end_ = false;  // the current member's deflate stream has ended
+  std::uint64_t position_ = 0;
+  std::vector<std::byte> in_;
+  std::uint64_t in_offset_ = 0;  // compressed offset of in_[0]
+  std::size_t in_size_ = 0;
+  std::vector<std::byte> scratch_;  // decoded bytes before the offset asked for
+};
+
+}  // namespace ocifs::compress

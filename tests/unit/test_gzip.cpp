@@ -1,0 +1,354 @@
+#include <catch2/catch.hpp>
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <random>
+#include <string>
+
+#include "ocifs/compress/seekable_reader.hpp"
+#include "ocifs/compress/stream_decoder.hpp"
+#include "ocifs/io/blob_source.hpp"
+#include "ocifs/util/sha256.hpp"
+
+using namespace ocifs;
+using namespace ocifs::compress;
+
+namespace {
+
+// Random bytes and word salad in runs of 1-64 KiB: some blocks deflate well, some do not.
+std::string make_data(std::size_t size, std::uint64_t seed) {
+  static const char* words[] = {"layer ", "image ", "tar ", "gzip ", "checkpoint ", "window ", "\n", "usr/lib/",
+                                "0123456789", "the quick brown fox ", "{\"key\": \"value\"}, "};
+  std::mt19937_64 rng(seed);
+  std::string out;
+  out.reserve(size);
+  while (out.size() < size) {
+    std::size_t run = 1024 + rng() % (64 * 1024);
+    bool random = rng() % 3 == 0;
+    for (std::size_t i = 0; i < run && out.size() < size;) {
+      if (random) {
+        out.push_back(static_cast<char>(rng()));
+        ++i;
+      } else {
+        std::string_view w = words[rng() % std::size(words)];
+        out += w;
+        i += w.size();
+      }
+    }
+  }
+  out.resize(size);
+  return out;
+}
+
+// One gzip member (header, raw deflate, CRC-32 + ISIZE) made with zlib.
+std::string gzip_member(std::string_view data, int level = 6) {
+  z_stream strm{};
+  REQUIRE(deflateInit2(&strm, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+  std::string out(deflateBound(&strm, data.size()) + 64, '\0');
+  strm.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  strm.avail_in = static_cast<uInt>(data.size());
+  strm.next_out = reinterpret_cast<Bytef*>(out.data());
+  strm.avail_out = static_cast<uInt>(out.size());
+  REQUIRE(deflate(&strm, Z_FINISH) == Z_STREAM_END);
+  out.resize(strm.total_out);
+  deflateEnd(&strm);
+  return out;
+}
+
+io::BlobSourcePtr blob_of(std::string bytes, std::string name = "test.tar.gz") {
+  return std::make_shared<io::MemorySource>(std::move(bytes), std::move(name));
+}
+
+struct Scan {
+  std::string decoded;
+  SeekIndex index;
+  std::string compressed_sha256;
+  std::string decoded_sha256;
+};
+
+// Scans with a mix of tar-header-sized reads, large reads and skips, like the tar walker.
+Result<Scan> scan(io::BlobSourcePtr blob, const ScanOptions& options, std::string_view expected = {}) {
+  OCIFS_ASSIGN(auto decoder, make_stream_decoder(Encoding::gzip, blob, options));
+  Scan result;
+  std::mt19937 rng(7);
+  std::vector<std::byte> buf(300 * 1024);
+  for (;;) {
+    std::size_t want = 0;
+    switch (rng() % 4) {
+      case 0: want = 512; break;
+      case 1: want = 1 + rng() % 5000; break;
+      case 2: want = buf.size(); break;
+      default: {
+        std::uint64_t skip = rng() % 200000;
+        if (expected.empty() || decoder->position() + skip > expected.size()) break;
+        OCIFS_TRY(decoder->skip(skip));
+        result.decoded += expected.substr(result.decoded.size(), skip);
+        continue;
+      }
+    }
+    if (want == 0) continue;
+    OCIFS_ASSIGN(std::size_t n, decoder->read(std::span(buf).first(want)));
+    if (n == 0) break;
+    result.decoded.append(reinterpret_cast<const char*>(buf.data()), n);
+    if (decoder->position() != result.decoded.size()) {
+      return make_error(std::errc::io_error, "position {} != {}", decoder->position(), result.decoded.size());
+    }
+  }
+  OCIFS_ASSIGN(result.index, decoder->finish());
+  result.compressed_sha256 = decoder->compressed_sha256();
+  result.decoded_sha256 = decoder->decoded_sha256();
+  return result;
+}
+
+std::string read_string(const SeekableReader& reader, std::uint64_t offset, std::size_t length) {
+  std::string out(length, '\0');
+  auto n = reader.read_at(offset, std::as_writable_bytes(std::span(out)));
+  REQUIRE(n.ok());
+  out.resize(*n);
+  return out;
+}
+
+std::string read_string(ReadCursor& cursor, std::uint64_t offset, std::size_t length) {
+  std::string out(length, '\0');
+  auto n = cursor.read_at(offset, std::as_writable_bytes(std::span(out)));
+  INFO((n.ok() ? std::string() : n.error().message));
+  REQUIRE(n.ok());
+  out.resize(*n);
+  return out;
+}
+
+std::string expected_at(const std::string& data, std::uint64_t offset, std::size_t length) {
+  if (offset >= data.size()) return {};
+  return data.substr(offset, length);
+}
+
+// Random reads with the stateless reader, then sequential and random reads through cursors.
+void check_reads(const SeekIndex& index, io::BlobSourcePtr blob, const std::string& data, int count = 300) {
+  auto reader = make_seekable_reader(index, blob);
+  REQUIRE(reader.ok());
+  REQUIRE((*reader)->size() == data.size());
+  std::mt19937_64 rng(42);
+  for (int i = 0; i < count; ++i) {
+    std::uint64_t offset = rng() % (data.size() + 1000);
+    std::size_t length = (i % 5 == 0) ? rng() % (300 * 1024) : rng() % 8192;
+    INFO("offset " << offset << " length " << length);
+    REQUIRE(read_string(**reader, offset, length) == expected_at(data, offset, length));
+  }
+  // Reads at checkpoint boundaries and right before them.
+  for (const auto& p : index.gzip_points) {
+    for (std::uint64_t offset : {p.decoded_offset, p.decoded_offset > 0 ? p.decoded_offset - 1 : 0}) {
+      REQUIRE(read_string(**reader, offset, 4096) == expected_at(data, offset, 4096));
+    }
+  }
+  // Sequential, in FUSE-sized pieces of varying size.
+  auto cursor = (*reader)->open_cursor();
+  std::string whole;
+  for (std::uint64_t offset = 0; offset < data.size();) {
+    std::size_t length = 4096 + rng() % (128 * 1024);
+    auto piece = read_string(*cursor, offset, length);
+    REQUIRE(!piece.empty());
+    whole += piece;
+    offset += piece.size();
+  }
+  REQUIRE(whole == data);
+  REQUIRE(read_string(*cursor, data.size(), 100).empty());
+  // Random reads, and short forward hops, through one cursor.
+  auto random = (*reader)->open_cursor();
+  std::uint64_t offset = 0;
+  for (int i = 0; i < count; ++i) {
+    if (rng() % 2) offset = rng() % data.size();
+    else offset += rng() % 100000;
+    std::size_t length = rng() % 70000;
+    INFO("cursor offset " << offset << " length " << length);
+    REQUIRE(read_string(*random, offset, length) == expected_at(data, offset, length));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("gzip: single member, scan and random access") {
+  std::string data = make_data(6 << 20, 1);
+  std::string gz = gzip_member(data);
+  auto blob = blob_of(gz);
+  ScanOptions options;
+  options.gzip_span = 64 << 10;
+  options.hash_decoded = true;
+  auto s = scan(blob, options, data);
+  INFO((s.ok() ? std::string() : s.error().message));
+  REQUIRE(s.ok());
+  CHECK(s->decoded == data);
+  CHECK(s->compressed_sha256 == util::sha256_hex(gz));
+  CHECK(s->decoded_sha256 == util::sha256_hex(data));
+  const SeekIndex& index = s->index;
+  CHECK(index.encoding == Encoding::gzip);
+  CHECK(index.compressed_size == gz.size());
+  CHECK(index.decoded_size == data.size());
+  REQUIRE(index.gzip_points.size() > 40);
+  CHECK(index.gzip_points.front().member_start);
+  CHECK(index.gzip_points.front().decoded_offset == 0);
+  for (std::size_t i = 1; i < index.gzip_points.size(); ++i) {
+    const auto& p = index.gzip_points[i];
+    CHECK(!p.member_start);
+    CHECK(p.decoded_offset - index.gzip_points[i - 1].decoded_offset >= options.gzip_span);
+    CHECK(!p.window_deflated.empty());
+    CHECK(p.window_deflated.size() < (32u << 10) + 64);
+  }
+  check_reads(index, blob, data);
+}
+
+TEST_CASE("gzip: default 1 MiB span and no hashing") {
+  std::string data = make_data(5 << 20, 2);
+  std::string gz = gzip_member(data, 9);
+  auto blob = blob_of(gz);
+  ScanOptions options;
+  options.hash = false;
+  auto s = scan(blob, options);
+  REQUIRE(s.ok());
+  CHECK(s->decoded == data);
+  CHECK(s->compressed_sha256.empty());
+  CHECK(s->decoded_sha256.empty());
+  CHECK(s->index.gzip_points.size() >= 4);
+  CHECK(s->index.gzip_points.size() <= 5);
+  check_reads(s->index, blob, data, 100);
+}
+
+TEST_CASE("gzip: multi-member with stored blocks, an empty member and zero padding") {
+  std::vector<std::string> parts = {make_data(3 << 20, 3), make_data(100, 4), std::string(), make_data(2 << 20, 5),
+                                    make_data(700 << 10, 6)};
+  std::vector<int> levels = {6, 6, 6, 0, 1};
+  std::string data, gz;
+  std::vector<std::uint64_t> member_offsets;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    member_offsets.push_back(gz.size());
+    data += parts[i];
+    gz += gzip_member(parts[i], levels[i]);
+  }
+  std::string padded = gz + std::string(10240, '\0');
+  auto blob = blob_of(padded);
+  ScanOptions options;
+  options.gzip_span = 64 << 10;
+  auto s = scan(blob, options, data);
+  INFO((s.ok() ? std::string() : s.error().message));
+  REQUIRE(s.ok());
+  CHECK(s->decoded == data);
+  CHECK(s->compressed_sha256 == util::sha256_hex(padded));
+  CHECK(s->index.compressed_size == padded.size());
+  // Checkpoints in later members, including members that start one.
+  std::size_t member_starts = 0, late_points = 0;
+  for (const auto& p : s->index.gzip_points) {
+    if (p.member_start) {
+      ++member_starts;
+      CHECK(std::find(member_offsets.begin(), member_offsets.end(), p.compressed_offset) != member_offsets.end());
+    }
+    if (p.decoded_offset > parts[0].size()) ++late_points;
+  }
+  CHECK(member_starts >= 2);
+  CHECK(late_points > 20);
+  check_reads(s->index, blob, data);
+
+  // A 1-byte span: a checkpoint at every block boundary and every member.
+  options.gzip_span = 1;
+  auto dense = scan(blob, options);
+  REQUIRE(dense.ok());
+  CHECK(dense->decoded == data);
+  CHECK(dense->index.gzip_points.size() > s->index.gzip_points.size());
+  check_reads(dense->index, blob, data, 50);
+}
+
+TEST_CASE("gzip: bad streams fail the scan with the blob and offset named") {
+  std::string data = make_data(1 << 20, 8);
+  std::string gz = gzip_member(data);
+  ScanOptions options;
+  options.gzip_span = 64 << 10;
+  auto expect_error = [&](std::string bytes) {
+    auto s = scan(blob_of(std::move(bytes), "bad.tar.gz"), options);
+    REQUIRE(!s.ok());
+    CHECK_THAT(s.error().message, Catch::Contains("bad.tar.gz") && Catch::Contains("offset"));
+    return s.error().message;
+  };
+  SECTION("truncated") {
+    for (std::size_t cut : {std::size_t{0}, std::size_t{1}, std::size_t{5}, std::size_t{10}, gz.size() / 3,
+                            gz.size() / 2, gz.size() - 9, gz.size() - 4, gz.size() - 1}) {
+      INFO("cut at " << cut);
+      expect_error(gz.substr(0, cut));
+    }
+  }
+  SECTION("trailing garbage") {
+    CHECK_THAT(expect_error(gz + "garbage"), Catch::Contains("garbage"));
+    CHECK_THAT(expect_error(gz + std::string(100, '\0') + "x"), Catch::Contains("garbage"));
+    expect_error(gz + "\x1f\x8b\x08");  // a member cut short
+  }
+  SECTION("corrupt bytes") {
+    std::mt19937_64 rng(9);
+    for (int i = 0; i < 60; ++i) {
+      std::string bad = gz;
+      std::size_t at = 10 + rng() % (bad.size() - 10);  // after the header: MTIME/XFL/OS are unchecked
+      bad[at] = static_cast<char>(bad[at] ^ (1 + rng() % 255));
+      INFO("flip at " << at);
+      expect_error(bad);
+    }
+  }
+  SECTION("not gzip at all") { expect_error(std::string(1000, 'x')); }
+}
+
+TEST_CASE("gzip: bad data behind a good index fails the read, never a crash") {
+  std::string data = make_data(2 << 20, 10);
+  std::string gz = gzip_member(data);
+  ScanOptions options;
+  options.gzip_span = 64 << 10;
+  auto s = scan(blob_of(gz), options);
+  REQUIRE(s.ok());
+
+  // Zeroed second half: raw inflate meets invalid stored-block lengths.
+  std::string zeroed = gz;
+  std::fill(zeroed.begin() + zeroed.size() / 2, zeroed.end(), '\0');
+  auto reader = make_seekable_reader(s->index, blob_of(zeroed, "zeroed.tar.gz"));
+  REQUIRE(reader.ok());
+  std::vector<std::byte> buf(4096);
+  auto good = (*reader)->read_at(1000, buf);
+  CHECK(good.ok());
+  auto bad = (*reader)->read_at(data.size() - 5000, buf);
+  REQUIRE(!bad.ok());
+  CHECK_THAT(bad.error().message, Catch::Contains("zeroed.tar.gz") && Catch::Contains("offset"));
+  auto cursor = (*reader)->open_cursor();
+  CHECK(!cursor->read_at(data.size() - 5000, buf).ok());
+  CHECK(cursor->read_at(1000, buf).ok());  // recovers by restarting
+
+  // Random garbage at every position behind the index: errors or bytes, but no crash or hang.
+  std::mt19937_64 rng(11);
+  for (int i = 0; i < 30; ++i) {
+    std::string bad_gz = gz;
+    std::size_t at = rng() % bad_gz.size();
+    for (std::size_t j = at; j < std::min(at + 64, bad_gz.size()); ++j) bad_gz[j] = static_cast<char>(rng());
+    auto r = make_seekable_reader(s->index, blob_of(bad_gz));
+    REQUIRE(r.ok());
+    std::vector<std::byte> big(256 << 10);
+    (void)(*r)->read_at(rng() % data.size(), big);
+  }
+
+  // A damaged checkpoint window is detected (zlib's Adler-32 over the window).
+  SeekIndex damaged = s->index;
+  REQUIRE(damaged.gzip_points.size() > 3);
+  auto& w = damaged.gzip_points[3].window_deflated;
+  w[w.size() / 2] = static_cast<char>(w[w.size() / 2] ^ 0x55);
+  auto dr = make_seekable_reader(damaged, blob_of(gz));
+  REQUIRE(dr.ok());
+  CHECK(!(*dr)->read_at(damaged.gzip_points[3].decoded_offset + 10, buf).ok());
+
+  // A blob of another size than indexed is refused up front.
+  CHECK(!make_seekable_reader(s->index, blob_of(gz.substr(0, gz.size() - 1))).ok());
+}
+
+TEST_CASE("gzip: decoded stream as a BlobSource") {
+  std::string data = make_data(300 << 10, 12);
+  auto blob = blob_of(gzip_member(data));
+  auto s = scan(blob, {});
+  REQUIRE(s.ok());
+  auto reader = make_seekable_reader(s->index, blob);
+  REQUIRE(reader.ok());
+  DecodedSource source(*reader, "decoded");
+  auto all = io::read_all(source, 1 << 30);
+  REQUIRE(all.ok());
+  CHECK(*all == data);
+}
