@@ -8,6 +8,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "ocifs/compress/seek_index.hpp"
@@ -15,6 +16,7 @@
 
 namespace ocifs::layer {
 
+// 88 bytes in memory (81 on disk); the path, link target and xattrs live in the pool.
 struct IndexEntry {
   std::uint64_t data_offset = 0;
   std::uint64_t size = 0;       // logical size
@@ -81,6 +83,8 @@ class LayerIndex {
   std::string pool_;
   compress::SeekIndex seek_;
   std::string digest_;
+  // Pool offsets of xattr names added so far (few distinct ones per layer); used by add() only.
+  std::unordered_map<std::string, std::uint32_t> xattr_names_;
 };
 
 }  // namespace ocifs::layer
