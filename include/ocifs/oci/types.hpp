@@ -108,5 +108,11 @@ Result<ImageConfig> parse_config(std::string_view json, std::string_view where);
 // The mediaType of a manifest or index document (from "mediaType", else guessed from its fields:
 // "manifests" -> index, "layers" -> manifest, schemaVersion 1 -> schema1).
 Result<std::string> sniff_media_type(std::string_view json, std::string_view where);
+// The imageLayoutVersion of an OCI layout's `oci-layout` file ("1.0.0").
+Result<std::string> parse_layout_version(std::string_view json, std::string_view where);
+
+// JSON of a manifest (for synthesized manifests, e.g. of a docker-archive image); fields as the
+// image spec names them, empty optional fields left out.
+std::string to_json(const Manifest& manifest);
 
 }  // namespace ocifs::oci

@@ -1,0 +1,56 @@
+// resolve_image: dispatch on the transport to the source that reads it.
+#include "ocifs/image/image_source.hpp"
+
+#include <filesystem>
+
+#include "ocifs/image/archive_source.hpp"
+#include "ocifs/image/docker_archive_source.hpp"
+#include "ocifs/image/oci_layout_source.hpp"
+#include "ocifs/io/file_source.hpp"
+
+namespace ocifs::image {
+
+namespace {
+
+Result<std::shared_ptr<const ArchiveSource>> open_archive(const oci::ImageRef& ref) {
+  auto file = io::FileSource::open(ref.path);
+  if (!file) return std::move(file).error().with_context(fmt::format("cannot resolve {}", ref.str()));
+  auto archive = ArchiveSource::open(std::move(*file));
+  if (!archive) return std::move(archive).error().with_context(fmt::format("cannot resolve {}", ref.str()));
+  return archive;
+}
+
+}  // namespace
+
+Result<ResolvedImage> resolve_image(const oci::ImageRef& ref, const ResolveOptions& options) {
+  switch (ref.transport) {
+    case oci::Transport::registry:
+      return make_error(std::errc::not_supported, "cannot resolve {}: registry images are not supported yet",
+                        ref.str());
+    case oci::Transport::oci_layout: {
+      std::error_code ec;
+      if (!std::filesystem::is_directory(ref.path, ec)) {
+        return make_error(std::errc::not_a_directory, "cannot resolve {}: {} is not a directory", ref.str(), ref.path);
+      }
+      std::filesystem::path root = ref.path;
+      LayoutFiles files{ref.path, [root](const std::string& path) -> Result<io::BlobSourcePtr> {
+                          OCIFS_ASSIGN(auto file, io::FileSource::open(root / path));
+                          return io::BlobSourcePtr(std::move(file));
+                        }};
+      return resolve_oci_layout(files, ref, options);
+    }
+    case oci::Transport::oci_archive: {
+      OCIFS_ASSIGN(auto archive, open_archive(ref));
+      LayoutFiles files{archive->describe(),
+                        [archive](const std::string& path) { return archive->member(path); }};
+      return resolve_oci_layout(files, ref, options);
+    }
+    case oci::Transport::docker_archive: {
+      OCIFS_ASSIGN(auto archive, open_archive(ref));
+      return resolve_docker_archive(*archive, ref, options);
+    }
+  }
+  return make_error(std::errc::invalid_argument, "cannot resolve {}: unknown transport", ref.str());
+}
+
+}  // namespace ocifs::image

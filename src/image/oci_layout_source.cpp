@@ -1,0 +1,259 @@
+#include "ocifs/image/oci_layout_source.hpp"
+
+#include <set>
+
+#include "ocifs/util/sha256.hpp"
+#include "source_util.hpp"
+
+namespace ocifs::image {
+
+namespace {
+
+// Limits on the small JSON documents read whole. Real manifests and indexes are a few KiB, the
+// largest configs (long histories) a few hundred KiB.
+constexpr std::uint64_t kMaxDocument = 16u << 20;
+constexpr std::uint64_t kMaxConfig = 64u << 20;
+// Nested indexes followed before giving up (real images nest at most once).
+constexpr int kMaxDepth = 8;
+
+constexpr std::string_view kRefName = "org.opencontainers.image.ref.name";
+constexpr std::string_view kContainerdName = "io.containerd.image.name";
+
+struct Context {
+  const LayoutFiles& files;
+  std::string name;  // ImageRef::str(), for messages
+};
+
+std::string blob_path(const oci::Digest& digest) { return fmt::format("blobs/{}/{}", digest.algorithm, digest.hex); }
+
+std::string annotation(const oci::Descriptor& d, std::string_view key) {
+  auto it = d.annotations.find(std::string(key));
+  return it == d.annotations.end() ? std::string() : it->second;
+}
+
+Result<oci::Digest> descriptor_digest(const Context& ctx, const oci::Descriptor& d, std::string_view what) {
+  auto digest = oci::Digest::parse(d.digest);
+  if (!digest) return std::move(digest).error().with_context(fmt::format("cannot resolve {}: {}", ctx.name, what));
+  return digest;
+}
+
+Result<io::BlobSourcePtr> open_blob(const Context& ctx, const oci::Descriptor& d, std::string_view what) {
+  OCIFS_ASSIGN(auto digest, descriptor_digest(ctx, d, what));
+  auto blob = ctx.files.open(blob_path(digest));
+  if (!blob) {
+    return std::move(blob).error().with_context(
+        fmt::format("cannot resolve {}: {} {} is missing from {}", ctx.name, what, d.digest, ctx.files.where));
+  }
+  if (d.size >= 0 && (*blob)->size() != static_cast<std::uint64_t>(d.size)) {
+    return make_error(std::errc::io_error, "cannot resolve {}: {} {} ({}) has {} bytes, its descriptor says {}",
+                      ctx.name, what, d.digest, (*blob)->describe(), (*blob)->size(), d.size);
+  }
+  return blob;
+}
+
+// Reads a manifest, index or config blob whole and checks it against the descriptor's digest.
+Result<std::string> read_verified(const Context& ctx, const oci::Descriptor& d, std::string_view what,
+                                  std::uint64_t limit) {
+  OCIFS_ASSIGN(auto blob, open_blob(ctx, d, what));
+  OCIFS_ASSIGN(auto digest, descriptor_digest(ctx, d, what));
+  OCIFS_ASSIGN(auto bytes, io::read_all(*blob, limit));
+  auto actual = util::sha256_hex(bytes);
+  if (actual != digest.hex) {
+    return make_error(std::errc::io_error,
+                      "cannot resolve {}: {} {} does not match its digest (its content hashes to sha256:{})", ctx.name,
+                      what, blob->describe(), actual);
+  }
+  return bytes;
+}
+
+bool is_attestation(const oci::Descriptor& d) {
+  if (annotation(d, "vnd.docker.reference.type") == "attestation-manifest") return true;
+  return d.platform && d.platform->os == "unknown" && d.platform->architecture == "unknown";
+}
+
+std::string platform_list(const std::vector<oci::Descriptor>& list) {
+  std::string out;
+  for (const auto& d : list) {
+    if (is_attestation(d)) continue;
+    if (!out.empty()) out += ", ";
+    out += d.platform ? d.platform->normalized().str() : fmt::format("{} (no platform)", d.digest);
+  }
+  return out.empty() ? std::string("none") : out;
+}
+
+// The best entry of a manifest list for `wanted`: highest platform_match_score, first on ties;
+// attestation manifests never; entries without a platform only when nothing matches better.
+Result<oci::Descriptor> choose_platform(const Context& ctx, const std::vector<oci::Descriptor>& list,
+                                        const oci::Platform& wanted) {
+  const oci::Descriptor* best = nullptr;
+  int best_score = 0;
+  for (const auto& d : list) {
+    if (is_attestation(d)) continue;
+    int score = d.platform ? oci::platform_match_score(wanted, *d.platform) : 1;
+    if (score > best_score) {
+      best = &d;
+      best_score = score;
+    }
+  }
+  if (!best) {
+    return make_error(std::errc::no_such_file_or_directory,
+                      "cannot resolve {}: no image for platform {} (available: {}); choose one with --platform",
+                      ctx.name, wanted.normalized().str(), platform_list(list));
+  }
+  return *best;
+}
+
+// Reference-normalised form of a name for loose matching ("busybox:latest" ==
+// "docker.io/library/busybox:latest"); empty if it does not parse as a reference.
+std::string normalized_name(std::string_view name) {
+  auto ref = oci::Reference::parse(name);
+  return ref ? ref->str() : std::string();
+}
+
+// The entries of the layout's index.json that `tag` names.
+Result<std::vector<oci::Descriptor>> select_by_tag(const Context& ctx, const oci::Index& index, const std::string& tag) {
+  std::vector<oci::Descriptor> out;
+  if (tag.empty()) {
+    std::set<std::string> names;
+    bool all_have_platform = true;
+    for (const auto& d : index.manifests) {
+      names.insert(annotation(d, kRefName));
+      all_have_platform = all_have_platform && d.platform.has_value();
+    }
+    // One image, or one name for several platforms (a multi-platform image copied entry by entry).
+    if (index.manifests.size() == 1 || (names.size() == 1 && all_have_platform)) return index.manifests;
+    if (index.manifests.empty()) {
+      return make_error(std::errc::no_such_file_or_directory, "cannot resolve {}: index.json in {} lists no images",
+                        ctx.name, ctx.files.where);
+    }
+    std::string listed;
+    for (const auto& n : names) listed += fmt::format("{}{}", listed.empty() ? "" : ", ", n.empty() ? "(unnamed)" : n);
+    return make_error(std::errc::invalid_argument,
+                      "cannot resolve {}: {} lists {} images; name one of: {} (as {}:NAME)", ctx.name,
+                      ctx.files.where, index.manifests.size(), listed, ctx.name);
+  }
+  for (const auto& d : index.manifests) {
+    if (annotation(d, kRefName) == tag) out.push_back(d);
+  }
+  if (out.empty()) {
+    // Tools disagree on what ref.name holds ("latest" or a full reference): compare normalised.
+    auto wanted = normalized_name(tag);
+    for (const auto& d : index.manifests) {
+      for (auto key : {kRefName, kContainerdName}) {
+        auto n = annotation(d, key);
+        if (!wanted.empty() && !n.empty() && normalized_name(n) == wanted) {
+          out.push_back(d);
+          break;
+        }
+      }
+    }
+  }
+  if (out.empty()) {
+    std::set<std::string> names;
+    for (const auto& d : index.manifests) {
+      if (auto n = annotation(d, kRefName); !n.empty()) names.insert(n);
+    }
+    std::string listed;
+    for (const auto& n : names) listed += fmt::format("{}{}", listed.empty() ? "" : ", ", n);
+    return make_error(std::errc::no_such_file_or_directory, "cannot resolve {}: no image named \"{}\" in {} (available: {})",
+                      ctx.name, tag, ctx.files.where, listed.empty() ? std::string("none") : listed);
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<ResolvedImage> resolve_oci_layout(const LayoutFiles& files, const oci::ImageRef& ref,
+                                         const ResolveOptions& options) {
+  Context ctx{files, ref.str()};
+  const oci::Platform wanted = options.platform ? options.platform->normalized() : oci::Platform::host();
+
+  auto layout_file = files.open("oci-layout");
+  if (!layout_file) {
+    return std::move(layout_file).error().with_context(
+        fmt::format("cannot resolve {}: {} is not an OCI image layout", ctx.name, files.where));
+  }
+  OCIFS_ASSIGN(auto layout_json, io::read_all(**layout_file, 1u << 20));
+  OCIFS_ASSIGN(auto version, oci::parse_layout_version(layout_json, (*layout_file)->describe()));
+  if (!version.starts_with("1.")) {
+    return make_error(std::errc::not_supported, "cannot resolve {}: OCI layout version {} in {} is not supported",
+                      ctx.name, version, (*layout_file)->describe());
+  }
+  auto index_file = files.open("index.json");
+  if (!index_file) return std::move(index_file).error().with_context(fmt::format("cannot resolve {}", ctx.name));
+  OCIFS_ASSIGN(auto index_json, io::read_all(**index_file, kMaxDocument));
+  OCIFS_ASSIGN(auto index, oci::parse_index(index_json, (*index_file)->describe()));
+
+  ResolvedImage image;
+  image.name = ctx.name;
+  OCIFS_ASSIGN(auto candidates, select_by_tag(ctx, index, ref.tag));
+  oci::Descriptor chosen;
+  if (candidates.size() == 1) {
+    chosen = candidates.front();
+  } else {
+    image.platform_choices = candidates;
+    OCIFS_ASSIGN(chosen, choose_platform(ctx, candidates, wanted));
+  }
+
+  std::string manifest_json;
+  for (int depth = 0;; ++depth) {
+    if (depth > kMaxDepth) {
+      return make_error(std::errc::too_many_symbolic_link_levels,
+                        "cannot resolve {}: indexes nest more than {} deep (a loop?)", ctx.name, kMaxDepth);
+    }
+    const bool index_type = oci::is_index_media_type(chosen.media_type);
+    OCIFS_ASSIGN(auto bytes, read_verified(ctx, chosen, index_type ? "index" : "manifest", kMaxDocument));
+    auto media_type = chosen.media_type;
+    if (media_type.empty()) {
+      OCIFS_ASSIGN(media_type, oci::sniff_media_type(bytes, chosen.digest));
+    }
+    if (oci::is_index_media_type(media_type)) {
+      OCIFS_ASSIGN(auto nested, oci::parse_index(bytes, fmt::format("index {}", chosen.digest)));
+      image.platform_choices = nested.manifests;
+      OCIFS_ASSIGN(chosen, choose_platform(ctx, nested.manifests, wanted));
+      continue;
+    }
+    if (!oci::is_manifest_media_type(media_type) && media_type != oci::media_type::kDockerSchema1 &&
+        media_type != oci::media_type::kDockerSchema1Signed) {
+      return make_error(std::errc::not_supported,
+                        "cannot resolve {}: {} has media type \"{}\", which is neither an image manifest nor an index",
+                        ctx.name, chosen.digest, media_type);
+    }
+    manifest_json = std::move(bytes);
+    break;
+  }
+  OCIFS_ASSIGN(image.manifest, oci::parse_manifest(manifest_json, fmt::format("{} ({})", chosen.digest, ctx.name)));
+  image.manifest_json = std::move(manifest_json);
+  image.manifest_descriptor = chosen;
+  if (image.manifest_descriptor.media_type.empty()) image.manifest_descriptor.media_type = image.manifest.media_type;
+
+  const auto& config_desc = image.manifest.config;
+  if (!config_desc.media_type.empty() && config_desc.media_type != oci::media_type::kOciConfig &&
+      config_desc.media_type != oci::media_type::kDockerConfig) {
+    return make_error(std::errc::not_supported,
+                      "cannot resolve {}: manifest {} is not a container image (config media type \"{}\")", ctx.name,
+                      chosen.digest, config_desc.media_type);
+  }
+  OCIFS_ASSIGN(image.config_json, read_verified(ctx, config_desc, "config", kMaxConfig));
+  OCIFS_ASSIGN(image.config, oci::parse_config(image.config_json, fmt::format("config {}", config_desc.digest)));
+  if (!image.manifest_descriptor.platform && !image.config.platform.architecture.empty()) {
+    image.manifest_descriptor.platform = image.config.platform;
+  }
+  OCIFS_TRY(detail::check_platform(ctx.name, options.platform, image.config.platform));
+
+  const auto& layers = image.manifest.layers;
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const auto& d = layers[i];
+    auto name = detail::layer_name(i, d.digest);
+    if (!oci::is_layer_media_type(d.media_type)) {
+      return make_error(std::errc::not_supported,
+                        "cannot resolve {}: {} has media type \"{}\", which is not a container image layer", ctx.name,
+                        name, d.media_type.empty() ? std::string("(none)") : d.media_type);
+    }
+    OCIFS_ASSIGN(auto blob, open_blob(ctx, d, name));
+    image.layers.push_back(layer::LayerBlob{std::move(blob), d.digest, false, std::move(name)});
+  }
+  return image;
+}
+
+}  // namespace ocifs::image

@@ -1,0 +1,36 @@
+// Private helpers of the oci module: typed access to nlohmann::json values that report wrong
+// types and missing fields as Errors naming the document and the field. Functions only.
+#pragma once
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ocifs/util/result.hpp"
+
+namespace ocifs::oci::detail {
+
+using nlohmann::json;
+
+// Parses a whole document; syntax errors name `where` and the byte offset.
+Result<json> parse_json(std::string_view text, std::string_view where);
+
+Error bad_field(std::string_view where, std::string_view field, std::string_view reason);
+
+// Field accessors. A missing or null field yields `fallback` (or an error when required).
+Result<std::string> get_string(const json& obj, const char* key, std::string_view where, std::string_view path,
+                               bool required = false);
+Result<std::int64_t> get_int(const json& obj, const char* key, std::string_view where, std::string_view path,
+                             bool required, std::int64_t fallback);
+Result<std::vector<std::string>> get_strings(const json& obj, const char* key, std::string_view where,
+                                             std::string_view path);
+Result<std::map<std::string, std::string>> get_string_map(const json& obj, const char* key, std::string_view where,
+                                                         std::string_view path);
+
+// "path.key" or "key" for messages.
+std::string field_path(std::string_view path, std::string_view key);
+
+}  // namespace ocifs::oci::detail
