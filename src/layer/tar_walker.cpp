@@ -38,6 +38,7 @@
 #include <charconv>
 #include <cstring>
 #include <limits>
+#include <unordered_map>
 
 namespace ocifs::layer {
 
@@ -47,6 +48,8 @@ constexpr std::uint64_t kBlock = 512;
 // PAX and GNU long-name payloads: real ones are a few hundred bytes (a path, a few xattrs); a
 // 1 MiB cap keeps a hostile header from making us allocate gigabytes.
 constexpr std::uint64_t kMaxPayload = 1u << 20;
+// All extension headers of one entry together (a stream of 'x' headers must not pile up).
+constexpr std::uint64_t kMaxExtensions = 2 * kMaxPayload;
 // Linux PATH_MAX: a longer path cannot be looked up through the kernel anyway.
 constexpr std::size_t kMaxPath = 4096;
 // 1 Mi extents = 16 MiB of SparseExtent; a real sparse file (a VM disk, a database) has a few
@@ -227,6 +230,7 @@ bool is_zero_block(const std::array<std::byte, 512>& b) {
 struct TarWalker::Extensions {
   bool any = false;
   std::uint64_t first_offset = 0;  // offset of the first extension header of the entry
+  std::uint64_t bytes = 0;         // payload bytes of all of them
   std::optional<std::string> long_name;
   std::optional<std::string> long_link;
   std::vector<std::pair<std::string, std::string>> pax;  // in order: GNU sparse 0.0 repeats keys
@@ -375,6 +379,12 @@ Result<std::optional<TarEntry>> TarWalker::next() {
       if (type == 'L' || type == 'K' || type == 'x' || type == 'g') {
         if (!ext.any) ext.first_offset = header_offset;
         OCIFS_ASSIGN(std::string payload, read_payload(*header, header_offset, type));
+        ext.bytes += payload.size();
+        if (ext.bytes > kMaxExtensions) {
+          return make_error(std::errc::file_too_large,
+                            "cannot read {}: extension headers from offset {} to {} hold over {} bytes", name_,
+                            ext.first_offset, header_offset, kMaxExtensions);
+        }
         if (type == 'g') {
           // Global headers set defaults for every later entry; images never rely on them and
           // we ignore them, but a malformed one is still an error.
@@ -457,6 +467,8 @@ Result<std::optional<TarEntry>> TarWalker::make_entry(const Block& header, std::
 
   // PAX overrides, in record order (a later record wins).
   bool pax_sparse = false;
+  std::optional<std::string> sparse_name;  // GNU.sparse.name beats path whatever the order
+  std::unordered_map<std::string, std::size_t> xattr_at;  // name -> index in e.xattrs
   std::optional<std::uint64_t> sparse_real_size;
   std::optional<std::uint64_t> sparse_numblocks;
   std::vector<std::uint64_t> sparse_numbers;  // 0.0 offset/numbytes pairs, 0.1 map
@@ -503,18 +515,18 @@ Result<std::optional<TarEntry>> TarWalker::make_entry(const Block& header, std::
       }
       if (x.name.empty()) continue;
       // libarchive writes each xattr twice (LIBARCHIVE.xattr base64 and SCHILY.xattr raw).
-      auto same = std::find_if(e.xattrs.begin(), e.xattrs.end(), [&](const Xattr& o) { return o.name == x.name; });
-      if (same != e.xattrs.end()) {
-        same->value = std::move(x.value);
-      } else {
+      auto [it, fresh] = xattr_at.try_emplace(x.name, e.xattrs.size());
+      if (fresh) {
         e.xattrs.push_back(std::move(x));
+      } else {
+        e.xattrs[it->second].value = std::move(x.value);
       }
     } else if (key.starts_with("GNU.sparse.")) {
       pax_sparse = true;
       std::string_view k = std::string_view(key).substr(11);
       std::uint64_t n = 0;
       if (k == "name") {
-        raw_path = value;
+        sparse_name = value;
       } else if (k == "size" || k == "realsize") {
         if (!parse_decimal(value, n)) return bad_pax(key, value);
         sparse_real_size = n;
@@ -544,6 +556,8 @@ Result<std::optional<TarEntry>> TarWalker::make_entry(const Block& header, std::
     }
     // uname, gname, atime, ctime, comment, charset, hdrcharset: not used.
   }
+
+  if (sparse_name) raw_path = *sparse_name;
 
   switch (type) {
     case '0': case '\0': case '7': case 'S':

@@ -461,7 +461,8 @@ TEST_CASE("hand-made headers") {
                          pax_record("GNU.sparse.offset", "98") + pax_record("GNU.sparse.numbytes", "2") +
                          pax_record("GNU.sparse.name", "sparse00");
     std::string recs01 = pax_record("GNU.sparse.size", "100") + pax_record("GNU.sparse.numblocks", "2") +
-                         pax_record("GNU.sparse.map", "10,4,98,2") + pax_record("GNU.sparse.name", "sparse01");
+                         pax_record("GNU.sparse.map", "10,4,98,2") + pax_record("GNU.sparse.name", "sparse01") +
+                         pax_record("path", "GNUSparseFile.2/y");  // the sparse name still wins
     std::string tar = pax(recs00) + header("GNUSparseFile.1/x", '0', 6) + pad(data) + pax(recs01) +
                       header("GNUSparseFile.2/y", '0', 6) + pad(data) + kEnd;
     auto entries = walk_ok(tar);
@@ -553,6 +554,24 @@ TEST_CASE("hand-made headers") {
   SECTION("PAX header declaring a huge size") {
     std::string h = header("PaxHeader/x", 'x', 1ull << 32);
     CHECK_THAT(walk_error(h + std::string(4096, '1')), Catch::Contains("limit") && Catch::Contains("offset 0"));
+  }
+  SECTION("extension headers piling up") {
+    std::string big = pax(pax_record("comment", std::string(900000, 'c')));
+    CHECK_THAT(walk_error(big + big + big + file("a", "") + kEnd), Catch::Contains("extension headers from offset 0"));
+    // Two are fine.
+    CHECK(walk_ok(big + big + file("a", "") + kEnd).size() == 1);
+  }
+  SECTION("many duplicate xattrs stay linear") {
+    std::string recs;
+    for (int i = 0; i < 15000; ++i) {
+      recs += pax_record("SCHILY.xattr.user.k" + std::to_string(i), "v");
+      recs += pax_record("LIBARCHIVE.xattr.user.k" + std::to_string(i), "dw==");
+    }
+    auto entries = walk_ok(pax(recs) + file("a", "") + kEnd);
+    REQUIRE(entries.size() == 1);
+    REQUIRE(entries[0].xattrs.size() == 15000);
+    CHECK(entries[0].xattrs[14999].name == "user.k14999");
+    CHECK(entries[0].xattrs[14999].value == "w");
   }
   SECTION("malformed PAX records") {
     CHECK_THAT(walk_error(pax("99 path=x\n") + file("a", "")), Catch::Contains("PAX"));
