@@ -7,6 +7,7 @@
 #include <new>
 
 #include "ocifs/compress/zstd_cursor.hpp"
+#include "ocifs/compress/zstd_decoder.hpp"
 
 namespace ocifs::compress {
 namespace {
@@ -64,13 +65,73 @@ Result<void> ZstdReader::decode_frame(void* dctx, std::size_t i, std::vector<std
   return util::success();
 }
 
+Result<void> ZstdReader::decode_range(void* dctx_ptr, std::size_t i, std::uint64_t skip,
+                                      std::span<std::byte> out) const {
+  // 64 KiB blob reads and discard buffer: zstd blocks are at most 128 KiB decoded.
+  constexpr std::size_t kChunk = 64u << 10;
+  auto* dctx = static_cast<ZSTD_DCtx*>(dctx_ptr);
+  const ZstdFrame& f = index_.zstd_frames[i];
+  auto fail = [&](std::uint64_t pos, std::string_view why) {
+    return make_error(std::errc::io_error, "cannot decode zstd {} frame at compressed offset {} (decoded offset {}): {}",
+                      blob_->describe(), f.compressed_offset, f.decoded_offset + pos, why);
+  };
+  ZSTD_DCtx_reset(dctx, ZSTD_reset_session_and_parameters);
+  ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, ZstdDecoder::kWindowLogMax);
+  std::vector<std::byte> in(static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, f.compressed_size)));
+  std::vector<std::byte> scratch(skip > 0 ? kChunk : 0);
+  ZSTD_inBuffer input{in.data(), 0, 0};
+  std::uint64_t read = 0;  // compressed bytes of the frame fetched so far
+  std::uint64_t pos = 0;   // decoded position inside the frame
+  const std::uint64_t end = skip + out.size();
+  while (pos < end) {
+    if (input.pos == input.size) {
+      auto want = static_cast<std::size_t>(std::min<std::uint64_t>(in.size(), f.compressed_size - read));
+      if (want == 0) return fail(pos, "the frame ends before the decoded size in the index");
+      OCIFS_TRY(blob_->read_exact(f.compressed_offset + read, std::span(in).first(want)));
+      read += want;
+      input = ZSTD_inBuffer{in.data(), want, 0};
+    }
+    ZSTD_outBuffer output;
+    if (pos < skip) {
+      output = ZSTD_outBuffer{scratch.data(), static_cast<std::size_t>(std::min<std::uint64_t>(scratch.size(), skip - pos)), 0};
+    } else {
+      output = ZSTD_outBuffer{out.data() + (pos - skip), static_cast<std::size_t>(end - pos), 0};
+    }
+    std::size_t before_in = input.pos;
+    std::size_t ret = ZSTD_decompressStream(dctx, &output, &input);
+    if (ZSTD_isError(ret)) return fail(pos, ZSTD_getErrorName(ret));
+    pos += output.pos;
+    if (ret == 0 && pos < end) return fail(pos, "the frame ends before the decoded size in the index");
+    if (output.pos == 0 && input.pos == before_in && input.pos < input.size) return fail(pos, "zstd made no progress");
+    if (pos == f.decoded_size && ret != 0) {
+      // Read up to the indexed end of the frame: the frame must end there too (and its
+      // checksum, if any, gets checked), or the frame table is wrong.
+      std::byte extra{};
+      for (;;) {
+        if (input.pos == input.size) {
+          auto want = static_cast<std::size_t>(std::min<std::uint64_t>(in.size(), f.compressed_size - read));
+          if (want == 0) return fail(pos, "the frame does not end where the index says");
+          OCIFS_TRY(blob_->read_exact(f.compressed_offset + read, std::span(in).first(want)));
+          read += want;
+          input = ZSTD_inBuffer{in.data(), want, 0};
+        }
+        ZSTD_outBuffer one{&extra, 1, 0};
+        std::size_t r = ZSTD_decompressStream(dctx, &one, &input);
+        if (ZSTD_isError(r)) return fail(pos, ZSTD_getErrorName(r));
+        if (one.pos > 0) return fail(pos, "the frame is longer than the index says");
+        if (r == 0) break;
+      }
+    }
+  }
+  return util::success();
+}
+
 Result<std::size_t> ZstdReader::read_at(std::uint64_t offset, std::span<std::byte> buf) const {
   if (offset >= size() || buf.empty()) return std::size_t{0};
   auto length = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), size() - offset));
   std::unique_ptr<ZSTD_DCtx, DCtxFree> dctx(ZSTD_createDCtx());
   if (!dctx) throw std::bad_alloc();
   std::vector<std::byte> compressed;
-  std::vector<std::byte> frame_buf;
   std::size_t done = 0;
   for (std::size_t i = frame_at(offset); done < length; ++i) {
     const ZstdFrame& f = index_.zstd_frames[i];
@@ -81,9 +142,7 @@ Result<std::size_t> ZstdReader::read_at(std::uint64_t offset, std::span<std::byt
     if (skip == 0 && n == f.decoded_size) {
       OCIFS_TRY(decode_frame(dctx.get(), i, compressed, buf.subspan(done, n)));  // whole frame: in place
     } else {
-      frame_buf.resize(f.decoded_size);
-      OCIFS_TRY(decode_frame(dctx.get(), i, compressed, frame_buf));
-      std::memcpy(buf.data() + done, frame_buf.data() + skip, n);
+      OCIFS_TRY(decode_range(dctx.get(), i, skip, buf.subspan(done, n)));
     }
     done += n;
   }

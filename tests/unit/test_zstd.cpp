@@ -333,5 +333,17 @@ TEST_CASE("zstd: bad data behind a good index fails the read") {
   lying.zstd_frames[2].decoded_size += 1;
   auto lr = make_seekable_reader(lying, blob_of(b.blob));
   REQUIRE(lr.ok());
-  CHECK(!(*lr)->read_at(f.decoded_offset, buf).ok());
+  CHECK((*lr)->read_at(f.decoded_offset, std::span(buf).first(1)).ok());  // a partial read cannot tell
+  std::vector<std::byte> across(f.decoded_size);
+  CHECK(!(*lr)->read_at(f.decoded_offset + 10, across).ok());  // up to the frame's indexed end
+  CHECK(!(*lr)->read_at(f.decoded_offset, across).ok());       // the whole frame
+  CHECK(!(*lr)->open_cursor()->read_at(f.decoded_offset + 10, buf).ok());
+  // A frame longer than indexed is caught too.
+  SeekIndex longer = s->index;
+  longer.zstd_frames[1].decoded_size += 1;
+  longer.zstd_frames[2].decoded_offset += 1;
+  longer.zstd_frames[2].decoded_size -= 1;
+  auto lo = make_seekable_reader(longer, blob_of(b.blob));
+  REQUIRE(lo.ok());
+  CHECK(!(*lo)->read_at(f.decoded_offset + 10, across).ok());
 }
