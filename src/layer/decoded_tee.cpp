@@ -22,7 +22,8 @@ Result<void> DecodedTee::skip(std::uint64_t count) {
     auto want = static_cast<std::size_t>(std::min<std::uint64_t>(count, buf.size()));
     OCIFS_ASSIGN(std::size_t n, read(std::span(buf).first(want)));
     if (n == 0) {
-      return make_error(std::errc::io_error, "cannot skip decoded data: stream ends at offset {}, {} bytes short",
+      return make_error(std::errc::io_error,
+                        "cannot skip decoded data: stream ends at offset {}, {} bytes short",
                         inner_.position(), count);
     }
     count -= n;

@@ -58,7 +58,8 @@ template <class T>
 T get(const char* p) {
   using U = std::make_unsigned_t<T>;
   U u = 0;
-  for (std::size_t i = 0; i < sizeof(T); ++i) u |= static_cast<U>(static_cast<unsigned char>(p[i])) << (8 * i);
+  for (std::size_t i = 0; i < sizeof(T); ++i)
+    u |= static_cast<U>(static_cast<unsigned char>(p[i])) << (8 * i);
   return static_cast<T>(u);
 }
 
@@ -139,8 +140,9 @@ std::string LayerIndex::serialize() const {
     put(out, e.data_offset);
     put(out, e.size);
     put(out, e.mtime_sec);
-    for (std::uint32_t v : {e.mtime_nsec, e.mode, e.uid, e.gid, e.path_offset, e.path_size, e.link_offset, e.link_size,
-                            e.dev_major, e.dev_minor, e.xattr_first, e.xattr_count, e.sparse_first, e.sparse_count}) {
+    for (std::uint32_t v :
+         {e.mtime_nsec, e.mode, e.uid, e.gid, e.path_offset, e.path_size, e.link_offset, e.link_size,
+          e.dev_major, e.dev_minor, e.xattr_first, e.xattr_count, e.sparse_first, e.sparse_count}) {
       put(out, v);
     }
     put(out, static_cast<std::uint8_t>(e.kind));
@@ -163,7 +165,8 @@ std::string LayerIndex::serialize() const {
 }
 
 Result<LayerIndex> LayerIndex::deserialize(std::string_view bytes) {
-  if (bytes.size() < kHeaderSize + kChecksumSize) return corrupt(fmt::format("{} bytes is too short", bytes.size()));
+  if (bytes.size() < kHeaderSize + kChecksumSize)
+    return corrupt(fmt::format("{} bytes is too short", bytes.size()));
   if (bytes.substr(0, kMagic.size()) != kMagic) return corrupt("not a layer index (bad magic)");
   const char* p = bytes.data();
   auto version = get<std::uint32_t>(p + 8);
@@ -177,7 +180,8 @@ Result<LayerIndex> LayerIndex::deserialize(std::string_view bytes) {
   auto sum = util::Sha256();
   sum.update(body);
   auto digest = sum.digest();
-  if (std::memcmp(digest.data(), bytes.data() + body.size(), kChecksumSize) != 0) return corrupt("checksum mismatch");
+  if (std::memcmp(digest.data(), bytes.data() + body.size(), kChecksumSize) != 0)
+    return corrupt("checksum mismatch");
 
   std::uint64_t counts[6];
   for (int i = 0; i < 6; ++i) counts[i] = get<std::uint64_t>(p + 16 + 8 * i);
@@ -189,12 +193,13 @@ Result<LayerIndex> LayerIndex::deserialize(std::string_view bytes) {
       digest_size > limit) {
     return corrupt("section sizes exceed the file");
   }
-  std::uint64_t total = kHeaderSize + n_entries * kEntrySize + n_xattrs * kXattrSize + n_sparse * kExtentSize +
-                        pool_size + seek_size + digest_size;
+  std::uint64_t total = kHeaderSize + n_entries * kEntrySize + n_xattrs * kXattrSize +
+                        n_sparse * kExtentSize + pool_size + seek_size + digest_size;
   if (total != body.size()) {
     return corrupt(fmt::format("section sizes add up to {} bytes, the file has {}", total, body.size()));
   }
-  if (pool_size > std::numeric_limits<std::uint32_t>::max() || n_xattrs > std::numeric_limits<std::uint32_t>::max() ||
+  if (pool_size > std::numeric_limits<std::uint32_t>::max() ||
+      n_xattrs > std::numeric_limits<std::uint32_t>::max() ||
       n_sparse > std::numeric_limits<std::uint32_t>::max()) {
     return corrupt("section too large");
   }
@@ -207,24 +212,31 @@ Result<LayerIndex> LayerIndex::deserialize(std::string_view bytes) {
     e.data_offset = get<std::uint64_t>(q);
     e.size = get<std::uint64_t>(q + 8);
     e.mtime_sec = get<std::int64_t>(q + 16);
-    std::uint32_t* fields[] = {&e.mtime_nsec, &e.mode, &e.uid, &e.gid, &e.path_offset, &e.path_size,
-                               &e.link_offset, &e.link_size, &e.dev_major, &e.dev_minor, &e.xattr_first,
-                               &e.xattr_count, &e.sparse_first, &e.sparse_count};
+    std::uint32_t* fields[] = {&e.mtime_nsec,   &e.mode,        &e.uid,         &e.gid,
+                               &e.path_offset,  &e.path_size,   &e.link_offset, &e.link_size,
+                               &e.dev_major,    &e.dev_minor,   &e.xattr_first, &e.xattr_count,
+                               &e.sparse_first, &e.sparse_count};
     for (std::size_t f = 0; f < std::size(fields); ++f) *fields[f] = get<std::uint32_t>(q + 24 + 4 * f);
     auto kind = static_cast<std::uint8_t>(q[80]);
-    if (kind > static_cast<std::uint8_t>(EntryKind::fifo)) return corrupt(fmt::format("entry {}: bad kind {}", i, kind));
+    if (kind > static_cast<std::uint8_t>(EntryKind::fifo))
+      return corrupt(fmt::format("entry {}: bad kind {}", i, kind));
     e.kind = static_cast<EntryKind>(kind);
-    if (e.mode > 07777 || e.mtime_nsec >= 1'000'000'000) return corrupt(fmt::format("entry {}: bad mode or mtime", i));
-    if (!in_range(e.path_offset, e.path_size, pool_size) || !in_range(e.link_offset, e.link_size, pool_size) ||
-        !in_range(e.xattr_first, e.xattr_count, n_xattrs) || !in_range(e.sparse_first, e.sparse_count, n_sparse)) {
+    if (e.mode > 07777 || e.mtime_nsec >= 1'000'000'000)
+      return corrupt(fmt::format("entry {}: bad mode or mtime", i));
+    if (!in_range(e.path_offset, e.path_size, pool_size) ||
+        !in_range(e.link_offset, e.link_size, pool_size) ||
+        !in_range(e.xattr_first, e.xattr_count, n_xattrs) ||
+        !in_range(e.sparse_first, e.sparse_count, n_sparse)) {
       return corrupt(fmt::format("entry {}: reference out of bounds", i));
     }
     index.entries_.push_back(e);
   }
   index.xattrs_.reserve(n_xattrs);
   for (std::uint64_t i = 0; i < n_xattrs; ++i, q += kXattrSize) {
-    XattrRef x{get<std::uint32_t>(q), get<std::uint32_t>(q + 4), get<std::uint32_t>(q + 8), get<std::uint32_t>(q + 12)};
-    if (!in_range(x.name_offset, x.name_size, pool_size) || !in_range(x.value_offset, x.value_size, pool_size)) {
+    XattrRef x{get<std::uint32_t>(q), get<std::uint32_t>(q + 4), get<std::uint32_t>(q + 8),
+               get<std::uint32_t>(q + 12)};
+    if (!in_range(x.name_offset, x.name_size, pool_size) ||
+        !in_range(x.value_offset, x.value_size, pool_size)) {
       return corrupt(fmt::format("xattr {}: reference out of bounds", i));
     }
     index.xattrs_.push_back(x);

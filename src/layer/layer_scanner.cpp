@@ -5,9 +5,9 @@
 
 #include <atomic>
 
+#include "decoded_tee.hpp"
 #include "ocifs/compress/stream_decoder.hpp"
 #include "ocifs/io/file_source.hpp"
-#include "decoded_tee.hpp"
 #include "ocifs/layer/tar_walker.hpp"
 
 namespace ocifs::layer {
@@ -18,7 +18,8 @@ namespace {
 // 4 MiB keeps the callback (a terminal progress line) off the hot path: ~250 calls per GiB.
 class CountingSource final : public io::BlobSource {
  public:
-  CountingSource(io::BlobSourcePtr inner, const ProgressFn& progress) : inner_(std::move(inner)), progress_(progress) {}
+  CountingSource(io::BlobSourcePtr inner, const ProgressFn& progress)
+      : inner_(std::move(inner)), progress_(progress) {}
 
   std::uint64_t size() const override { return inner_->size(); }
   std::string describe() const override { return inner_->describe(); }
@@ -65,10 +66,14 @@ Result<LayerIndex> scan_layer(const LayerBlob& layer, const cache::Cache& cache,
   std::unique_ptr<DecodedTee> tee;
   compress::StreamDecoder* stream = decoder.get();
   if (encoding == compress::Encoding::zstd) {
-    OCIFS_ASSIGN(auto pending, cache.create_decoded(layer.digest));
-    spill.emplace(std::move(pending));
-    tee = std::make_unique<DecodedTee>(*decoder, *spill);
-    stream = tee.get();
+    // Without a cache file, a layer of several small frames is still readable per frame.
+    if (auto pending = cache.create_decoded(layer.digest); pending) {
+      spill.emplace(std::move(pending).value());
+      tee = std::make_unique<DecodedTee>(*decoder, *spill);
+      stream = tee.get();
+    } else {
+      spdlog::warn("cannot keep the decoded stream of {}: {}", layer.name, pending.error().message);
+    }
   }
 
   LayerIndex index;
@@ -81,7 +86,8 @@ Result<LayerIndex> scan_layer(const LayerBlob& layer, const cache::Cache& cache,
     for (const auto& x : entry->xattrs) pool_bytes += x.name.size() + x.value.size();
     xattrs += entry->xattrs.size();
     extents += entry->sparse.size();
-    if (pool_bytes > kMaxPoolBytes || index.size() >= kMaxRecords || xattrs > kMaxRecords || extents > kMaxRecords) {
+    if (pool_bytes > kMaxPoolBytes || index.size() >= kMaxRecords || xattrs > kMaxRecords ||
+        extents > kMaxRecords) {
       return make_error(std::errc::file_too_large,
                         "cannot index {}: too many entries or names (at '{}', header offset {})", layer.name,
                         entry->path, entry->header_offset);
@@ -91,15 +97,23 @@ Result<LayerIndex> scan_layer(const LayerBlob& layer, const cache::Cache& cache,
   OCIFS_ASSIGN(compress::SeekIndex seek, stream->finish());
   counting->report_final();
 
-  std::string got = "sha256:" + (layer.digest_of_decoded ? decoder->decoded_sha256() : decoder->compressed_sha256());
+  std::string got =
+      "sha256:" + (layer.digest_of_decoded ? decoder->decoded_sha256() : decoder->compressed_sha256());
   if (got != layer.digest) {
     return make_error(std::errc::io_error, "cannot verify {}: digest {} does not match {}", layer.name, got,
                       layer.digest);
   }
-  if (spill && seek.zstd_spilled) {
+  if (seek.zstd_spilled) {
+    if (!spill) {
+      return make_error(
+          std::errc::io_error,
+          "cannot index {}: its zstd frames need a decoded copy in the cache, which cannot be written",
+          layer.name);
+    }
     auto committed = spill->commit();
     if (!committed) {
-      return std::move(committed).error().with_context(fmt::format("cannot keep the decoded stream of {}", layer.name));
+      return std::move(committed).error().with_context(
+          fmt::format("cannot keep the decoded stream of {}", layer.name));
     }
   }
   index.seek_index() = std::move(seek);
@@ -109,14 +123,14 @@ Result<LayerIndex> scan_layer(const LayerBlob& layer, const cache::Cache& cache,
 
 namespace {
 
-Result<OpenLayer> open_reader(const LayerBlob& layer, const cache::Cache& cache, std::shared_ptr<const LayerIndex> index,
-                              bool from_cache) {
+Result<OpenLayer> open_reader(const LayerBlob& layer, const cache::Cache& cache,
+                              std::shared_ptr<const LayerIndex> index, bool from_cache) {
   io::BlobSourcePtr decoded;
   if (index->seek_index().zstd_spilled) {
     OCIFS_ASSIGN(decoded, io::FileSource::open(cache.decoded_path(layer.digest)));
     if (decoded->size() != index->seek_index().decoded_size) {
-      return make_error(std::errc::io_error, "cannot open the decoded stream of {}: {} bytes, expected {}", layer.name,
-                        decoded->size(), index->seek_index().decoded_size);
+      return make_error(std::errc::io_error, "cannot open the decoded stream of {}: {} bytes, expected {}",
+                        layer.name, decoded->size(), index->seek_index().decoded_size);
     }
   }
   OCIFS_ASSIGN(auto reader, compress::make_seekable_reader(index->seek_index(), layer.blob, decoded));
@@ -127,7 +141,8 @@ Result<std::shared_ptr<const LayerIndex>> scan_and_store(const LayerBlob& layer,
                                                          const ProgressFn& progress) {
   OCIFS_ASSIGN(LayerIndex index, scan_layer(layer, cache, progress));
   if (auto written = cache.write_index(layer.digest, index.serialize()); !written) {
-    spdlog::warn("cannot store the index of {}: {} (continuing without it)", layer.name, written.error().message);
+    spdlog::warn("cannot store the index of {}: {} (continuing without it)", layer.name,
+                 written.error().message);
   }
   return std::make_shared<const LayerIndex>(std::move(index));
 }
@@ -145,7 +160,8 @@ Result<OpenLayer> open_layer(const LayerBlob& layer, const cache::Cache& cache, 
     } else if (loaded->digest() != layer.digest) {
       spdlog::warn("cached index of {} describes {}; rebuilding it", layer.name, loaded->digest());
     } else {
-      auto opened = open_reader(layer, cache, std::make_shared<const LayerIndex>(std::move(loaded).value()), true);
+      auto opened =
+          open_reader(layer, cache, std::make_shared<const LayerIndex>(std::move(loaded).value()), true);
       if (opened) return opened;
       // E.g. the decoded stream of a zstd layer was evicted: scan again to recreate it.
       spdlog::warn("{}; rescanning {}", opened.error().message, layer.name);

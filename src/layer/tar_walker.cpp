@@ -122,7 +122,8 @@ bool parse_pax_time(std::string_view s, std::int64_t& sec, std::uint32_t& nsec) 
   std::string_view whole = s.substr(0, dot);
   std::string_view frac = dot == std::string_view::npos ? std::string_view() : s.substr(dot + 1);
   std::uint64_t w = 0;
-  if (!parse_decimal(whole, w) || w > std::uint64_t{std::numeric_limits<std::int64_t>::max()} - 1) return false;
+  if (!parse_decimal(whole, w) || w > std::uint64_t{std::numeric_limits<std::int64_t>::max()} - 1)
+    return false;
   std::uint32_t f = 0;
   for (std::size_t i = 0; i < 9; ++i) {
     char c = i < frac.size() ? frac[i] : '0';
@@ -236,7 +237,8 @@ struct TarWalker::Extensions {
   std::vector<std::pair<std::string, std::string>> pax;  // in order: GNU sparse 0.0 repeats keys
 };
 
-TarWalker::TarWalker(compress::StreamDecoder& stream, std::string name) : stream_(stream), name_(std::move(name)) {}
+TarWalker::TarWalker(compress::StreamDecoder& stream, std::string name)
+    : stream_(stream), name_(std::move(name)) {}
 
 Result<std::size_t> TarWalker::read_full(std::span<std::byte> out) {
   std::size_t done = 0;
@@ -254,8 +256,8 @@ Result<void> TarWalker::skip_pending() {
   pending_skip_ = 0;
   if (!skipped) {
     return std::move(skipped).error().with_context(
-        fmt::format("cannot read {}: entry '{}' (header at offset {}) has data up to offset {}", name_, prev_path_,
-                    prev_header_offset_, prev_data_end_));
+        fmt::format("cannot read {}: entry '{}' (header at offset {}) has data up to offset {}", name_,
+                    prev_path_, prev_header_offset_, prev_data_end_));
   }
   return util::success();
 }
@@ -266,15 +268,17 @@ Result<std::optional<TarWalker::Block>> TarWalker::read_header(const Extensions&
   OCIFS_ASSIGN(std::size_t n, read_full(block));
   if (n == 0 && !ext.any) return std::optional<Block>();
   if (n < kBlock) {
-    return make_error(std::errc::io_error, "cannot read {}: stream ends inside a tar header at offset {}{}", name_,
-                      offset + n,
-                      ext.any ? fmt::format(" (entry headers start at offset {})", ext.first_offset) : std::string());
+    return make_error(
+        std::errc::io_error, "cannot read {}: stream ends inside a tar header at offset {}{}", name_,
+        offset + n,
+        ext.any ? fmt::format(" (entry headers start at offset {})", ext.first_offset) : std::string());
   }
   if (is_zero_block(block)) {
     if (ext.any) {
-      return make_error(std::errc::io_error,
-                        "cannot read {}: archive ends at offset {} right after extension headers at offset {}",
-                        name_, offset, ext.first_offset);
+      return make_error(
+          std::errc::io_error,
+          "cannot read {}: archive ends at offset {} right after extension headers at offset {}", name_,
+          offset, ext.first_offset);
     }
     // End of archive: two zero blocks, or one followed by the end of the stream.
     Block second;
@@ -295,8 +299,8 @@ Result<std::optional<TarWalker::Block>> TarWalker::read_header(const Extensions&
   auto stored = parse_number(block.data(), 148, 8, false);
   if (!stored || (*stored != sum_unsigned && *stored != sum_signed)) {
     return make_error(std::errc::io_error,
-                      "cannot read {}: bad tar header checksum at offset {} (stored '{}', computed {})", name_,
-                      offset, field(block.data(), 148, 8), sum_unsigned);
+                      "cannot read {}: bad tar header checksum at offset {} (stored '{}', computed {})",
+                      name_, offset, field(block.data(), 148, 8), sum_unsigned);
   }
   return std::optional<Block>(block);
 }
@@ -304,20 +308,21 @@ Result<std::optional<TarWalker::Block>> TarWalker::read_header(const Extensions&
 Result<std::string> TarWalker::read_payload(const Block& header, std::uint64_t header_offset, char type) {
   auto size = parse_number(header.data(), 124, 12, false);
   if (!size) {
-    return make_error(std::errc::io_error, "cannot read {}: bad size field in '{}' header at offset {}", name_, type,
-                      header_offset);
+    return make_error(std::errc::io_error, "cannot read {}: bad size field in '{}' header at offset {}",
+                      name_, type, header_offset);
   }
   if (static_cast<std::uint64_t>(*size) > kMaxPayload) {
     return make_error(std::errc::file_too_large,
-                      "cannot read {}: '{}' extension header at offset {} declares {} bytes (limit {})", name_, type,
-                      header_offset, *size, kMaxPayload);
+                      "cannot read {}: '{}' extension header at offset {} declares {} bytes (limit {})",
+                      name_, type, header_offset, *size, kMaxPayload);
   }
   std::string payload(static_cast<std::size_t>(*size), '\0');
   OCIFS_ASSIGN(std::size_t n, read_full(std::as_writable_bytes(std::span(payload))));
   if (n < payload.size()) {
-    return make_error(std::errc::io_error,
-                      "cannot read {}: stream ends at offset {} inside the '{}' extension header at offset {}", name_,
-                      stream_.position(), type, header_offset);
+    return make_error(
+        std::errc::io_error,
+        "cannot read {}: stream ends at offset {} inside the '{}' extension header at offset {}", name_,
+        stream_.position(), type, header_offset);
   }
   std::uint64_t padding = round_up(payload.size()) - payload.size();
   if (padding > 0) {
@@ -332,18 +337,19 @@ Result<std::string> TarWalker::read_payload(const Block& header, std::uint64_t h
 
 namespace {
 
-Result<std::vector<std::pair<std::string, std::string>>> parse_pax(std::string_view data, std::string_view layer,
+Result<std::vector<std::pair<std::string, std::string>>> parse_pax(std::string_view data,
+                                                                   std::string_view layer,
                                                                    std::uint64_t offset) {
   std::vector<std::pair<std::string, std::string>> records;
   std::size_t pos = 0;
   while (pos < data.size()) {
-    if (data[pos] == '\0' &&
-        data.find_first_not_of('\0', pos) == std::string_view::npos) {
+    if (data[pos] == '\0' && data.find_first_not_of('\0', pos) == std::string_view::npos) {
       break;  // NUL padding after the last record
     }
     auto bad = [&](std::string_view why) {
-      return make_error(std::errc::io_error, "cannot parse PAX header of {} at offset {}: {} (record at byte {})",
-                        layer, offset, why, pos);
+      return make_error(std::errc::io_error,
+                        "cannot parse PAX header of {} at offset {}: {} (record at byte {})", layer, offset,
+                        why, pos);
     };
     std::size_t space = data.find(' ', pos);
     if (space == std::string_view::npos || space == pos || space - pos > 20) return bad("no record length");
@@ -382,8 +388,8 @@ Result<std::optional<TarEntry>> TarWalker::next() {
         ext.bytes += payload.size();
         if (ext.bytes > kMaxExtensions) {
           return make_error(std::errc::file_too_large,
-                            "cannot read {}: extension headers from offset {} to {} hold over {} bytes", name_,
-                            ext.first_offset, header_offset, kMaxExtensions);
+                            "cannot read {}: extension headers from offset {} to {} hold over {} bytes",
+                            name_, ext.first_offset, header_offset, kMaxExtensions);
         }
         if (type == 'g') {
           // Global headers set defaults for every later entry; images never rely on them and
@@ -436,8 +442,8 @@ Result<std::optional<TarEntry>> TarWalker::make_entry(const Block& header, std::
   std::string raw_link = ext.long_link ? *ext.long_link : std::string(field(h, 157, 100));
 
   auto bad_field = [&](std::string_view what) {
-    return make_error(std::errc::io_error, "cannot read {}: bad {} field in the header of '{}' at offset {}", name_,
-                      what, raw_path, header_offset);
+    return make_error(std::errc::io_error, "cannot read {}: bad {} field in the header of '{}' at offset {}",
+                      name_, what, raw_path, header_offset);
   };
   auto mode = parse_number(h, 100, 8, false);
   auto uid = parse_number(h, 108, 8, false);
@@ -467,15 +473,15 @@ Result<std::optional<TarEntry>> TarWalker::make_entry(const Block& header, std::
 
   // PAX overrides, in record order (a later record wins).
   bool pax_sparse = false;
-  std::optional<std::string> sparse_name;  // GNU.sparse.name beats path whatever the order
+  std::optional<std::string> sparse_name;                 // GNU.sparse.name beats path whatever the order
   std::unordered_map<std::string, std::size_t> xattr_at;  // name -> index in e.xattrs
   std::optional<std::uint64_t> sparse_real_size;
   std::optional<std::uint64_t> sparse_numblocks;
   std::vector<std::uint64_t> sparse_numbers;  // 0.0 offset/numbytes pairs, 0.1 map
   int sparse_major = 0;
   auto bad_pax = [&](std::string_view key, std::string_view value) {
-    return make_error(std::errc::io_error, "cannot read {}: bad PAX {} '{}' for '{}' (headers at offset {})", name_,
-                      key, value.substr(0, 64), raw_path, ext.first_offset);
+    return make_error(std::errc::io_error, "cannot read {}: bad PAX {} '{}' for '{}' (headers at offset {})",
+                      name_, key, value.substr(0, 64), raw_path, ext.first_offset);
   };
   for (auto& [key, value] : ext.pax) {
     if (key == "path") {
@@ -534,7 +540,8 @@ Result<std::optional<TarEntry>> TarWalker::make_entry(const Block& header, std::
         if (!parse_decimal(value, n) || n > kMaxSparseExtents) return bad_pax(key, value);
         sparse_numblocks = n;
       } else if (k == "offset" || k == "numbytes") {
-        if (!parse_decimal(value, n) || sparse_numbers.size() >= 2 * kMaxSparseExtents) return bad_pax(key, value);
+        if (!parse_decimal(value, n) || sparse_numbers.size() >= 2 * kMaxSparseExtents)
+          return bad_pax(key, value);
         // 0.0 alternates offset and numbytes records.
         if ((k == "offset") != (sparse_numbers.size() % 2 == 0)) return bad_pax(key, value);
         sparse_numbers.push_back(n);
@@ -560,22 +567,38 @@ Result<std::optional<TarEntry>> TarWalker::make_entry(const Block& header, std::
   if (sparse_name) raw_path = *sparse_name;
 
   switch (type) {
-    case '0': case '\0': case '7': case 'S':
+    case '0':
+    case '\0':
+    case '7':
+    case 'S':
       // Old archives mark directories with a regular type and a trailing slash.
       e.kind = (type != 'S' && !raw_path.empty() && raw_path.back() == '/') ? EntryKind::directory
-                                                                             : EntryKind::regular;
+                                                                            : EntryKind::regular;
       break;
-    case '1': e.kind = EntryKind::hardlink; break;
-    case '2': e.kind = EntryKind::symlink; break;
-    case '3': e.kind = EntryKind::char_device; break;
-    case '4': e.kind = EntryKind::block_device; break;
-    case '5': case 'D': e.kind = EntryKind::directory; break;
-    case '6': e.kind = EntryKind::fifo; break;
+    case '1':
+      e.kind = EntryKind::hardlink;
+      break;
+    case '2':
+      e.kind = EntryKind::symlink;
+      break;
+    case '3':
+      e.kind = EntryKind::char_device;
+      break;
+    case '4':
+      e.kind = EntryKind::block_device;
+      break;
+    case '5':
+    case 'D':
+      e.kind = EntryKind::directory;
+      break;
+    case '6':
+      e.kind = EntryKind::fifo;
+      break;
     default: {
       // 'V' (volume label) is harmless; anything else we cannot represent.
       if (type != 'V') {
-        spdlog::warn("{}: skipping '{}' at offset {}: unknown tar entry type '{}' (0x{:02x})", name_, raw_path,
-                     header_offset, std::isprint(static_cast<unsigned char>(type)) ? type : '?',
+        spdlog::warn("{}: skipping '{}' at offset {}: unknown tar entry type '{}' (0x{:02x})", name_,
+                     raw_path, header_offset, std::isprint(static_cast<unsigned char>(type)) ? type : '?',
                      static_cast<unsigned char>(type));
       }
       prev_path_ = raw_path;
@@ -586,7 +609,8 @@ Result<std::optional<TarEntry>> TarWalker::make_entry(const Block& header, std::
     }
   }
 
-  bool has_data = e.kind == EntryKind::regular || type == 'D' || (e.kind == EntryKind::hardlink && data_size > 0);
+  bool has_data =
+      e.kind == EntryKind::regular || type == 'D' || (e.kind == EntryKind::hardlink && data_size > 0);
   std::uint64_t stored = has_data ? data_size : 0;
   std::uint64_t stored_remaining = stored;
   if (e.kind == EntryKind::regular) e.size = stored;
@@ -598,8 +622,9 @@ Result<std::optional<TarEntry>> TarWalker::make_entry(const Block& header, std::
     OCIFS_TRY(read_old_gnu_sparse(header, e, stored_remaining));
   } else if (pax_sparse && e.kind == EntryKind::regular) {
     if (!sparse_real_size) {
-      return make_error(std::errc::io_error, "cannot read {}: sparse entry '{}' at offset {} has no real size", name_,
-                        raw_path, ext.first_offset);
+      return make_error(std::errc::io_error,
+                        "cannot read {}: sparse entry '{}' at offset {} has no real size", name_, raw_path,
+                        ext.first_offset);
     }
     e.size = *sparse_real_size;
     if (sparse_major == 1) {
@@ -607,12 +632,13 @@ Result<std::optional<TarEntry>> TarWalker::make_entry(const Block& header, std::
     } else {
       if (sparse_numblocks && *sparse_numblocks * 2 != sparse_numbers.size()) {
         return make_error(std::errc::io_error,
-                          "cannot read {}: sparse entry '{}' at offset {} declares {} extents but maps {}", name_,
-                          raw_path, ext.first_offset, *sparse_numblocks, sparse_numbers.size() / 2);
+                          "cannot read {}: sparse entry '{}' at offset {} declares {} extents but maps {}",
+                          name_, raw_path, ext.first_offset, *sparse_numblocks, sparse_numbers.size() / 2);
       }
       if (sparse_numbers.size() % 2) {
-        return make_error(std::errc::io_error, "cannot read {}: sparse entry '{}' at offset {} has an odd map", name_,
-                          raw_path, ext.first_offset);
+        return make_error(std::errc::io_error,
+                          "cannot read {}: sparse entry '{}' at offset {} has an odd map", name_, raw_path,
+                          ext.first_offset);
       }
       for (std::size_t i = 0; i < sparse_numbers.size(); i += 2) {
         e.sparse.push_back({sparse_numbers[i], sparse_numbers[i + 1]});
@@ -636,15 +662,16 @@ Result<std::optional<TarEntry>> TarWalker::make_entry(const Block& header, std::
   }
   auto path = normalise_path(raw_path);
   if (!path) {
-    spdlog::warn("{}: skipping '{}' at offset {}: path has a '..' component", name_, raw_path, ext.first_offset);
+    spdlog::warn("{}: skipping '{}' at offset {}: path has a '..' component", name_, raw_path,
+                 ext.first_offset);
     return std::optional<TarEntry>();
   }
   e.path = std::move(*path);
   if (e.kind == EntryKind::hardlink) {
     auto target = normalise_path(raw_link);
     if (!target) {
-      spdlog::warn("{}: skipping hard link '{}' at offset {}: target '{}' has a '..' component", name_, raw_path,
-                   ext.first_offset, raw_link);
+      spdlog::warn("{}: skipping hard link '{}' at offset {}: target '{}' has a '..' component", name_,
+                   raw_path, ext.first_offset, raw_link);
       return std::optional<TarEntry>();
     }
     e.link_target = std::move(*target);
@@ -654,29 +681,34 @@ Result<std::optional<TarEntry>> TarWalker::make_entry(const Block& header, std::
   return std::optional<TarEntry>(std::move(e));
 }
 
-Result<void> TarWalker::read_old_gnu_sparse(const Block& header, TarEntry& entry, std::uint64_t& stored_remaining) {
+Result<void> TarWalker::read_old_gnu_sparse(const Block& header, TarEntry& entry,
+                                            std::uint64_t& stored_remaining) {
   const std::byte* h = header.data();
   auto real = parse_number(h, 483, 12, false);
   if (!real) {
-    return make_error(std::errc::io_error, "cannot read {}: bad realsize in the sparse header of '{}' at offset {}",
-                      name_, prev_path_, prev_header_offset_);
+    return make_error(std::errc::io_error,
+                      "cannot read {}: bad realsize in the sparse header of '{}' at offset {}", name_,
+                      prev_path_, prev_header_offset_);
   }
   entry.size = static_cast<std::uint64_t>(*real);
   // Reads up to `count` 24-byte {offset, numbytes} pairs from `block` at `at`; an empty offset
   // field ends the list.
-  auto add_pairs = [&](const std::byte* block, std::size_t at, std::size_t count, std::uint64_t offset) -> Result<void> {
+  auto add_pairs = [&](const std::byte* block, std::size_t at, std::size_t count,
+                       std::uint64_t offset) -> Result<void> {
     for (std::size_t i = 0; i < count; ++i) {
       std::size_t p = at + i * 24;
       if (block[p] == std::byte{0}) break;
       auto off = parse_number(block, p, 12, false);
       auto len = parse_number(block, p + 12, 12, false);
       if (!off || !len) {
-        return make_error(std::errc::io_error, "cannot read {}: bad sparse map of '{}' in the block at offset {}",
-                          name_, prev_path_, offset);
+        return make_error(std::errc::io_error,
+                          "cannot read {}: bad sparse map of '{}' in the block at offset {}", name_,
+                          prev_path_, offset);
       }
       if (entry.sparse.size() >= kMaxSparseExtents) {
-        return make_error(std::errc::io_error, "cannot read {}: sparse map of '{}' at offset {} has over {} extents",
-                          name_, prev_path_, prev_header_offset_, kMaxSparseExtents);
+        return make_error(std::errc::io_error,
+                          "cannot read {}: sparse map of '{}' at offset {} has over {} extents", name_,
+                          prev_path_, prev_header_offset_, kMaxSparseExtents);
       }
       entry.sparse.push_back({static_cast<std::uint64_t>(*off), static_cast<std::uint64_t>(*len)});
     }
@@ -689,9 +721,10 @@ Result<void> TarWalker::read_old_gnu_sparse(const Block& header, TarEntry& entry
     Block block;
     OCIFS_ASSIGN(std::size_t n, read_full(block));
     if (n < kBlock) {
-      return make_error(std::errc::io_error,
-                        "cannot read {}: stream ends at offset {} inside the sparse headers of '{}' (offset {})",
-                        name_, offset + n, prev_path_, prev_header_offset_);
+      return make_error(
+          std::errc::io_error,
+          "cannot read {}: stream ends at offset {} inside the sparse headers of '{}' (offset {})", name_,
+          offset + n, prev_path_, prev_header_offset_);
     }
     OCIFS_TRY(add_pairs(block.data(), 0, 21, offset));
     extended = block[504] != std::byte{0};
@@ -722,14 +755,15 @@ Result<void> TarWalker::read_sparse_map_1_0(TarEntry& entry, std::uint64_t& stor
       }
       if (stored_remaining < kBlock) {
         return make_error(std::errc::io_error,
-                          "cannot read {}: sparse map of '{}' at offset {} runs past the entry's {} bytes", name_,
-                          prev_path_, map_offset, stored);
+                          "cannot read {}: sparse map of '{}' at offset {} runs past the entry's {} bytes",
+                          name_, prev_path_, map_offset, stored);
       }
       Block block;
       OCIFS_ASSIGN(std::size_t n, read_full(block));
       if (n < kBlock) {
-        return make_error(std::errc::io_error, "cannot read {}: stream ends at offset {} inside the sparse map of '{}'",
-                          name_, stream_.position(), prev_path_);
+        return make_error(std::errc::io_error,
+                          "cannot read {}: stream ends at offset {} inside the sparse map of '{}'", name_,
+                          stream_.position(), prev_path_);
       }
       stored_remaining -= kBlock;
       text.erase(0, pos);
@@ -740,8 +774,9 @@ Result<void> TarWalker::read_sparse_map_1_0(TarEntry& entry, std::uint64_t& stor
   std::uint64_t count = 0;
   OCIFS_TRY(next_number(count));
   if (count > kMaxSparseExtents) {
-    return make_error(std::errc::io_error, "cannot read {}: sparse map of '{}' at offset {} has {} extents (limit {})",
-                      name_, prev_path_, map_offset, count, kMaxSparseExtents);
+    return make_error(std::errc::io_error,
+                      "cannot read {}: sparse map of '{}' at offset {} has {} extents (limit {})", name_,
+                      prev_path_, map_offset, count, kMaxSparseExtents);
   }
   for (std::uint64_t i = 0; i < count; ++i) {
     SparseExtent x;
@@ -758,10 +793,11 @@ Result<void> TarWalker::check_sparse(TarEntry& entry, std::uint64_t stored) {
   kept.reserve(entry.sparse.size());
   for (const auto& x : entry.sparse) {
     if (x.offset < end || x.length > entry.size || x.offset > entry.size - x.length) {
-      return make_error(std::errc::io_error,
-                        "cannot read {}: sparse map of '{}' at offset {} has extent {}+{} out of order or beyond the "
-                        "size {}",
-                        name_, prev_path_, prev_header_offset_, x.offset, x.length, entry.size);
+      return make_error(
+          std::errc::io_error,
+          "cannot read {}: sparse map of '{}' at offset {} has extent {}+{} out of order or beyond the "
+          "size {}",
+          name_, prev_path_, prev_header_offset_, x.offset, x.length, entry.size);
     }
     end = x.offset + x.length;
     total += x.length;
@@ -769,8 +805,8 @@ Result<void> TarWalker::check_sparse(TarEntry& entry, std::uint64_t stored) {
   }
   if (total > stored) {
     return make_error(std::errc::io_error,
-                      "cannot read {}: sparse map of '{}' at offset {} maps {} bytes but the entry stores {}", name_,
-                      prev_path_, prev_header_offset_, total, stored);
+                      "cannot read {}: sparse map of '{}' at offset {} maps {} bytes but the entry stores {}",
+                      name_, prev_path_, prev_header_offset_, total, stored);
   }
   entry.sparse = std::move(kept);
   return util::success();

@@ -1,8 +1,7 @@
-#include <catch2/catch.hpp>
-
 #include <archive.h>
 #include <archive_entry.h>
 
+#include <catch2/catch.hpp>
 #include <memory>
 #include <string>
 #include <vector>

@@ -1,9 +1,8 @@
-#include <catch2/catch.hpp>
-
 #include <archive.h>
 #include <archive_entry.h>
 #include <stdlib.h>
 
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -33,7 +32,9 @@ struct File {
 std::vector<File> sample_files() {
   std::string big;
   for (int i = 0; i < 300000; ++i) big += std::to_string(i * 31 % 1009) + ",";
-  return {{"etc/hostname", "box\n"}, {"usr/share/big.txt", big}, {"bin/true", std::string(5000, '\x7f')},
+  return {{"etc/hostname", "box\n"},
+          {"usr/share/big.txt", big},
+          {"bin/true", std::string(5000, '\x7f')},
           {"empty", ""}};
 }
 
@@ -79,8 +80,8 @@ struct TempDir {
 std::string digest_of(std::string_view data) { return "sha256:" + util::sha256_hex(data); }
 
 layer::LayerBlob blob_of(const std::string& data, std::string digest, bool of_decoded = false) {
-  return layer::LayerBlob{std::make_shared<io::MemorySource>(data, "layer.blob"), std::move(digest), of_decoded,
-                          "layer 1 (test)"};
+  return layer::LayerBlob{std::make_shared<io::MemorySource>(data, "layer.blob"), std::move(digest),
+                          of_decoded, "layer 1 (test)"};
 }
 
 std::string read_entry(const layer::OpenLayer& open, const layer::IndexEntry& e) {

@@ -1,8 +1,7 @@
-#include <catch2/catch.hpp>
-
 #include <archive.h>
 #include <archive_entry.h>
 
+#include <catch2/catch.hpp>
 #include <functional>
 #include <memory>
 #include <string>
@@ -54,8 +53,12 @@ std::string write_tar(int (*set_format)(struct archive*), const std::vector<Item
     archive_entry_set_gid(e, it.gid);
     archive_entry_set_mtime(e, it.mtime_sec, it.mtime_nsec);
     switch (it.kind) {
-      case EntryKind::regular: archive_entry_set_filetype(e, AE_IFREG); break;
-      case EntryKind::directory: archive_entry_set_filetype(e, AE_IFDIR); break;
+      case EntryKind::regular:
+        archive_entry_set_filetype(e, AE_IFREG);
+        break;
+      case EntryKind::directory:
+        archive_entry_set_filetype(e, AE_IFDIR);
+        break;
       case EntryKind::symlink:
         archive_entry_set_filetype(e, AE_IFLNK);
         archive_entry_set_symlink(e, it.link.c_str());
@@ -64,9 +67,15 @@ std::string write_tar(int (*set_format)(struct archive*), const std::vector<Item
         archive_entry_set_filetype(e, AE_IFREG);
         archive_entry_set_hardlink(e, it.link.c_str());
         break;
-      case EntryKind::char_device: archive_entry_set_filetype(e, AE_IFCHR); break;
-      case EntryKind::block_device: archive_entry_set_filetype(e, AE_IFBLK); break;
-      case EntryKind::fifo: archive_entry_set_filetype(e, AE_IFIFO); break;
+      case EntryKind::char_device:
+        archive_entry_set_filetype(e, AE_IFCHR);
+        break;
+      case EntryKind::block_device:
+        archive_entry_set_filetype(e, AE_IFBLK);
+        break;
+      case EntryKind::fifo:
+        archive_entry_set_filetype(e, AE_IFIFO);
+        break;
     }
     archive_entry_set_perm(e, it.mode);
     if (it.kind == EntryKind::char_device || it.kind == EntryKind::block_device) {
@@ -81,7 +90,8 @@ std::string write_tar(int (*set_format)(struct archive*), const std::vector<Item
     for (const auto& [off, len] : it.sparse) archive_entry_sparse_add_entry(e, off, len);
     REQUIRE(archive_write_header(a, e) == ARCHIVE_OK);
     if (it.kind == EntryKind::regular && !it.content.empty()) {
-      REQUIRE(archive_write_data(a, it.content.data(), it.content.size()) == static_cast<la_ssize_t>(it.content.size()));
+      REQUIRE(archive_write_data(a, it.content.data(), it.content.size()) ==
+              static_cast<la_ssize_t>(it.content.size()));
     }
     archive_entry_free(e);
   }
@@ -127,7 +137,9 @@ const TarEntry& find(const std::vector<TarEntry>& entries, std::string_view path
 }
 
 // The bytes the entry stores, read from the tar at data_offset.
-std::string stored(const std::string& tar, const TarEntry& e) { return tar.substr(e.data_offset, e.stored_size); }
+std::string stored(const std::string& tar, const TarEntry& e) {
+  return tar.substr(e.data_offset, e.stored_size);
+}
 
 // The logical content of an entry rebuilt from its sparse extents.
 std::string logical(const std::string& tar, const TarEntry& e) {
@@ -169,7 +181,11 @@ std::string header(std::string_view name, char type, std::uint64_t size, Magic m
   put(b, 124, octal(size, 12));
   put(b, 136, octal(1700000000, 12));
   b[156] = type;
-  if (magic == Magic::posix) put(b, 257, std::string_view("ustar\0" "00", 8));
+  if (magic == Magic::posix)
+    put(b, 257,
+        std::string_view("ustar\0"
+                         "00",
+                         8));
   if (magic == Magic::gnu) put(b, 257, std::string_view("ustar  \0", 8));
   set_checksum(b);
   return b;
@@ -201,17 +217,25 @@ const std::string kEnd(1024, '\0');
 
 TEST_CASE("pax tar from libarchive: every entry type and field") {
   std::string long100 = "dir/" + std::string(120, 'a') + "/file";
-  std::string long255 = "deep/" + std::string(200, 'b') + "/" + std::string(100, 'c') + "/" + std::string(60, 'd');
+  std::string long255 =
+      "deep/" + std::string(200, 'b') + "/" + std::string(100, 'c') + "/" + std::string(60, 'd');
   std::string cap("\x00\x00\x00\x02\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", 20);
   std::string binary("a\nb\0c=d", 7);
   std::vector<Item> items = {
       {.path = "./etc/", .kind = EntryKind::directory, .mode = 0755},
       {.path = "etc/passwd", .content = "root:x:0:0::/root:/bin/sh\n", .mode = 0644, .uid = 0, .gid = 0},
-      {.path = "usr/bin/su", .content = std::string(1000, 'x'), .mode = 04755, .uid = 1000, .gid = 2000,
-       .mtime_sec = 1700000000, .mtime_nsec = 123456789},
+      {.path = "usr/bin/su",
+       .content = std::string(1000, 'x'),
+       .mode = 04755,
+       .uid = 1000,
+       .gid = 2000,
+       .mtime_sec = 1700000000,
+       .mtime_nsec = 123456789},
       {.path = "tmp", .kind = EntryKind::directory, .mode = 01777},
-      {.path = "usr/bin/ping", .content = "ping", .mode = 02755, .xattrs = {{"security.capability", cap},
-                                                                             {"user.odd", binary}}},
+      {.path = "usr/bin/ping",
+       .content = "ping",
+       .mode = 02755,
+       .xattrs = {{"security.capability", cap}, {"user.odd", binary}}},
       {.path = "usr/bin/ping2", .kind = EntryKind::hardlink, .link = "./usr/bin/ping"},
       {.path = "lib", .kind = EntryKind::symlink, .mode = 0777, .link = "../usr//lib/"},
       {.path = "dev/null", .kind = EntryKind::char_device, .mode = 0666, .dev_major = 1, .dev_minor = 3},
@@ -319,9 +343,9 @@ TEST_CASE("ustar prefix field, v7 and gnutar long names from libarchive") {
     CHECK(entries[1].mode == 0700);
   }
   SECTION("v7") {
-    std::string tar = write_tar(archive_write_set_format_v7tar,
-                                {{.path = "a/b", .content = "v7 data", .uid = 7, .gid = 8},
-                                 {.path = "a/c", .kind = EntryKind::symlink, .link = "b"}});
+    std::string tar =
+        write_tar(archive_write_set_format_v7tar, {{.path = "a/b", .content = "v7 data", .uid = 7, .gid = 8},
+                                                   {.path = "a/c", .kind = EntryKind::symlink, .link = "b"}});
     auto entries = walk_ok(tar);
     REQUIRE(entries.size() == 2);
     CHECK(entries[0].path == "a/b");
@@ -354,9 +378,10 @@ TEST_CASE("GNU sparse 1.0 from libarchive") {
   std::string content(3 * 65536 + 100, '\0');
   for (std::size_t i = 0; i < 4096; ++i) content[i] = static_cast<char>('A' + i % 26);
   for (std::size_t i = 2 * 65536; i < 2 * 65536 + 5000; ++i) content[i] = static_cast<char>('a' + i % 26);
-  std::string tar = write_tar(archive_write_set_format_pax,
-                              {{.path = "disk.img", .content = content, .sparse = {{0, 4096}, {2 * 65536, 5000}}},
-                               {.path = "after", .content = "after"}});
+  std::string tar =
+      write_tar(archive_write_set_format_pax,
+                {{.path = "disk.img", .content = content, .sparse = {{0, 4096}, {2 * 65536, 5000}}},
+                 {.path = "after", .content = "after"}});
   auto entries = walk_ok(tar);
   REQUIRE(entries.size() == 2);
   auto& img = entries[0];
@@ -424,13 +449,14 @@ TEST_CASE("hand-made headers") {
     CHECK(stored(tar, entries[0]) == "data");
   }
   SECTION("PAX records: path, linkpath, size, uid, gid, fractional and negative mtime, xattrs") {
-    std::string recs = pax_record("path", "/pax/name") + pax_record("uid", "70000") + pax_record("gid", "80000") +
-                       pax_record("mtime", "-1.25") + pax_record("uname", "someone") +
+    std::string recs = pax_record("path", "/pax/name") + pax_record("uid", "70000") +
+                       pax_record("gid", "80000") + pax_record("mtime", "-1.25") +
+                       pax_record("uname", "someone") +
                        pax_record("SCHILY.xattr.user.nl", std::string("x\ny\0z", 5)) +
                        pax_record("LIBARCHIVE.xattr.user.%3Dodd%25name", "aGVsbG8=") +
                        pax_record("size", "5") + pax_record("atime", "1.5");
-    std::string tar = pax(recs) + header("short", '0', 0) + pad("12345") + pax(pax_record("linkpath", "/t/../x")) +
-                      header("sym", '2', 0) + kEnd;
+    std::string tar = pax(recs) + header("short", '0', 0) + pad("12345") +
+                      pax(pax_record("linkpath", "/t/../x")) + header("sym", '2', 0) + kEnd;
     auto entries = walk_ok(tar);
     REQUIRE(entries.size() == 2);
     auto& e = entries[0];
@@ -450,7 +476,8 @@ TEST_CASE("hand-made headers") {
     CHECK(entries[1].header_offset == 1024 + 512 + 512);
   }
   SECTION("PAX global headers are ignored") {
-    auto entries = walk_ok(pax(pax_record("path", "global") + pax_record("comment", "x"), 'g') + file("a", "1") + kEnd);
+    auto entries =
+        walk_ok(pax(pax_record("path", "global") + pax_record("comment", "x"), 'g') + file("a", "1") + kEnd);
     REQUIRE(entries.size() == 1);
     CHECK(entries[0].path == "a");
   }
@@ -461,7 +488,8 @@ TEST_CASE("hand-made headers") {
                          pax_record("GNU.sparse.offset", "98") + pax_record("GNU.sparse.numbytes", "2") +
                          pax_record("GNU.sparse.name", "sparse00");
     std::string recs01 = pax_record("GNU.sparse.size", "100") + pax_record("GNU.sparse.numblocks", "2") +
-                         pax_record("GNU.sparse.map", "10,4,98,2") + pax_record("GNU.sparse.name", "sparse01") +
+                         pax_record("GNU.sparse.map", "10,4,98,2") +
+                         pax_record("GNU.sparse.name", "sparse01") +
                          pax_record("path", "GNUSparseFile.2/y");  // the sparse name still wins
     std::string tar = pax(recs00) + header("GNUSparseFile.1/x", '0', 6) + pad(data) + pax(recs01) +
                       header("GNUSparseFile.2/y", '0', 6) + pad(data) + kEnd;
@@ -518,7 +546,8 @@ TEST_CASE("hand-made headers") {
     std::string bad = file("b", "x");
     bad[0] = 'c';
     auto msg = walk_error(file("a", "x") + bad + kEnd);
-    CHECK_THAT(msg, Catch::Contains("layer test") && Catch::Contains("offset 1024") && Catch::Contains("checksum"));
+    CHECK_THAT(
+        msg, Catch::Contains("layer test") && Catch::Contains("offset 1024") && Catch::Contains("checksum"));
   }
   SECTION("signed checksum is accepted") {
     std::string h = header("\xe9t\xe9", '0', 0);
@@ -532,8 +561,8 @@ TEST_CASE("hand-made headers") {
   }
   SECTION("stream ends inside an entry's data") {
     std::string tar = file("a", "x") + header("big", '0', 5000) + std::string(1000, 'd');
-    CHECK_THAT(walk_error(tar), Catch::Contains("'big'") && Catch::Contains("offset 1024") &&
-                                    Catch::Contains("layer test"));
+    CHECK_THAT(walk_error(tar),
+               Catch::Contains("'big'") && Catch::Contains("offset 1024") && Catch::Contains("layer test"));
   }
   SECTION("huge declared size") {
     std::string h = header("huge", '0', 0);
@@ -553,11 +582,13 @@ TEST_CASE("hand-made headers") {
   }
   SECTION("PAX header declaring a huge size") {
     std::string h = header("PaxHeader/x", 'x', 1ull << 32);
-    CHECK_THAT(walk_error(h + std::string(4096, '1')), Catch::Contains("limit") && Catch::Contains("offset 0"));
+    CHECK_THAT(walk_error(h + std::string(4096, '1')),
+               Catch::Contains("limit") && Catch::Contains("offset 0"));
   }
   SECTION("extension headers piling up") {
     std::string big = pax(pax_record("comment", std::string(900000, 'c')));
-    CHECK_THAT(walk_error(big + big + big + file("a", "") + kEnd), Catch::Contains("extension headers from offset 0"));
+    CHECK_THAT(walk_error(big + big + big + file("a", "") + kEnd),
+               Catch::Contains("extension headers from offset 0"));
     // Two are fine.
     CHECK(walk_ok(big + big + file("a", "") + kEnd).size() == 1);
   }
@@ -588,8 +619,8 @@ TEST_CASE("hand-made headers") {
     std::string good_link = header("ok-link", '1', 0);
     put(good_link, 157, "/etc/./passwd");
     set_checksum(good_link);
-    std::string tar = file("../evil", "x") + file("a/../../b", "y") + file("/etc/passwd", "root") + file("./", "") +
-          file(".//x/./y//", "") + bad_link + good_link + kEnd;
+    std::string tar = file("../evil", "x") + file("a/../../b", "y") + file("/etc/passwd", "root") +
+                      file("./", "") + file(".//x/./y//", "") + bad_link + good_link + kEnd;
     auto entries = walk_ok(tar);
     REQUIRE(entries.size() == 4);
     CHECK(entries[0].path == "etc/passwd");
@@ -634,7 +665,8 @@ TEST_CASE("hand-made headers") {
                        pax_record("GNU.sparse.realsize", "100");
     CHECK_THAT(walk_error(pax(huge) + header("s", '0', 512) + pad("99999999999\n") + kEnd),
                Catch::Contains("extents"));
-    CHECK_THAT(walk_error(pax(huge) + header("s", '0', 512) + pad("2\n" + std::string(504, '0') + "\n12345") + kEnd),
-               Catch::Contains("runs past"));
+    CHECK_THAT(
+        walk_error(pax(huge) + header("s", '0', 512) + pad("2\n" + std::string(504, '0') + "\n12345") + kEnd),
+        Catch::Contains("runs past"));
   }
 }
