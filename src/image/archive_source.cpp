@@ -79,18 +79,19 @@ Result<std::shared_ptr<const ArchiveSource>> ArchiveSource::open(io::BlobSourceP
     if (!index) return std::move(index).error().with_context(context);
     if (index->zstd_spilled) {
       return make_error(std::errc::not_supported,
-                        "{}: its zstd frames are too large to read in place; decompress it first (zstd -d)", context);
+                        "{}: its zstd frames are too large to read in place; decompress it first (zstd -d)",
+                        context);
     }
     OCIFS_ASSIGN(auto reader, compress::make_seekable_reader(*index, archive));
-    stream = std::make_shared<compress::DecodedSource>(
-        std::move(reader), fmt::format("{} (decoded)", archive->describe()));
+    stream = std::make_shared<compress::DecodedSource>(std::move(reader),
+                                                       fmt::format("{} (decoded)", archive->describe()));
   }
   return std::shared_ptr<const ArchiveSource>(
       new ArchiveSource(std::move(archive), std::move(stream), encoding, std::move(members)));
 }
 
-Result<const std::pair<const std::string, ArchiveSource::Member>*> ArchiveSource::find(std::string_view path,
-                                                                                       std::string* last) const {
+Result<const std::pair<const std::string, ArchiveSource::Member>*> ArchiveSource::find(
+    std::string_view path, std::string* last) const {
   std::string current = normalize("", path);
   for (int hops = 0; hops <= kMaxLinks; ++hops) {
     auto it = members_.find(current);
@@ -100,16 +101,21 @@ Result<const std::pair<const std::string, ArchiveSource::Member>*> ArchiveSource
     }
     const Member& m = it->second;
     switch (m.kind) {
-      case layer::EntryKind::regular: return &*it;
-      case layer::EntryKind::symlink: current = normalize(parent_of(current), m.link_target); break;
-      case layer::EntryKind::hardlink: current = normalize("", m.link_target); break;
+      case layer::EntryKind::regular:
+        return &*it;
+      case layer::EntryKind::symlink:
+        current = normalize(parent_of(current), m.link_target);
+        break;
+      case layer::EntryKind::hardlink:
+        current = normalize("", m.link_target);
+        break;
       default:
         return make_error(std::errc::invalid_argument, "cannot read {} in {}: not a regular file", it->first,
                           archive_->describe());
     }
   }
-  return make_error(std::errc::too_many_symbolic_link_levels, "cannot read {} in {}: too many levels of links", path,
-                    archive_->describe());
+  return make_error(std::errc::too_many_symbolic_link_levels,
+                    "cannot read {} in {}: too many levels of links", path, archive_->describe());
 }
 
 Result<io::BlobSourcePtr> ArchiveSource::member(std::string_view path) const {
@@ -117,23 +123,26 @@ Result<io::BlobSourcePtr> ArchiveSource::member(std::string_view path) const {
   OCIFS_ASSIGN(auto found, find(path, &last));
   if (!found) {
     if (last != normalize("", path)) {
-      return make_error(std::errc::no_such_file_or_directory, "cannot read {} in {}: it links to {}, which is missing",
-                        path, archive_->describe(), last);
+      return make_error(std::errc::no_such_file_or_directory,
+                        "cannot read {} in {}: it links to {}, which is missing", path, archive_->describe(),
+                        last);
     }
     return make_error(std::errc::no_such_file_or_directory, "cannot read {} in {}: no such member", path,
                       archive_->describe());
   }
   const auto& [name, m] = *found;
   if (m.sparse) {
-    return make_error(std::errc::not_supported, "cannot read {} in {}: sparse archive members are not supported",
-                      name, archive_->describe());
+    return make_error(std::errc::not_supported,
+                      "cannot read {} in {}: sparse archive members are not supported", name,
+                      archive_->describe());
   }
   if (m.offset + m.size > stream_->size()) {
-    return make_error(std::errc::io_error, "cannot read {} in {}: its data ends at offset {}, past the end ({})", name,
+    return make_error(std::errc::io_error,
+                      "cannot read {} in {}: its data ends at offset {}, past the end ({})", name,
                       archive_->describe(), m.offset + m.size, stream_->size());
   }
-  return io::BlobSourcePtr(
-      std::make_shared<io::SliceSource>(stream_, m.offset, m.size, fmt::format("{}:{}", archive_->describe(), name)));
+  return io::BlobSourcePtr(std::make_shared<io::SliceSource>(
+      stream_, m.offset, m.size, fmt::format("{}:{}", archive_->describe(), name)));
 }
 
 bool ArchiveSource::contains(std::string_view path) const {

@@ -32,9 +32,12 @@ std::string_view named_hex(std::string_view path) {
 
 std::string_view layer_media_type(compress::Encoding encoding) {
   switch (encoding) {
-    case compress::Encoding::gzip: return oci::media_type::kDockerLayerGzip;
-    case compress::Encoding::zstd: return oci::media_type::kOciLayerZstd;
-    case compress::Encoding::tar: break;
+    case compress::Encoding::gzip:
+      return oci::media_type::kDockerLayerGzip;
+    case compress::Encoding::zstd:
+      return oci::media_type::kOciLayerZstd;
+    case compress::Encoding::tar:
+      break;
   }
   return oci::media_type::kDockerLayerTar;
 }
@@ -47,11 +50,13 @@ Result<ResolvedImage> resolve_docker_archive(const ArchiveSource& archive, const
   auto context = fmt::format("cannot resolve {}", name);
   auto manifest_member = archive.member("manifest.json");
   if (!manifest_member) {
-    return std::move(manifest_member).error().with_context(
-        fmt::format("{}: {} is not a docker-archive", context, archive.describe()));
+    return std::move(manifest_member)
+        .error()
+        .with_context(fmt::format("{}: {} is not a docker-archive", context, archive.describe()));
   }
   OCIFS_ASSIGN(auto manifest_bytes, io::read_all(**manifest_member, kMaxDocument));
-  OCIFS_ASSIGN(auto entries, oci::parse_docker_archive_manifest(manifest_bytes, (*manifest_member)->describe()));
+  OCIFS_ASSIGN(auto entries,
+               oci::parse_docker_archive_manifest(manifest_bytes, (*manifest_member)->describe()));
 
   auto all_tags = [&] {
     std::string out;
@@ -78,8 +83,8 @@ Result<ResolvedImage> resolve_docker_archive(const ArchiveSource& archive, const
       }
     }
     if (!entry) {
-      return make_error(std::errc::no_such_file_or_directory, "{}: no image tagged {} in {} (available: {})", context,
-                        ref.tag, archive.describe(), all_tags());
+      return make_error(std::errc::no_such_file_or_directory, "{}: no image tagged {} in {} (available: {})",
+                        context, ref.tag, archive.describe(), all_tags());
     }
   }
 
@@ -89,14 +94,16 @@ Result<ResolvedImage> resolve_docker_archive(const ArchiveSource& archive, const
   OCIFS_ASSIGN(image.config_json, io::read_all(*config_blob, kMaxConfig));
   auto config_hex = util::sha256_hex(image.config_json);
   if (auto named = named_hex(entry->config); !named.empty() && named != config_hex) {
-    return make_error(std::errc::io_error, "{}: config {} does not match its name (its content hashes to sha256:{})",
-                      context, config_blob->describe(), config_hex);
+    return make_error(std::errc::io_error,
+                      "{}: config {} does not match its name (its content hashes to sha256:{})", context,
+                      config_blob->describe(), config_hex);
   }
   OCIFS_ASSIGN(image.config, oci::parse_config(image.config_json, config_blob->describe()));
   OCIFS_TRY(detail::check_platform(name, options.platform, image.config.platform));
   if (image.config.diff_ids.size() != entry->layers.size()) {
-    return make_error(std::errc::invalid_argument, "{}: manifest.json lists {} layers but config {} has {} diff_ids",
-                      context, entry->layers.size(), entry->config, image.config.diff_ids.size());
+    return make_error(std::errc::invalid_argument,
+                      "{}: manifest.json lists {} layers but config {} has {} diff_ids", context,
+                      entry->layers.size(), entry->config, image.config.diff_ids.size());
   }
 
   auto& manifest = image.manifest;

@@ -30,7 +30,8 @@ Result<ResolvedImage> resolve_image(const oci::ImageRef& ref, const ResolveOptio
     case oci::Transport::oci_layout: {
       std::error_code ec;
       if (!std::filesystem::is_directory(ref.path, ec)) {
-        return make_error(std::errc::not_a_directory, "cannot resolve {}: {} is not a directory", ref.str(), ref.path);
+        return make_error(std::errc::not_a_directory, "cannot resolve {}: {} is not a directory", ref.str(),
+                          ref.path);
       }
       std::filesystem::path root = ref.path;
       LayoutFiles files{ref.path, [root](const std::string& path) -> Result<io::BlobSourcePtr> {

@@ -24,7 +24,9 @@ struct Context {
   std::string name;  // ImageRef::str(), for messages
 };
 
-std::string blob_path(const oci::Digest& digest) { return fmt::format("blobs/{}/{}", digest.algorithm, digest.hex); }
+std::string blob_path(const oci::Digest& digest) {
+  return fmt::format("blobs/{}/{}", digest.algorithm, digest.hex);
+}
 
 std::string annotation(const oci::Descriptor& d, std::string_view key) {
   auto it = d.annotations.find(std::string(key));
@@ -33,7 +35,8 @@ std::string annotation(const oci::Descriptor& d, std::string_view key) {
 
 Result<oci::Digest> descriptor_digest(const Context& ctx, const oci::Descriptor& d, std::string_view what) {
   auto digest = oci::Digest::parse(d.digest);
-  if (!digest) return std::move(digest).error().with_context(fmt::format("cannot resolve {}: {}", ctx.name, what));
+  if (!digest)
+    return std::move(digest).error().with_context(fmt::format("cannot resolve {}: {}", ctx.name, what));
   return digest;
 }
 
@@ -41,12 +44,13 @@ Result<io::BlobSourcePtr> open_blob(const Context& ctx, const oci::Descriptor& d
   OCIFS_ASSIGN(auto digest, descriptor_digest(ctx, d, what));
   auto blob = ctx.files.open(blob_path(digest));
   if (!blob) {
-    return std::move(blob).error().with_context(
-        fmt::format("cannot resolve {}: {} {} is missing from {}", ctx.name, what, d.digest, ctx.files.where));
+    return std::move(blob).error().with_context(fmt::format("cannot resolve {}: {} {} is missing from {}",
+                                                            ctx.name, what, d.digest, ctx.files.where));
   }
   if (d.size >= 0 && (*blob)->size() != static_cast<std::uint64_t>(d.size)) {
-    return make_error(std::errc::io_error, "cannot resolve {}: {} {} ({}) has {} bytes, its descriptor says {}",
-                      ctx.name, what, d.digest, (*blob)->describe(), (*blob)->size(), d.size);
+    return make_error(std::errc::io_error,
+                      "cannot resolve {}: {} {} ({}) has {} bytes, its descriptor says {}", ctx.name, what,
+                      d.digest, (*blob)->describe(), (*blob)->size(), d.size);
   }
   return blob;
 }
@@ -60,8 +64,8 @@ Result<std::string> read_verified(const Context& ctx, const oci::Descriptor& d, 
   auto actual = util::sha256_hex(bytes);
   if (actual != digest.hex) {
     return make_error(std::errc::io_error,
-                      "cannot resolve {}: {} {} does not match its digest (its content hashes to sha256:{})", ctx.name,
-                      what, blob->describe(), actual);
+                      "cannot resolve {}: {} {} does not match its digest (its content hashes to sha256:{})",
+                      ctx.name, what, blob->describe(), actual);
   }
   return bytes;
 }
@@ -96,9 +100,10 @@ Result<oci::Descriptor> choose_platform(const Context& ctx, const std::vector<oc
     }
   }
   if (!best) {
-    return make_error(std::errc::no_such_file_or_directory,
-                      "cannot resolve {}: no image for platform {} (available: {}); choose one with --platform",
-                      ctx.name, wanted.normalized().str(), platform_list(list));
+    return make_error(
+        std::errc::no_such_file_or_directory,
+        "cannot resolve {}: no image for platform {} (available: {}); choose one with --platform", ctx.name,
+        wanted.normalized().str(), platform_list(list));
   }
   return *best;
 }
@@ -111,7 +116,8 @@ std::string normalized_name(std::string_view name) {
 }
 
 // The entries of the layout's index.json that `tag` names.
-Result<std::vector<oci::Descriptor>> select_by_tag(const Context& ctx, const oci::Index& index, const std::string& tag) {
+Result<std::vector<oci::Descriptor>> select_by_tag(const Context& ctx, const oci::Index& index,
+                                                   const std::string& tag) {
   std::vector<oci::Descriptor> out;
   if (tag.empty()) {
     std::set<std::string> names;
@@ -123,11 +129,12 @@ Result<std::vector<oci::Descriptor>> select_by_tag(const Context& ctx, const oci
     // One image, or one name for several platforms (a multi-platform image copied entry by entry).
     if (index.manifests.size() == 1 || (names.size() == 1 && all_have_platform)) return index.manifests;
     if (index.manifests.empty()) {
-      return make_error(std::errc::no_such_file_or_directory, "cannot resolve {}: index.json in {} lists no images",
-                        ctx.name, ctx.files.where);
+      return make_error(std::errc::no_such_file_or_directory,
+                        "cannot resolve {}: index.json in {} lists no images", ctx.name, ctx.files.where);
     }
     std::string listed;
-    for (const auto& n : names) listed += fmt::format("{}{}", listed.empty() ? "" : ", ", n.empty() ? "(unnamed)" : n);
+    for (const auto& n : names)
+      listed += fmt::format("{}{}", listed.empty() ? "" : ", ", n.empty() ? "(unnamed)" : n);
     return make_error(std::errc::invalid_argument,
                       "cannot resolve {}: {} lists {} images; name one of: {} (as {}:NAME)", ctx.name,
                       ctx.files.where, index.manifests.size(), listed, ctx.name);
@@ -155,8 +162,9 @@ Result<std::vector<oci::Descriptor>> select_by_tag(const Context& ctx, const oci
     }
     std::string listed;
     for (const auto& n : names) listed += fmt::format("{}{}", listed.empty() ? "" : ", ", n);
-    return make_error(std::errc::no_such_file_or_directory, "cannot resolve {}: no image named \"{}\" in {} (available: {})",
-                      ctx.name, tag, ctx.files.where, listed.empty() ? std::string("none") : listed);
+    return make_error(std::errc::no_such_file_or_directory,
+                      "cannot resolve {}: no image named \"{}\" in {} (available: {})", ctx.name, tag,
+                      ctx.files.where, listed.empty() ? std::string("none") : listed);
   }
   return out;
 }
@@ -170,17 +178,20 @@ Result<ResolvedImage> resolve_oci_layout(const LayoutFiles& files, const oci::Im
 
   auto layout_file = files.open("oci-layout");
   if (!layout_file) {
-    return std::move(layout_file).error().with_context(
-        fmt::format("cannot resolve {}: {} is not an OCI image layout", ctx.name, files.where));
+    return std::move(layout_file)
+        .error()
+        .with_context(fmt::format("cannot resolve {}: {} is not an OCI image layout", ctx.name, files.where));
   }
   OCIFS_ASSIGN(auto layout_json, io::read_all(**layout_file, 1u << 20));
   OCIFS_ASSIGN(auto version, oci::parse_layout_version(layout_json, (*layout_file)->describe()));
   if (!version.starts_with("1.")) {
-    return make_error(std::errc::not_supported, "cannot resolve {}: OCI layout version {} in {} is not supported",
-                      ctx.name, version, (*layout_file)->describe());
+    return make_error(std::errc::not_supported,
+                      "cannot resolve {}: OCI layout version {} in {} is not supported", ctx.name, version,
+                      (*layout_file)->describe());
   }
   auto index_file = files.open("index.json");
-  if (!index_file) return std::move(index_file).error().with_context(fmt::format("cannot resolve {}", ctx.name));
+  if (!index_file)
+    return std::move(index_file).error().with_context(fmt::format("cannot resolve {}", ctx.name));
   OCIFS_ASSIGN(auto index_json, io::read_all(**index_file, kMaxDocument));
   OCIFS_ASSIGN(auto index, oci::parse_index(index_json, (*index_file)->describe()));
 
@@ -215,27 +226,31 @@ Result<ResolvedImage> resolve_oci_layout(const LayoutFiles& files, const oci::Im
     }
     if (!oci::is_manifest_media_type(media_type) && media_type != oci::media_type::kDockerSchema1 &&
         media_type != oci::media_type::kDockerSchema1Signed) {
-      return make_error(std::errc::not_supported,
-                        "cannot resolve {}: {} has media type \"{}\", which is neither an image manifest nor an index",
-                        ctx.name, chosen.digest, media_type);
+      return make_error(
+          std::errc::not_supported,
+          "cannot resolve {}: {} has media type \"{}\", which is neither an image manifest nor an index",
+          ctx.name, chosen.digest, media_type);
     }
     manifest_json = std::move(bytes);
     break;
   }
-  OCIFS_ASSIGN(image.manifest, oci::parse_manifest(manifest_json, fmt::format("{} ({})", chosen.digest, ctx.name)));
+  OCIFS_ASSIGN(image.manifest,
+               oci::parse_manifest(manifest_json, fmt::format("{} ({})", chosen.digest, ctx.name)));
   image.manifest_json = std::move(manifest_json);
   image.manifest_descriptor = chosen;
-  if (image.manifest_descriptor.media_type.empty()) image.manifest_descriptor.media_type = image.manifest.media_type;
+  if (image.manifest_descriptor.media_type.empty())
+    image.manifest_descriptor.media_type = image.manifest.media_type;
 
   const auto& config_desc = image.manifest.config;
   if (!config_desc.media_type.empty() && config_desc.media_type != oci::media_type::kOciConfig &&
       config_desc.media_type != oci::media_type::kDockerConfig) {
     return make_error(std::errc::not_supported,
-                      "cannot resolve {}: manifest {} is not a container image (config media type \"{}\")", ctx.name,
-                      chosen.digest, config_desc.media_type);
+                      "cannot resolve {}: manifest {} is not a container image (config media type \"{}\")",
+                      ctx.name, chosen.digest, config_desc.media_type);
   }
   OCIFS_ASSIGN(image.config_json, read_verified(ctx, config_desc, "config", kMaxConfig));
-  OCIFS_ASSIGN(image.config, oci::parse_config(image.config_json, fmt::format("config {}", config_desc.digest)));
+  OCIFS_ASSIGN(image.config,
+               oci::parse_config(image.config_json, fmt::format("config {}", config_desc.digest)));
   if (!image.manifest_descriptor.platform && !image.config.platform.architecture.empty()) {
     image.manifest_descriptor.platform = image.config.platform;
   }
@@ -247,8 +262,8 @@ Result<ResolvedImage> resolve_oci_layout(const LayoutFiles& files, const oci::Im
     auto name = detail::layer_name(i, d.digest);
     if (!oci::is_layer_media_type(d.media_type)) {
       return make_error(std::errc::not_supported,
-                        "cannot resolve {}: {} has media type \"{}\", which is not a container image layer", ctx.name,
-                        name, d.media_type.empty() ? std::string("(none)") : d.media_type);
+                        "cannot resolve {}: {} has media type \"{}\", which is not a container image layer",
+                        ctx.name, name, d.media_type.empty() ? std::string("(none)") : d.media_type);
     }
     OCIFS_ASSIGN(auto blob, open_blob(ctx, d, name));
     image.layers.push_back(layer::LayerBlob{std::move(blob), d.digest, false, std::move(name)});

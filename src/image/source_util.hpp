@@ -12,7 +12,8 @@ namespace ocifs::image::detail {
 // "layer 2 (sha256:ab12cd34ef56…)": 1-based from the bottom, 12 hex digits like docker's short ids.
 inline std::string layer_name(std::size_t index, std::string_view digest) {
   auto colon = digest.find(':');
-  auto shown = colon == std::string_view::npos ? digest : digest.substr(0, std::min(digest.size(), colon + 13));
+  auto shown =
+      colon == std::string_view::npos ? digest : digest.substr(0, std::min(digest.size(), colon + 13));
   return fmt::format("layer {} ({}{})", index + 1, shown, shown.size() < digest.size() ? "…" : "");
 }
 

@@ -6,7 +6,8 @@ namespace ocifs::oci {
 
 using namespace detail;
 
-Result<std::vector<DockerArchiveImage>> parse_docker_archive_manifest(std::string_view text, std::string_view where) {
+Result<std::vector<DockerArchiveImage>> parse_docker_archive_manifest(std::string_view text,
+                                                                      std::string_view where) {
   OCIFS_ASSIGN(auto doc, parse_json(text, where));
   if (!doc.is_array()) {
     return make_error(std::errc::invalid_argument, "cannot parse {}: expected a JSON array of images", where);

@@ -21,7 +21,8 @@ Error schema1_error(std::string_view where) {
 }
 
 Result<const json*> require_object(const json& doc, std::string_view where) {
-  if (!doc.is_object()) return make_error(std::errc::invalid_argument, "cannot parse {}: not a JSON object", where);
+  if (!doc.is_object())
+    return make_error(std::errc::invalid_argument, "cannot parse {}: not a JSON object", where);
   return &doc;
 }
 
@@ -122,21 +123,23 @@ Result<Manifest> parse_manifest(std::string_view text, std::string_view where) {
     return schema1_error(where);
   }
   if (m.schema_version != 2) {
-    return make_error(std::errc::not_supported, "cannot use manifest {}: schemaVersion {} is not supported", where,
-                      m.schema_version);
+    return make_error(std::errc::not_supported, "cannot use manifest {}: schemaVersion {} is not supported",
+                      where, m.schema_version);
   }
   if (is_index_media_type(m.media_type)) {
-    return make_error(std::errc::invalid_argument, "cannot use manifest {}: it is an image index ({}), not a manifest",
-                      where, m.media_type);
+    return make_error(std::errc::invalid_argument,
+                      "cannot use manifest {}: it is an image index ({}), not a manifest", where,
+                      m.media_type);
   }
   if (!m.media_type.empty() && !is_manifest_media_type(m.media_type)) {
-    return make_error(std::errc::not_supported, "cannot use manifest {}: media type \"{}\" is not an image manifest",
-                      where, m.media_type);
+    return make_error(std::errc::not_supported,
+                      "cannot use manifest {}: media type \"{}\" is not an image manifest", where,
+                      m.media_type);
   }
   if (m.media_type.empty()) {
     if (doc.contains("manifests") && !doc.contains("config")) {
-      return make_error(std::errc::invalid_argument, "cannot use manifest {}: it is an image index, not a manifest",
-                        where);
+      return make_error(std::errc::invalid_argument,
+                        "cannot use manifest {}: it is an image index, not a manifest", where);
     }
     m.media_type = media_type::kOciManifest;
   }
@@ -159,12 +162,13 @@ Result<Index> parse_index(std::string_view text, std::string_view where) {
     return schema1_error(where);
   }
   if (index.schema_version != 2) {
-    return make_error(std::errc::not_supported, "cannot use index {}: schemaVersion {} is not supported", where,
-                      index.schema_version);
+    return make_error(std::errc::not_supported, "cannot use index {}: schemaVersion {} is not supported",
+                      where, index.schema_version);
   }
   if (!index.media_type.empty() && !is_index_media_type(index.media_type)) {
-    return make_error(std::errc::invalid_argument, "cannot use index {}: media type \"{}\" is not an image index",
-                      where, index.media_type);
+    return make_error(std::errc::invalid_argument,
+                      "cannot use index {}: media type \"{}\" is not an image index", where,
+                      index.media_type);
   }
   if (index.media_type.empty()) index.media_type = media_type::kOciIndex;
   OCIFS_ASSIGN(index.manifests, parse_descriptors(doc, "manifests", where, true));
@@ -213,7 +217,8 @@ Result<std::string> sniff_media_type(std::string_view text, std::string_view whe
   if (doc.contains("manifests")) return std::string(media_type::kOciIndex);
   if (doc.contains("layers") || doc.contains("config")) return std::string(media_type::kOciManifest);
   return make_error(std::errc::invalid_argument,
-                    "cannot parse {}: neither a manifest nor an index (no mediaType, layers or manifests)", where);
+                    "cannot parse {}: neither a manifest nor an index (no mediaType, layers or manifests)",
+                    where);
 }
 
 Result<std::string> parse_layout_version(std::string_view text, std::string_view where) {

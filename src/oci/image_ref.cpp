@@ -79,7 +79,8 @@ bool valid_domain(std::string_view s) {
   std::size_t start = 0;
   while (true) {
     auto dot = host.find('.', start);
-    if (!valid_domain_component(host.substr(start, dot == std::string_view::npos ? dot : dot - start))) return false;
+    if (!valid_domain_component(host.substr(start, dot == std::string_view::npos ? dot : dot - start)))
+      return false;
     if (dot == std::string_view::npos) break;
     start = dot + 1;
   }
@@ -99,12 +100,17 @@ Result<void> validate_digest(std::string_view text, std::string_view digest) {
   auto alg = digest.substr(0, colon);
   auto hex = digest.substr(colon + 1);
   std::size_t want = 0;
-  if (alg == "sha256") want = 64;
-  else if (alg == "sha384") want = 96;
-  else if (alg == "sha512") want = 128;
-  else return invalid(text, fmt::format("unsupported digest algorithm \"{}\"", alg));
-  if (hex.size() != want ||
-      !std::all_of(hex.begin(), hex.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); })) {
+  if (alg == "sha256")
+    want = 64;
+  else if (alg == "sha384")
+    want = 96;
+  else if (alg == "sha512")
+    want = 128;
+  else
+    return invalid(text, fmt::format("unsupported digest algorithm \"{}\"", alg));
+  if (hex.size() != want || !std::all_of(hex.begin(), hex.end(), [](char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+      })) {
     return invalid(text, fmt::format("invalid {} digest \"{}\"", alg, digest));
   }
   return util::success();
@@ -120,7 +126,8 @@ bool is_64_hex(std::string_view s) {
 
 Result<Reference> Reference::parse(std::string_view text) {
   if (text.empty()) return invalid(text, "repository name must have at least one component");
-  if (is_64_hex(text)) return invalid(text, "cannot specify 64-byte hexadecimal strings as a repository name");
+  if (is_64_hex(text))
+    return invalid(text, "cannot specify 64-byte hexadecimal strings as a repository name");
 
   Reference ref;
   std::string_view rest = text;
@@ -157,11 +164,14 @@ Result<Reference> Reference::parse(std::string_view text) {
   if (ref.registry == kDefaultDomain && ref.repository.find('/') == std::string::npos) {
     ref.repository = "library/" + ref.repository;
   }
-  if (ref.repository.empty() || path.empty()) return invalid(text, "repository name must have at least one component");
-  if (std::any_of(ref.repository.begin(), ref.repository.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
+  if (ref.repository.empty() || path.empty())
+    return invalid(text, "repository name must have at least one component");
+  if (std::any_of(ref.repository.begin(), ref.repository.end(),
+                  [](char c) { return c >= 'A' && c <= 'Z'; })) {
     return invalid(text, fmt::format("repository name \"{}\" must be lowercase", ref.repository));
   }
-  if (!valid_domain(ref.registry)) return invalid(text, fmt::format("invalid registry host \"{}\"", ref.registry));
+  if (!valid_domain(ref.registry))
+    return invalid(text, fmt::format("invalid registry host \"{}\"", ref.registry));
   std::size_t start = 0;
   while (true) {
     auto s = ref.repository.find('/', start);
@@ -173,7 +183,8 @@ Result<Reference> Reference::parse(std::string_view text) {
     start = s + 1;
   }
   if (ref.registry.size() + 1 + ref.repository.size() > kNameTotalLengthMax) {
-    return invalid(text, fmt::format("repository name must not be more than {} characters", kNameTotalLengthMax));
+    return invalid(text,
+                   fmt::format("repository name must not be more than {} characters", kNameTotalLengthMax));
   }
   if (ref.tag.empty() && ref.digest.empty()) ref.tag = "latest";
   return ref;
@@ -209,18 +220,21 @@ Result<ImageRef> ImageRef::parse(std::string_view text) {
     ref.path = std::string(rest.substr(0, colon));
     if (colon != std::string_view::npos) ref.tag = std::string(rest.substr(colon + 1));
     if (ref.path.empty()) {
-      return make_error(std::errc::invalid_argument, "cannot parse image \"{}\": the {} transport needs a path", text,
+      return make_error(std::errc::invalid_argument,
+                        "cannot parse image \"{}\": the {} transport needs a path", text,
                         prefix.substr(0, prefix.size() - 1));
     }
     if (colon != std::string_view::npos && ref.tag.empty()) {
-      return make_error(std::errc::invalid_argument, "cannot parse image \"{}\": empty image name after ':'", text);
+      return make_error(std::errc::invalid_argument, "cannot parse image \"{}\": empty image name after ':'",
+                        text);
     }
     if (transport == Transport::docker_archive && !ref.tag.empty()) {
       auto named = Reference::parse(ref.tag);
       if (!named) return named.error().with_context(fmt::format("cannot parse image \"{}\"", text));
       if (!named->digest.empty()) {
-        return make_error(std::errc::invalid_argument,
-                          "cannot parse image \"{}\": a docker-archive image is named NAME:TAG, not by digest", text);
+        return make_error(
+            std::errc::invalid_argument,
+            "cannot parse image \"{}\": a docker-archive image is named NAME:TAG, not by digest", text);
       }
     }
     return ref;
@@ -231,10 +245,11 @@ Result<ImageRef> ImageRef::parse(std::string_view text) {
   } else {
     for (std::string_view other : {"dir:", "docker-daemon:", "containers-storage:", "ostree:", "sif:"}) {
       if (name.starts_with(other)) {
-        return make_error(std::errc::not_supported,
-                          "cannot parse image \"{}\": the {} transport is not supported (use docker://, oci:, "
-                          "oci-archive: or docker-archive:)",
-                          text, other.substr(0, other.size() - 1));
+        return make_error(
+            std::errc::not_supported,
+            "cannot parse image \"{}\": the {} transport is not supported (use docker://, oci:, "
+            "oci-archive: or docker-archive:)",
+            text, other.substr(0, other.size() - 1));
       }
     }
   }
@@ -245,10 +260,17 @@ Result<ImageRef> ImageRef::parse(std::string_view text) {
 std::string ImageRef::str() const {
   std::string_view prefix;
   switch (transport) {
-    case Transport::registry: return reference.str();
-    case Transport::oci_layout: prefix = "oci:"; break;
-    case Transport::oci_archive: prefix = "oci-archive:"; break;
-    case Transport::docker_archive: prefix = "docker-archive:"; break;
+    case Transport::registry:
+      return reference.str();
+    case Transport::oci_layout:
+      prefix = "oci:";
+      break;
+    case Transport::oci_archive:
+      prefix = "oci-archive:";
+      break;
+    case Transport::docker_archive:
+      prefix = "docker-archive:";
+      break;
   }
   std::string s = std::string(prefix) + path;
   if (!tag.empty()) s += ":" + tag;

@@ -6,7 +6,8 @@ Result<json> parse_json(std::string_view text, std::string_view where) {
   try {
     return json::parse(text.begin(), text.end());
   } catch (const json::parse_error& e) {
-    return make_error(std::errc::invalid_argument, "cannot parse {}: malformed JSON at byte {}", where, e.byte);
+    return make_error(std::errc::invalid_argument, "cannot parse {}: malformed JSON at byte {}", where,
+                      e.byte);
   } catch (const json::exception& e) {
     return make_error(std::errc::invalid_argument, "cannot parse {}: {}", where, e.what());
   }
@@ -20,8 +21,8 @@ std::string field_path(std::string_view path, std::string_view key) {
   return path.empty() ? std::string(key) : fmt::format("{}.{}", path, key);
 }
 
-Result<std::string> get_string(const json& obj, const char* key, std::string_view where, std::string_view path,
-                               bool required) {
+Result<std::string> get_string(const json& obj, const char* key, std::string_view where,
+                               std::string_view path, bool required) {
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) {
     if (required) return bad_field(where, field_path(path, key), "is missing");
@@ -55,14 +56,15 @@ Result<std::vector<std::string>> get_strings(const json& obj, const char* key, s
   return out;
 }
 
-Result<std::map<std::string, std::string>> get_string_map(const json& obj, const char* key, std::string_view where,
-                                                         std::string_view path) {
+Result<std::map<std::string, std::string>> get_string_map(const json& obj, const char* key,
+                                                          std::string_view where, std::string_view path) {
   std::map<std::string, std::string> out;
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) return out;
   if (!it->is_object()) return bad_field(where, field_path(path, key), "is not an object");
   for (const auto& [k, v] : it->items()) {
-    if (!v.is_string()) return bad_field(where, field_path(path, fmt::format("{}.{}", key, k)), "is not a string");
+    if (!v.is_string())
+      return bad_field(where, field_path(path, fmt::format("{}.{}", key, k)), "is not a string");
     out.emplace(k, v.get<std::string>());
   }
   return out;

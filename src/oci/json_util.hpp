@@ -3,11 +3,10 @@
 #pragma once
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "ocifs/util/result.hpp"
 
@@ -21,14 +20,14 @@ Result<json> parse_json(std::string_view text, std::string_view where);
 Error bad_field(std::string_view where, std::string_view field, std::string_view reason);
 
 // Field accessors. A missing or null field yields `fallback` (or an error when required).
-Result<std::string> get_string(const json& obj, const char* key, std::string_view where, std::string_view path,
-                               bool required = false);
+Result<std::string> get_string(const json& obj, const char* key, std::string_view where,
+                               std::string_view path, bool required = false);
 Result<std::int64_t> get_int(const json& obj, const char* key, std::string_view where, std::string_view path,
                              bool required, std::int64_t fallback);
 Result<std::vector<std::string>> get_strings(const json& obj, const char* key, std::string_view where,
                                              std::string_view path);
-Result<std::map<std::string, std::string>> get_string_map(const json& obj, const char* key, std::string_view where,
-                                                         std::string_view path);
+Result<std::map<std::string, std::string>> get_string_map(const json& obj, const char* key,
+                                                          std::string_view where, std::string_view path);
 
 // "path.key" or "key" for messages.
 std::string field_path(std::string_view path, std::string_view key);

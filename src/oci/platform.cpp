@@ -15,17 +15,19 @@ namespace {
 
 std::string lower(std::string_view s) {
   std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return out;
 }
 
 constexpr std::array<std::string_view, 18> kKnownOs = {
-    "aix", "android", "darwin", "dragonfly", "freebsd", "hurd", "illumos", "ios", "js",
-    "linux", "nacl", "netbsd", "openbsd", "plan9", "solaris", "wasip1", "windows", "zos"};
+    "aix",   "android", "darwin", "dragonfly", "freebsd", "hurd",    "illumos", "ios",     "js",
+    "linux", "nacl",    "netbsd", "openbsd",   "plan9",   "solaris", "wasip1",  "windows", "zos"};
 constexpr std::array<std::string_view, 31> kKnownArch = {
-    "386", "amd64", "amd64p32", "arm", "armbe", "arm64", "arm64be", "loong64", "mips", "mipsle", "mips64",
-    "mips64le", "ppc", "ppc64", "ppc64le", "riscv", "riscv64", "s390", "s390x", "sparc", "sparc64", "wasm",
-    "x86_64", "x86-64", "aarch64", "armhf", "armel", "i386", "i686", "armv7l", "armv6l"};
+    "386",     "amd64",  "amd64p32", "arm",      "armbe",   "arm64",  "arm64be", "loong64",
+    "mips",    "mipsle", "mips64",   "mips64le", "ppc",     "ppc64",  "ppc64le", "riscv",
+    "riscv64", "s390",   "s390x",    "sparc",    "sparc64", "wasm",   "x86_64",  "x86-64",
+    "aarch64", "armhf",  "armel",    "i386",     "i686",    "armv7l", "armv6l"};
 
 template <class List>
 bool known(const List& list, std::string_view s) {
@@ -71,20 +73,25 @@ Platform Platform::normalized() const {
     if (var == "v1") var.clear();
   } else if (arch == "aarch64" || arch == "arm64") {
     arch = "arm64";
-    if (var == "8" || var == "v8" || var == "v8.0") var.clear();
-    else if (var == "9" || var == "9.0" || var == "v9.0") var = "v9";
+    if (var == "8" || var == "v8" || var == "v8.0")
+      var.clear();
+    else if (var == "9" || var == "9.0" || var == "v9.0")
+      var = "v9";
   } else if (arch == "armhf") {
     arch = "arm";
     var = "v7";
   } else if (arch == "armel") {
     arch = "arm";
     var = "v6";
-  } else if (arch.size() == 6 && arch.starts_with("armv") && arch[5] == 'l' && std::isdigit(static_cast<unsigned char>(arch[4]))) {
+  } else if (arch.size() == 6 && arch.starts_with("armv") && arch[5] == 'l' &&
+             std::isdigit(static_cast<unsigned char>(arch[4]))) {
     var = std::string("v") + arch[4];  // uname's armv7l, armv6l
     arch = "arm";
   } else if (arch == "arm") {
-    if (var.empty() || var == "7") var = "v7";
-    else if (var == "5" || var == "6" || var == "8") var = "v" + var;
+    if (var.empty() || var == "7")
+      var = "v7";
+    else if (var == "5" || var == "6" || var == "8")
+      var = "v" + var;
   }
   p.architecture = std::move(arch);
   p.variant = std::move(var);
@@ -96,18 +103,20 @@ Result<Platform> Platform::parse(std::string_view text) {
   std::size_t start = 0;
   while (true) {
     auto slash = text.find('/', start);
-    parts.push_back(text.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start));
+    parts.push_back(
+        text.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start));
     if (slash == std::string_view::npos) break;
     start = slash + 1;
   }
   if (parts.size() > 3) {
-    return make_error(std::errc::invalid_argument, "cannot parse platform \"{}\": expected OS/ARCH[/VARIANT]", text);
+    return make_error(std::errc::invalid_argument, "cannot parse platform \"{}\": expected OS/ARCH[/VARIANT]",
+                      text);
   }
   for (auto part : parts) {
     if (!valid_component(part)) {
-      return make_error(std::errc::invalid_argument,
-                        "cannot parse platform \"{}\": expected OS/ARCH[/VARIANT] of letters, digits, '_', '-', '.'",
-                        text);
+      return make_error(
+          std::errc::invalid_argument,
+          "cannot parse platform \"{}\": expected OS/ARCH[/VARIANT] of letters, digits, '_', '-', '.'", text);
     }
   }
   Platform p;

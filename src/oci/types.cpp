@@ -21,7 +21,8 @@ constexpr std::array kLayerMediaTypes = {
 };
 
 bool is_lower_hex(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 }  // namespace
@@ -41,13 +42,15 @@ bool is_manifest_media_type(std::string_view media_type) {
 Result<Digest> Digest::parse(std::string_view text) {
   auto colon = text.find(':');
   if (colon == std::string_view::npos) {
-    return make_error(std::errc::invalid_argument, "cannot parse digest \"{}\": expected ALGORITHM:HEX", text);
+    return make_error(std::errc::invalid_argument, "cannot parse digest \"{}\": expected ALGORITHM:HEX",
+                      text);
   }
   auto algorithm = text.substr(0, colon);
   auto hex = text.substr(colon + 1);
   if (algorithm != "sha256") {
-    return make_error(std::errc::invalid_argument, "cannot parse digest \"{}\": unsupported algorithm \"{}\" (only sha256)",
-                      text, algorithm);
+    return make_error(std::errc::invalid_argument,
+                      "cannot parse digest \"{}\": unsupported algorithm \"{}\" (only sha256)", text,
+                      algorithm);
   }
   if (hex.size() != 64 || !is_lower_hex(hex)) {
     return make_error(std::errc::invalid_argument,

@@ -3,10 +3,10 @@
 // optionally real images made offline with umoci + skopeo when they are installed.
 #include <archive.h>
 #include <archive_entry.h>
-#include <catch2/catch.hpp>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -101,7 +101,9 @@ void write_tar(const fs::path& path, const std::vector<TarMember>& members, bool
 
 // A layer tar in memory holding `files` (path -> content).
 std::string make_layer(const std::vector<std::pair<std::string, std::string>>& files) {
-  std::string buf(1u << 20, '\0');
+  std::size_t total = 1u << 20;
+  for (const auto& f : files) total += f.second.size() + 1024;
+  std::string buf(total, '\0');
   size_t used = 0;
   struct archive* a = archive_write_new();
   REQUIRE(archive_write_set_format_pax_restricted(a) == ARCHIVE_OK);
@@ -129,15 +131,19 @@ struct Layout {
     return json{{"mediaType", media_type}, {"digest", digest}, {"size", data.size()}};
   }
 
-  json add_config(const std::string& arch, const std::vector<std::string>& diff_ids, const std::string& variant = "") {
-    json config = {{"architecture", arch}, {"os", "linux"}, {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}},
+  json add_config(const std::string& arch, const std::vector<std::string>& diff_ids,
+                  const std::string& variant = "") {
+    json config = {{"architecture", arch},
+                   {"os", "linux"},
+                   {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}},
                    {"config", {{"Cmd", {"/bin/sh"}}}}};
     if (!variant.empty()) config["variant"] = variant;
     return add_blob(config.dump(), "application/vnd.oci.image.config.v1+json");
   }
 
   // A manifest with one tar layer per entry of `layers`; returns its descriptor.
-  json add_image(const std::string& arch, const std::vector<std::string>& layers, const std::string& variant = "",
+  json add_image(const std::string& arch, const std::vector<std::string>& layers,
+                 const std::string& variant = "",
                  const char* layer_type = "application/vnd.oci.image.layer.v1.tar") {
     json manifest = {{"schemaVersion", 2}, {"mediaType", "application/vnd.oci.image.manifest.v1+json"}};
     std::vector<std::string> diff_ids;
@@ -244,7 +250,8 @@ TEST_CASE("oci layout: choosing by org.opencontainers.image.ref.name") {
   auto v1 = layout.add_image("amd64", {make_layer({{"v", "1"}})});
   auto v2 = layout.add_image("amd64", {make_layer({{"v", "2"}})});
   auto full = layout.add_image("amd64", {make_layer({{"v", "3"}})});
-  layout.write_index(json::array({named(v1, "v1"), named(v2, "v2"), named(full, "docker.io/library/app:v3")}));
+  layout.write_index(
+      json::array({named(v1, "v1"), named(v2, "v2"), named(full, "docker.io/library/app:v3")}));
 
   auto r2 = image::resolve_image(layout_ref(layout.dir, "v2"));
   REQUIRE(r2.ok());
@@ -271,11 +278,12 @@ TEST_CASE("oci layout: multi-platform nested index, platform choice") {
   auto amd64 = layout.add_image("amd64", {make_layer({{"arch", "amd64"}})});
   auto arm64 = layout.add_image("arm64", {make_layer({{"arch", "arm64"}})}, "v8");
   auto armv7 = layout.add_image("arm", {make_layer({{"arch", "armv7"}})}, "v7");
-  auto attestation = layout.add_blob(
-      json{{"schemaVersion", 2}, {"config", layout.add_blob("{}", "application/vnd.oci.image.config.v1+json")},
-           {"layers", json::array()}}
-          .dump(),
-      "application/vnd.oci.image.manifest.v1+json");
+  auto attestation =
+      layout.add_blob(json{{"schemaVersion", 2},
+                           {"config", layout.add_blob("{}", "application/vnd.oci.image.config.v1+json")},
+                           {"layers", json::array()}}
+                          .dump(),
+                      "application/vnd.oci.image.manifest.v1+json");
   attestation["platform"] = {{"architecture", "unknown"}, {"os", "unknown"}};
   attestation["annotations"] = {{"vnd.docker.reference.type", "attestation-manifest"}};
 
@@ -318,8 +326,8 @@ TEST_CASE("oci layout: multi-platform nested index, platform choice") {
     auto index = layout.add_blob(index_json, "");
     index.erase("mediaType");
     // Two levels of nesting.
-    auto outer = layout.add_blob(
-        json{{"schemaVersion", 2}, {"manifests", {index}}}.dump(), "application/vnd.oci.image.index.v1+json");
+    auto outer = layout.add_blob(json{{"schemaVersion", 2}, {"manifests", {index}}}.dump(),
+                                 "application/vnd.oci.image.index.v1+json");
     layout.write_index(json::array({outer}));
     auto r = image::resolve_image(layout_ref(layout.dir), for_platform("linux/arm64"));
     REQUIRE(r.ok());
@@ -355,26 +363,32 @@ TEST_CASE("oci layout: verification and clear errors") {
   }
   SECTION("config digest mismatch") {
     auto m = layout.add_image("amd64", {layer});
-    auto manifest = json::parse(*io::read_file(layout.dir / "blobs/sha256" / m["digest"].get<std::string>().substr(7), 1 << 20));
-    auto config_path = layout.dir / "blobs/sha256" / manifest["config"]["digest"].get<std::string>().substr(7);
+    auto manifest = json::parse(
+        *io::read_file(layout.dir / "blobs/sha256" / m["digest"].get<std::string>().substr(7), 1 << 20));
+    auto config_path =
+        layout.dir / "blobs/sha256" / manifest["config"]["digest"].get<std::string>().substr(7);
     auto config = *io::read_file(config_path, 1 << 20);
     config[config.find("amd64")] = 'b';
     write(config_path, config);
     layout.write_index(json::array({m}));
     CHECK_THAT(error_of(image::resolve_image(layout_ref(layout.dir))), Catch::Contains("config"));
-    CHECK_THAT(error_of(image::resolve_image(layout_ref(layout.dir))), Catch::Contains("does not match its digest"));
+    CHECK_THAT(error_of(image::resolve_image(layout_ref(layout.dir))),
+               Catch::Contains("does not match its digest"));
   }
   SECTION("size mismatch") {
     auto m = layout.add_image("amd64", {layer});
     m["size"] = m["size"].get<int>() + 1;
     layout.write_index(json::array({m}));
-    CHECK_THAT(error_of(image::resolve_image(layout_ref(layout.dir))), Catch::Contains("its descriptor says"));
+    CHECK_THAT(error_of(image::resolve_image(layout_ref(layout.dir))),
+               Catch::Contains("its descriptor says"));
   }
   SECTION("missing layer blob") {
-    json manifest = {{"schemaVersion", 2},
-                     {"config", layout.add_config("amd64", {sha(layer)})},
-                     {"layers", {layout.add_blob(layer, "application/vnd.oci.image.layer.v1.tar+gzip", false)}}};
-    layout.write_index(json::array({layout.add_blob(manifest.dump(), "application/vnd.oci.image.manifest.v1+json")}));
+    json manifest = {
+        {"schemaVersion", 2},
+        {"config", layout.add_config("amd64", {sha(layer)})},
+        {"layers", {layout.add_blob(layer, "application/vnd.oci.image.layer.v1.tar+gzip", false)}}};
+    layout.write_index(
+        json::array({layout.add_blob(manifest.dump(), "application/vnd.oci.image.manifest.v1+json")}));
     auto e = error_of(image::resolve_image(layout_ref(layout.dir)));
     CHECK_THAT(e, Catch::Contains("layer 1"));
     CHECK_THAT(e, Catch::Contains(sha(layer)));
@@ -400,14 +414,17 @@ TEST_CASE("oci layout: verification and clear errors") {
     json manifest = {{"schemaVersion", 2},
                      {"config", layout.add_blob("{}", "application/vnd.cncf.helm.config.v1+json")},
                      {"layers", json::array()}};
-    layout.write_index(json::array({layout.add_blob(manifest.dump(), "application/vnd.oci.image.manifest.v1+json")}));
-    CHECK_THAT(error_of(image::resolve_image(layout_ref(layout.dir))), Catch::Contains("not a container image"));
+    layout.write_index(
+        json::array({layout.add_blob(manifest.dump(), "application/vnd.oci.image.manifest.v1+json")}));
+    CHECK_THAT(error_of(image::resolve_image(layout_ref(layout.dir))),
+               Catch::Contains("not a container image"));
   }
   SECTION("schema1 manifest") {
     auto d = layout.add_blob(R"({"schemaVersion": 1, "name": "x", "tag": "y", "fsLayers": []})",
                              "application/vnd.docker.distribution.manifest.v1+prettyjws");
     layout.write_index(json::array({d}));
-    CHECK_THAT(error_of(image::resolve_image(layout_ref(layout.dir))), Catch::Contains("schema1 manifests are obsolete"));
+    CHECK_THAT(error_of(image::resolve_image(layout_ref(layout.dir))),
+               Catch::Contains("schema1 manifests are obsolete"));
   }
   SECTION("malformed index.json") {
     write(layout.dir / "index.json", "{\"manifests\": [");
@@ -433,7 +450,8 @@ TEST_CASE("oci layout: verification and clear errors") {
     fs::remove(layout.dir / "oci-layout");
     auto e = error_of(image::resolve_image(layout_ref(layout.dir)));
     CHECK_THAT(e, Catch::Contains("is not an OCI image layout"));
-    CHECK_THAT(error_of(image::resolve_image(layout_ref(tmp.path / "nope"))), Catch::Contains("is not a directory"));
+    CHECK_THAT(error_of(image::resolve_image(layout_ref(tmp.path / "nope"))),
+               Catch::Contains("is not a directory"));
   }
 }
 
@@ -500,7 +518,8 @@ TEST_CASE("oci-archive") {
   write_tar(tmp.path / "img.tar", members);
 
   for (std::string tag : {"", "stable"}) {
-    auto ref = oci::ImageRef::parse("oci-archive:" + (tmp.path / "img.tar").string() + (tag.empty() ? "" : ":" + tag));
+    auto ref = oci::ImageRef::parse("oci-archive:" + (tmp.path / "img.tar").string() +
+                                    (tag.empty() ? "" : ":" + tag));
     REQUIRE(ref.ok());
     auto r = image::resolve_image(*ref, for_platform("linux/amd64"));
     REQUIRE(r.ok());
@@ -623,7 +642,8 @@ TEST_CASE("docker-archive") {
   write_tar(path, d.members);
 
   SECTION("choose by RepoTags, normalised both ways") {
-    for (std::string tag : {"localhost:5000/app:v1", "app:v1", "docker.io/library/app:v1", "library/app:v1"}) {
+    for (std::string tag :
+         {"localhost:5000/app:v1", "app:v1", "docker.io/library/app:v1", "library/app:v1"}) {
       INFO(tag);
       auto r = image::resolve_image(docker_ref(path, tag));
       REQUIRE(r.ok());
@@ -667,6 +687,39 @@ TEST_CASE("docker-archive") {
     REQUIRE(r.ok());
     check_app_image(*r, d);
     CHECK_THAT(r->layers[1].blob->describe(), Catch::Contains("save.tar.gz"));
+  }
+  SECTION("gzipped docker-archive with members spanning many checkpoints") {
+    // ~3 MiB of incompressible data: reads through the decoded view resume from checkpoints.
+    std::string big(3u << 20, '\0');
+    std::uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (auto& c : big) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      c = static_cast<char>(x);
+    }
+    auto layer = make_layer({{"big.bin", big}});
+    auto config = json{{"architecture", "amd64"},
+                       {"os", "linux"},
+                       {"rootfs", {{"type", "layers"}, {"diff_ids", {sha(d.l1), sha(layer)}}}}}
+                      .dump();
+    json manifest = json::array(
+        {{{"Config", "blobs/sha256/" + util::sha256_hex(config)},
+          {"RepoTags", {"big:1"}},
+          {"Layers",
+           {"blobs/sha256/" + util::sha256_hex(d.l1), "blobs/sha256/" + util::sha256_hex(layer)}}}});
+    write_tar(tmp.path / "big.tar.gz",
+              {{TarMember::file, "blobs/sha256/" + util::sha256_hex(d.l1), d.l1, ""},
+               {TarMember::file, "blobs/sha256/" + util::sha256_hex(layer), layer, ""},
+               {TarMember::file, "blobs/sha256/" + util::sha256_hex(config), config, ""},
+               {TarMember::file, "manifest.json", manifest.dump(), ""}},
+              true);
+    auto r = image::resolve_image(docker_ref(tmp.path / "big.tar.gz"));
+    REQUIRE(r.ok());
+    REQUIRE(r->layers.size() == 2);
+    CHECK(read_blob(*r->layers[0].blob) == d.l1);
+    CHECK(read_blob(*r->layers[1].blob) == layer);
+    std::string tail(1000, '\0');
+    REQUIRE(r->layers[1].blob->read_exact(layer.size() - 1000, std::as_writable_bytes(std::span(tail))).ok());
+    CHECK(tail == layer.substr(layer.size() - 1000));
   }
   SECTION("broken archives") {
     auto rewrite = [&](const std::string& name, const std::function<void(TarMember&)>& change) {
@@ -724,13 +777,15 @@ TEST_CASE("real images made offline with umoci and skopeo", "[tools]") {
   auto policy = tmp.path / "policy.json";
   write(policy, R"({"default": [{"type": "insecureAcceptAnything"}]})");
   auto skopeo = fmt::format("skopeo --policy {} --insecure-policy copy --quiet", policy.string());
-  run(fmt::format("{} oci:{}:base oci-archive:{}:base", skopeo, dir.string(), (tmp.path / "img.tar").string()));
+  run(fmt::format("{} oci:{}:base oci-archive:{}:base", skopeo, dir.string(),
+                  (tmp.path / "img.tar").string()));
   run(fmt::format("{} oci:{}:base docker-archive:{}:example.com/demo:v1", skopeo, dir.string(),
                   (tmp.path / "docker.tar").string()));
 
-  const std::string names[] = {"oci:" + dir.string() + ":base", "oci-archive:" + (tmp.path / "img.tar").string(),
-                               "docker-archive:" + (tmp.path / "docker.tar").string() + ":example.com/demo:v1",
-                               "docker-archive:" + (tmp.path / "docker.tar").string()};
+  const std::string names[] = {
+      "oci:" + dir.string() + ":base", "oci-archive:" + (tmp.path / "img.tar").string(),
+      "docker-archive:" + (tmp.path / "docker.tar").string() + ":example.com/demo:v1",
+      "docker-archive:" + (tmp.path / "docker.tar").string()};
   for (const auto& name : names) {
     INFO(name);
     auto ref = oci::ImageRef::parse(name);

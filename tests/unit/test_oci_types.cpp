@@ -27,9 +27,9 @@ TEST_CASE("Digest::parse") {
   CHECK(d->algorithm == "sha256");
   CHECK(d->hex == kHex);
   CHECK(d->str() == kDigest);
-  for (std::string bad : {std::string("sha256"), std::string("sha256:abc"), "sha512:" + kHex,
-                          "sha256:" + kHex.substr(0, 63) + "G", "SHA256:" + kHex, "sha256:" + kHex + "0",
-                          std::string("")}) {
+  for (std::string bad :
+       {std::string("sha256"), std::string("sha256:abc"), "sha512:" + kHex,
+        "sha256:" + kHex.substr(0, 63) + "G", "SHA256:" + kHex, "sha256:" + kHex + "0", std::string("")}) {
     INFO(bad);
     auto r = Digest::parse(bad);
     REQUIRE_FALSE(r.ok());
@@ -42,18 +42,18 @@ TEST_CASE("Platform::parse normalises like containerd") {
     std::string input, expected;
   };
   const Case cases[] = {
-      {"linux/amd64", "linux/amd64"},         {"linux/x86_64", "linux/amd64"},
-      {"linux/x86-64", "linux/amd64"},        {"Linux/AMD64", "linux/amd64"},
-      {"linux/aarch64", "linux/arm64"},       {"linux/arm64/v8", "linux/arm64"},
-      {"linux/aarch64/v8", "linux/arm64"},    {"linux/arm64/v9", "linux/arm64/v9"},
-      {"linux/armhf", "linux/arm/v7"},        {"linux/armel", "linux/arm/v6"},
-      {"linux/arm", "linux/arm/v7"},          {"linux/arm/7", "linux/arm/v7"},
-      {"linux/arm/v6", "linux/arm/v6"},       {"linux/arm/5", "linux/arm/v5"},
-      {"linux/i386", "linux/386"},            {"linux/i686", "linux/386"},
-      {"linux/386", "linux/386"},             {"linux/s390x", "linux/s390x"},
-      {"linux/ppc64le", "linux/ppc64le"},     {"linux/riscv64", "linux/riscv64"},
-      {"windows/amd64", "windows/amd64"},     {"arm64", "linux/arm64"},
-      {"linux/amd64/v1", "linux/amd64"},      {"linux/amd64/v3", "linux/amd64/v3"},
+      {"linux/amd64", "linux/amd64"},      {"linux/x86_64", "linux/amd64"},
+      {"linux/x86-64", "linux/amd64"},     {"Linux/AMD64", "linux/amd64"},
+      {"linux/aarch64", "linux/arm64"},    {"linux/arm64/v8", "linux/arm64"},
+      {"linux/aarch64/v8", "linux/arm64"}, {"linux/arm64/v9", "linux/arm64/v9"},
+      {"linux/armhf", "linux/arm/v7"},     {"linux/armel", "linux/arm/v6"},
+      {"linux/arm", "linux/arm/v7"},       {"linux/arm/7", "linux/arm/v7"},
+      {"linux/arm/v6", "linux/arm/v6"},    {"linux/arm/5", "linux/arm/v5"},
+      {"linux/i386", "linux/386"},         {"linux/i686", "linux/386"},
+      {"linux/386", "linux/386"},          {"linux/s390x", "linux/s390x"},
+      {"linux/ppc64le", "linux/ppc64le"},  {"linux/riscv64", "linux/riscv64"},
+      {"windows/amd64", "windows/amd64"},  {"arm64", "linux/arm64"},
+      {"linux/amd64/v1", "linux/amd64"},   {"linux/amd64/v3", "linux/amd64/v3"},
   };
   for (const auto& c : cases) {
     INFO(c.input);
@@ -114,11 +114,15 @@ TEST_CASE("platform_match_score: exact beats fallbacks, os must match") {
   }
   // Exact is best; nearer fallbacks beat farther ones.
   auto arm7 = P("linux", "arm", "v7");
-  CHECK(platform_match_score(arm7, P("linux", "arm", "v7")) > platform_match_score(arm7, P("linux", "arm", "v6")));
-  CHECK(platform_match_score(arm7, P("linux", "arm", "v6")) > platform_match_score(arm7, P("linux", "arm", "v5")));
+  CHECK(platform_match_score(arm7, P("linux", "arm", "v7")) >
+        platform_match_score(arm7, P("linux", "arm", "v6")));
+  CHECK(platform_match_score(arm7, P("linux", "arm", "v6")) >
+        platform_match_score(arm7, P("linux", "arm", "v5")));
   auto arm64 = P("linux", "arm64");
-  CHECK(platform_match_score(arm64, P("linux", "arm64")) > platform_match_score(arm64, P("linux", "arm", "v8")));
-  CHECK(platform_match_score(arm64, P("linux", "arm", "v8")) > platform_match_score(arm64, P("linux", "arm", "v7")));
+  CHECK(platform_match_score(arm64, P("linux", "arm64")) >
+        platform_match_score(arm64, P("linux", "arm", "v8")));
+  CHECK(platform_match_score(arm64, P("linux", "arm", "v8")) >
+        platform_match_score(arm64, P("linux", "arm", "v7")));
   auto amd64 = P("linux", "amd64");
   CHECK(platform_match_score(amd64, P("linux", "amd64")) > platform_match_score(amd64, P("linux", "386")));
 }
@@ -146,11 +150,14 @@ TEST_CASE("parse_manifest") {
       "schemaVersion": 2,
       "mediaType": "application/vnd.oci.image.manifest.v1+json",
       "artifactType": "ignored",
-      "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": ")" + kDigest + R"(", "size": 123},
+      "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": ")" +
+                       kDigest + R"(", "size": 123},
       "layers": [
-        {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": ")" + kDigest + R"(", "size": 32,
+        {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": ")" +
+                       kDigest + R"(", "size": 32,
          "annotations": {"a": "b"}, "urls": ["https://example.com/x"], "future": {"x": 1}},
-        {"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd", "digest": ")" + kDigest + R"(", "size": 0}
+        {"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd", "digest": ")" +
+                       kDigest + R"(", "size": 0}
       ],
       "annotations": {"org.opencontainers.image.created": "2024-01-01T00:00:00Z"}
     })";
@@ -174,8 +181,8 @@ TEST_CASE("parse_manifest") {
     CHECK(again->config.size == 123);
   }
   SECTION("mediaType omitted, size omitted") {
-    std::string json = R"({"schemaVersion": 2, "config": {"mediaType": "x", "digest": ")" + kDigest +
-                       R"("}, "layers": []})";
+    std::string json =
+        R"({"schemaVersion": 2, "config": {"mediaType": "x", "digest": ")" + kDigest + R"("}, "layers": []})";
     auto m = parse_manifest(json, "m");
     REQUIRE(m.ok());
     CHECK(m->media_type == media_type::kOciManifest);
@@ -183,8 +190,11 @@ TEST_CASE("parse_manifest") {
     CHECK(m->layers.empty());
   }
   SECTION("schema1 is refused clearly") {
-    for (std::string json : {std::string(R"({"schemaVersion": 1, "name": "x", "fsLayers": []})"),
-                             std::string(R"({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v1+prettyjws"})")}) {
+    for (
+        std::string json :
+        {std::string(R"({"schemaVersion": 1, "name": "x", "fsLayers": []})"),
+         std::string(
+             R"({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v1+prettyjws"})")}) {
       auto m = parse_manifest(json, "docker.io/library/old:1");
       REQUIRE_FALSE(m.ok());
       CHECK_THAT(m.error().message, Catch::Contains("cannot use manifest docker.io/library/old:1"));
@@ -234,11 +244,14 @@ TEST_CASE("parse_index") {
     "schemaVersion": 2,
     "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
     "manifests": [
-      {"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": ")" + kDigest + R"(",
+      {"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": ")" +
+                     kDigest + R"(",
        "size": 10, "platform": {"architecture": "arm", "os": "linux", "variant": "v7"}},
-      {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": ")" + kDigest + R"(", "size": 11,
+      {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": ")" +
+                     kDigest + R"(", "size": 11,
        "platform": {"architecture": "amd64", "os": "windows", "os.version": "10.0.17763.1", "os.features": ["win32k"]}},
-      {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": ")" + kDigest + R"(", "size": 12,
+      {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": ")" +
+                     kDigest + R"(", "size": 12,
        "platform": {"architecture": "unknown", "os": "unknown"},
        "annotations": {"vnd.docker.reference.type": "attestation-manifest"}}
     ]
@@ -261,11 +274,12 @@ TEST_CASE("parse_index") {
   REQUIRE_FALSE(missing.ok());
   CHECK_THAT(missing.error().message, Catch::Contains("x/index.json"));
   CHECK_THAT(missing.error().message, Catch::Contains("\"manifests\" is missing"));
-  auto bad_platform = parse_index(R"({"manifests": [{"digest": ")" + kDigest + R"(", "platform": {"os": "linux"}}]})",
-                                  "index.json");
+  auto bad_platform = parse_index(
+      R"({"manifests": [{"digest": ")" + kDigest + R"(", "platform": {"os": "linux"}}]})", "index.json");
   REQUIRE_FALSE(bad_platform.ok());
   CHECK_THAT(bad_platform.error().message, Catch::Contains("manifests[0].platform.architecture"));
-  auto manifest = parse_index(R"({"mediaType": "application/vnd.oci.image.manifest.v1+json", "manifests": []})", "i");
+  auto manifest =
+      parse_index(R"({"mediaType": "application/vnd.oci.image.manifest.v1+json", "manifests": []})", "i");
   REQUIRE_FALSE(manifest.ok());
   CHECK_THAT(manifest.error().message, Catch::Contains("is not an image index"));
   auto schema1 = parse_index(R"({"schemaVersion": 1})", "i");
@@ -279,7 +293,8 @@ TEST_CASE("parse_config") {
     "architecture": "arm64", "os": "linux", "variant": "v8",
     "config": {"Env": ["PATH=/usr/bin"], "Entrypoint": null, "Cmd": ["/bin/sh"], "WorkingDir": "/w",
                "User": "1000:1000", "Labels": {"x": "y"}, "ExposedPorts": {"80/tcp": {}}},
-    "rootfs": {"type": "layers", "diff_ids": [")" + kDigest + R"("]},
+    "rootfs": {"type": "layers", "diff_ids": [")" +
+                     kDigest + R"("]},
     "history": [{"created_by": "x"}]
   })";
   auto c = parse_config(json, "config sha256:1234");
@@ -298,9 +313,9 @@ TEST_CASE("parse_config") {
   REQUIRE(minimal.ok());
   CHECK(minimal->diff_ids.empty());
 
-  for (std::string bad : {std::string("nope"), std::string(R"({"config": []})"),
-                          std::string(R"({"config": {"Env": "A=B"}})"),
-                          std::string(R"({"rootfs": {"diff_ids": ["x"]}})")}) {
+  for (std::string bad :
+       {std::string("nope"), std::string(R"({"config": []})"), std::string(R"({"config": {"Env": "A=B"}})"),
+        std::string(R"({"rootfs": {"diff_ids": ["x"]}})")}) {
     INFO(bad);
     auto r = parse_config(bad, "config sha256:1234");
     REQUIRE_FALSE(r.ok());
@@ -312,7 +327,8 @@ TEST_CASE("sniff_media_type") {
   CHECK(*sniff_media_type(R"({"mediaType": "application/vnd.oci.image.index.v1+json"})", "x") ==
         media_type::kOciIndex);
   CHECK(*sniff_media_type(R"({"schemaVersion": 2, "manifests": []})", "x") == media_type::kOciIndex);
-  CHECK(*sniff_media_type(R"({"schemaVersion": 2, "config": {}, "layers": []})", "x") == media_type::kOciManifest);
+  CHECK(*sniff_media_type(R"({"schemaVersion": 2, "config": {}, "layers": []})", "x") ==
+        media_type::kOciManifest);
   CHECK(*sniff_media_type(R"({"schemaVersion": 1, "fsLayers": []})", "x") == media_type::kDockerSchema1);
   CHECK_FALSE(sniff_media_type(R"({"schemaVersion": 2})", "x").ok());
   CHECK_FALSE(sniff_media_type("not json", "x").ok());

@@ -44,11 +44,15 @@ class ArchiveSource {
 
   ArchiveSource(io::BlobSourcePtr archive, io::BlobSourcePtr stream, compress::Encoding encoding,
                 std::map<std::string, Member, std::less<>> members)
-      : archive_(std::move(archive)), stream_(std::move(stream)), encoding_(encoding), members_(std::move(members)) {}
+      : archive_(std::move(archive)),
+        stream_(std::move(stream)),
+        encoding_(encoding),
+        members_(std::move(members)) {}
 
   // The regular member `path` leads to after following links; nullptr if there is none (then
   // `last` receives the path that was missing).
-  Result<const std::pair<const std::string, Member>*> find(std::string_view path, std::string* last = nullptr) const;
+  Result<const std::pair<const std::string, Member>*> find(std::string_view path,
+                                                           std::string* last = nullptr) const;
 
   io::BlobSourcePtr archive_;  // the file as stored
   io::BlobSourcePtr stream_;   // the decoded tar stream (== archive_ when uncompressed)

@@ -18,6 +18,7 @@ struct DockerArchiveImage {
 };
 
 // Parses manifest.json (a JSON array); malformed input is an error naming `where`.
-Result<std::vector<DockerArchiveImage>> parse_docker_archive_manifest(std::string_view json, std::string_view where);
+Result<std::vector<DockerArchiveImage>> parse_docker_archive_manifest(std::string_view json,
+                                                                      std::string_view where);
 
 }  // namespace ocifs::oci
