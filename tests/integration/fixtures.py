@@ -363,13 +363,16 @@ class OCIWriter:
         self.layers.append((desc, 'sha256:' + sha256(tar_bytes)))
         return desc
 
-    def write(self, tag=TAG):
+    def write(self, tag=TAG, platform='linux/amd64'):
+        parts = platform.split('/')
         config = {
-            'created': '2020-01-01T00:00:00Z', 'architecture': 'amd64', 'os': 'linux',
+            'created': '2020-01-01T00:00:00Z', 'architecture': parts[1], 'os': parts[0],
             'config': {'Env': ['PATH=/bin'], 'Cmd': ['/bin/sh']},
             'rootfs': {'type': 'layers', 'diff_ids': [d for _, d in self.layers]},
             'history': [{'created_by': 'fixtures.py layer %d' % i} for i in range(len(self.layers))],
         }
+        if len(parts) > 2:
+            config['variant'] = parts[2]
         cb = json.dumps(config).encode()
         manifest = {
             'schemaVersion': 2, 'mediaType': 'application/vnd.oci.image.manifest.v1+json',
