@@ -15,9 +15,12 @@ Result<Encoding> detect_encoding(const io::BlobSource& source) {
 
 std::string_view to_string(Encoding encoding) {
   switch (encoding) {
-    case Encoding::tar: return "tar";
-    case Encoding::gzip: return "gzip";
-    case Encoding::zstd: return "zstd";
+    case Encoding::tar:
+      return "tar";
+    case Encoding::gzip:
+      return "gzip";
+    case Encoding::zstd:
+      return "zstd";
   }
   return "unknown";
 }

@@ -19,7 +19,10 @@ constexpr std::uint64_t kTrailerSize = 8;  // CRC-32 + ISIZE after each member's
 }  // namespace
 
 GzipCursor::GzipCursor(std::shared_ptr<const SeekIndex> index, io::BlobSourcePtr blob)
-    : index_(std::move(index)), blob_(std::move(blob)), inflater_(std::make_unique<ZlibInflater>()), in_(kInputChunk) {}
+    : index_(std::move(index)),
+      blob_(std::move(blob)),
+      inflater_(std::make_unique<ZlibInflater>()),
+      in_(kInputChunk) {}
 
 GzipCursor::~GzipCursor() = default;
 
@@ -63,8 +66,9 @@ Result<void> GzipCursor::restart(const GzipCheckpoint& point) {
     if (!point.window_deflated.empty()) {
       std::vector<Bytef> window(kWindowSize);
       uLongf length = window.size();
-      int ret = uncompress(window.data(), &length, reinterpret_cast<const Bytef*>(point.window_deflated.data()),
-                           point.window_deflated.size());
+      int ret =
+          uncompress(window.data(), &length, reinterpret_cast<const Bytef*>(point.window_deflated.data()),
+                     point.window_deflated.size());
       if (ret != Z_OK) return error(fmt::format("the checkpoint window is corrupt (zlib error {})", ret));
       if (inflateSetDictionary(&strm, window.data(), static_cast<uInt>(length)) != Z_OK) {
         return error("cannot set the checkpoint window");
@@ -126,11 +130,13 @@ Result<std::size_t> GzipCursor::read_at(std::uint64_t offset, std::span<std::byt
   if (offset >= size || buf.empty()) return std::size_t{0};
   auto length = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), size - offset));
   const auto& points = index_->gzip_points;
-  auto it = std::upper_bound(points.begin(), points.end(), offset,
-                             [](std::uint64_t off, const GzipCheckpoint& p) { return off < p.decoded_offset; });
+  auto it =
+      std::upper_bound(points.begin(), points.end(), offset,
+                       [](std::uint64_t off, const GzipCheckpoint& p) { return off < p.decoded_offset; });
   if (it == points.begin()) {
-    return make_error(std::errc::io_error, "cannot read {} at decoded offset {}: no gzip checkpoint before it",
-                      blob_->describe(), offset);
+    return make_error(std::errc::io_error,
+                      "cannot read {} at decoded offset {}: no gzip checkpoint before it", blob_->describe(),
+                      offset);
   }
   --it;
   // Continuing is cheaper than restarting whenever no checkpoint lies between here and there.

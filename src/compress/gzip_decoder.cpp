@@ -33,9 +33,7 @@ GzipDecoder::GzipDecoder(io::BlobSourcePtr blob, const ScanOptions& options)
 
 GzipDecoder::~GzipDecoder() = default;
 
-std::uint64_t GzipDecoder::consumed() const {
-  return in_offset_ + in_size_ - inflater_->stream().avail_in;
-}
+std::uint64_t GzipDecoder::consumed() const { return in_offset_ + in_size_ - inflater_->stream().avail_in; }
 
 Error GzipDecoder::decode_error(std::string_view reason) const {
   return make_error(std::errc::io_error, "cannot inflate {} at compressed offset {}: {}", blob_->describe(),
@@ -72,7 +70,8 @@ Result<void> GzipDecoder::record_point(bool member_start) {
     // Level 1: ~0.2 ms per 32 KiB window and about 3x smaller; higher levels gain little here.
     int ret = compress2(reinterpret_cast<Bytef*>(point.window_deflated.data()), &deflated, window_.data(),
                         length, 1);
-    if (ret != Z_OK) return decode_error(fmt::format("cannot deflate a checkpoint window: zlib error {}", ret));
+    if (ret != Z_OK)
+      return decode_error(fmt::format("cannot deflate a checkpoint window: zlib error {}", ret));
     point.window_deflated.resize(deflated);
   }
   points_.push_back(std::move(point));
@@ -126,7 +125,8 @@ Result<std::size_t> GzipDecoder::inflate_some(std::span<std::byte> out) {
     }
     if (strm.avail_in == 0) {
       OCIFS_TRY(refill());
-      if (strm.avail_in == 0) return decode_error("unexpected end of data inside a gzip member (truncated blob)");
+      if (strm.avail_in == 0)
+        return decode_error("unexpected end of data inside a gzip member (truncated blob)");
     }
     strm.next_out = reinterpret_cast<Bytef*>(out.data() + produced);
     strm.avail_out = static_cast<uInt>(std::min<std::size_t>(out.size() - produced, 1u << 30));
@@ -145,10 +145,12 @@ Result<std::size_t> GzipDecoder::inflate_some(std::span<std::byte> out) {
       return decode_error("inflate made no progress");  // cannot happen with zlib; never spin
     }
     if (ret != Z_OK && ret != Z_BUF_ERROR) {
-      return decode_error(ret == Z_NEED_DICT ? std::string("needs a preset dictionary") : inflater_->message(ret));
+      return decode_error(ret == Z_NEED_DICT ? std::string("needs a preset dictionary")
+                                             : inflater_->message(ret));
     }
     // A block boundary that is not the end of the member: a resume point, if one is due.
-    if ((strm.data_type & 128) && !(strm.data_type & 64) && decoded_ - points_.back().decoded_offset >= span_) {
+    if ((strm.data_type & 128) && !(strm.data_type & 64) &&
+        decoded_ - points_.back().decoded_offset >= span_) {
       OCIFS_TRY(record_point(false));
     }
   }
@@ -184,7 +186,8 @@ Result<void> GzipDecoder::skip(std::uint64_t count) {
     auto want = static_cast<std::size_t>(std::min<std::uint64_t>(count, out_.size()));
     OCIFS_ASSIGN(std::size_t n, inflate_some(std::span(out_).first(want)));
     if (n == 0) {
-      return make_error(std::errc::io_error, "cannot skip {} bytes at decoded offset {} of {}: the stream ends at {}",
+      return make_error(std::errc::io_error,
+                        "cannot skip {} bytes at decoded offset {} of {}: the stream ends at {}",
                         count + (position() - start), start, blob_->describe(), decoded_);
     }
     count -= n;
@@ -193,7 +196,8 @@ Result<void> GzipDecoder::skip(std::uint64_t count) {
 }
 
 Result<SeekIndex> GzipDecoder::finish() {
-  if (finished_) return make_error(std::errc::invalid_argument, "cannot finish {}: already finished", blob_->describe());
+  if (finished_)
+    return make_error(std::errc::invalid_argument, "cannot finish {}: already finished", blob_->describe());
   pending_size_ = 0;
   for (;;) {
     OCIFS_ASSIGN(std::size_t n, inflate_some(out_));

@@ -6,13 +6,13 @@ namespace ocifs::compress {
 
 Result<SeekableReaderPtr> GzipReader::create(const SeekIndex& index, io::BlobSourcePtr blob) {
   if (index.encoding != Encoding::gzip) {
-    return make_error(std::errc::invalid_argument, "cannot read {} as gzip: the index is for {}", blob->describe(),
-                      to_string(index.encoding));
+    return make_error(std::errc::invalid_argument, "cannot read {} as gzip: the index is for {}",
+                      blob->describe(), to_string(index.encoding));
   }
   if (index.decoded_size > 0 && (index.gzip_points.empty() || index.gzip_points.front().decoded_offset != 0 ||
                                  !index.gzip_points.front().member_start)) {
-    return make_error(std::errc::invalid_argument, "cannot read {}: its gzip index has no checkpoint at offset 0",
-                      blob->describe());
+    return make_error(std::errc::invalid_argument,
+                      "cannot read {}: its gzip index has no checkpoint at offset 0", blob->describe());
   }
   if (blob->size() != index.compressed_size) {
     return make_error(std::errc::invalid_argument, "cannot read {}: the blob has {} bytes, its index says {}",
@@ -26,6 +26,8 @@ Result<std::size_t> GzipReader::read_at(std::uint64_t offset, std::span<std::byt
   return cursor.read_at(offset, buf);
 }
 
-std::unique_ptr<ReadCursor> GzipReader::open_cursor() const { return std::make_unique<GzipCursor>(index_, blob_); }
+std::unique_ptr<ReadCursor> GzipReader::open_cursor() const {
+  return std::make_unique<GzipCursor>(index_, blob_);
+}
 
 }  // namespace ocifs::compress

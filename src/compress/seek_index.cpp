@@ -23,11 +23,11 @@
 //
 // Size: ~22 bytes + ~10 KiB of window per gzip checkpoint (~1% of the decoded size at 1 MiB
 // spans); 32 bytes per zstd frame.
+#include "ocifs/compress/seek_index.hpp"
+
 #include <zlib.h>
 
 #include <cstring>
-
-#include "ocifs/compress/seek_index.hpp"
 
 namespace ocifs::compress {
 namespace {
@@ -52,7 +52,8 @@ class Reader {
   bool get(std::uint64_t& value, int bytes) {
     if (left() < static_cast<std::size_t>(bytes)) return false;
     value = 0;
-    for (int i = 0; i < bytes; ++i) value |= std::uint64_t{static_cast<unsigned char>(bytes_[pos_ + i])} << (8 * i);
+    for (int i = 0; i < bytes; ++i)
+      value |= std::uint64_t{static_cast<unsigned char>(bytes_[pos_ + i])} << (8 * i);
     pos_ += bytes;
     return true;
   }
@@ -78,7 +79,8 @@ std::string SeekIndex::serialize() const {
   std::string out;
   std::size_t windows = 0;
   for (const auto& p : gzip_points) windows += p.window_deflated.size();
-  out.reserve(kHeaderSize + gzip_points.size() * kPointFixedSize + windows + zstd_frames.size() * kFrameSize + kCrcSize);
+  out.reserve(kHeaderSize + gzip_points.size() * kPointFixedSize + windows + zstd_frames.size() * kFrameSize +
+              kCrcSize);
   out.append(kMagic, sizeof kMagic);
   put(out, kVersion, 2);
   put(out, static_cast<std::uint8_t>(encoding), 1);
@@ -107,7 +109,8 @@ std::string SeekIndex::serialize() const {
 }
 
 Result<SeekIndex> SeekIndex::deserialize(std::string_view bytes) {
-  if (bytes.size() < kHeaderSize + kCrcSize) return corrupt(fmt::format("{} bytes is too short", bytes.size()));
+  if (bytes.size() < kHeaderSize + kCrcSize)
+    return corrupt(fmt::format("{} bytes is too short", bytes.size()));
   std::string_view body = bytes.substr(0, bytes.size() - kCrcSize);
   std::uint64_t stored_crc = 0;
   Reader(bytes.substr(body.size())).get(stored_crc, 4);
@@ -126,11 +129,13 @@ Result<SeekIndex> SeekIndex::deserialize(std::string_view bytes) {
   in.get(points, 4);
   in.get(frames, 4);
   if (version != kVersion) return corrupt(fmt::format("format version {}, expected {}", version, kVersion));
-  if (encoding > static_cast<std::uint64_t>(Encoding::zstd)) return corrupt(fmt::format("unknown encoding {}", encoding));
+  if (encoding > static_cast<std::uint64_t>(Encoding::zstd))
+    return corrupt(fmt::format("unknown encoding {}", encoding));
   index.encoding = static_cast<Encoding>(encoding);
   if (flags & ~std::uint64_t{1}) return corrupt("unknown flags");
   index.zstd_spilled = flags & 1;
-  if (index.zstd_spilled && index.encoding != Encoding::zstd) return corrupt("spilled flag on a non-zstd index");
+  if (index.zstd_spilled && index.encoding != Encoding::zstd)
+    return corrupt("spilled flag on a non-zstd index");
   if (points > 0 && index.encoding != Encoding::gzip) return corrupt("gzip checkpoints in a non-gzip index");
   if (frames > 0 && index.encoding != Encoding::zstd) return corrupt("zstd frames in a non-zstd index");
   if (index.encoding == Encoding::tar && index.compressed_size != index.decoded_size) {
@@ -139,27 +144,31 @@ Result<SeekIndex> SeekIndex::deserialize(std::string_view bytes) {
   // Counts are checked against the bytes present before anything is allocated for them.
   if (points > in.left() / kPointFixedSize || frames > in.left() / kFrameSize ||
       points * kPointFixedSize + frames * kFrameSize > in.left()) {
-    return corrupt(fmt::format("{} checkpoints and {} frames do not fit in {} bytes", points, frames, in.left()));
+    return corrupt(
+        fmt::format("{} checkpoints and {} frames do not fit in {} bytes", points, frames, in.left()));
   }
 
   index.gzip_points.reserve(points);
   for (std::uint64_t i = 0; i < points; ++i) {
     GzipCheckpoint p;
     std::uint64_t bits = 0, pflags = 0, window = 0;
-    if (!in.get(p.compressed_offset, 8) || !in.get(p.decoded_offset, 8) || !in.get(bits, 1) || !in.get(pflags, 1) ||
-        !in.get(window, 4)) {
+    if (!in.get(p.compressed_offset, 8) || !in.get(p.decoded_offset, 8) || !in.get(bits, 1) ||
+        !in.get(pflags, 1) || !in.get(window, 4)) {
       return corrupt(fmt::format("checkpoint {} is cut short", i));
     }
-    if (bits > 7 || (pflags & ~std::uint64_t{1}) || window > kMaxWindow) return corrupt(fmt::format("checkpoint {} is invalid", i));
+    if (bits > 7 || (pflags & ~std::uint64_t{1}) || window > kMaxWindow)
+      return corrupt(fmt::format("checkpoint {} is invalid", i));
     p.bits = static_cast<std::uint8_t>(bits);
     p.member_start = pflags & 1;
-    if (p.member_start && (bits != 0 || window != 0)) return corrupt(fmt::format("checkpoint {} is invalid", i));
+    if (p.member_start && (bits != 0 || window != 0))
+      return corrupt(fmt::format("checkpoint {} is invalid", i));
     if (!in.get(p.window_deflated, window)) return corrupt(fmt::format("checkpoint {} is cut short", i));
     if (p.compressed_offset >= index.compressed_size || p.decoded_offset > index.decoded_size ||
         (p.bits > 0 && p.compressed_offset == 0)) {
       return corrupt(fmt::format("checkpoint {} lies outside the stream", i));
     }
-    if (i == 0 && (p.decoded_offset != 0 || !p.member_start)) return corrupt("the first checkpoint is not at offset 0");
+    if (i == 0 && (p.decoded_offset != 0 || !p.member_start))
+      return corrupt("the first checkpoint is not at offset 0");
     if (i > 0) {
       const auto& prev = index.gzip_points.back();
       if (p.decoded_offset <= prev.decoded_offset || p.compressed_offset < prev.compressed_offset) {
@@ -184,7 +193,8 @@ Result<SeekIndex> SeekIndex::deserialize(std::string_view bytes) {
     in.get(f.decoded_offset, 8);
     in.get(f.decoded_size, 8);
     if (f.decoded_offset != decoded || f.decoded_size > index.decoded_size - decoded ||
-        f.compressed_offset < compressed || f.compressed_size == 0 || f.compressed_offset > index.compressed_size ||
+        f.compressed_offset < compressed || f.compressed_size == 0 ||
+        f.compressed_offset > index.compressed_size ||
         f.compressed_size > index.compressed_size - f.compressed_offset) {
       return corrupt(fmt::format("zstd frame {} is inconsistent", i));
     }
@@ -195,7 +205,8 @@ Result<SeekIndex> SeekIndex::deserialize(std::string_view bytes) {
   }
   if (index.encoding == Encoding::zstd) {
     if (decoded != index.decoded_size) return corrupt("the zstd frames do not add up to the decoded size");
-    if (!index.zstd_spilled && (frames == 1 || too_large)) return corrupt("a zstd layer that must be spilled is not");
+    if (!index.zstd_spilled && (frames == 1 || too_large))
+      return corrupt("a zstd layer that must be spilled is not");
   }
   return index;
 }

@@ -16,15 +16,17 @@ Result<SeekableReaderPtr> make_seekable_reader(const SeekIndex& index, io::BlobS
                           blob->describe(), blob->size(), index.decoded_size);
       }
       return SeekableReaderPtr(std::make_shared<DirectReader>(std::move(blob), index.decoded_size));
-    case Encoding::gzip: return GzipReader::create(index, std::move(blob));
+    case Encoding::gzip:
+      return GzipReader::create(index, std::move(blob));
     case Encoding::zstd:
       if (!index.zstd_spilled) return ZstdReader::create(index, std::move(blob));
       if (!decoded) {
-        return make_error(std::errc::invalid_argument, "cannot read {}: its decoded copy is needed and was not given",
-                          blob->describe());
+        return make_error(std::errc::invalid_argument,
+                          "cannot read {}: its decoded copy is needed and was not given", blob->describe());
       }
       if (decoded->size() != index.decoded_size) {
-        return make_error(std::errc::invalid_argument, "cannot read {}: its decoded copy {} has {} bytes, the index says {}",
+        return make_error(std::errc::invalid_argument,
+                          "cannot read {}: its decoded copy {} has {} bytes, the index says {}",
                           blob->describe(), decoded->describe(), decoded->size(), index.decoded_size);
       }
       return SeekableReaderPtr(std::make_shared<DirectReader>(std::move(decoded), index.decoded_size));

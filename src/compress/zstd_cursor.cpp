@@ -10,7 +10,8 @@ namespace ocifs::compress {
 
 void ZstdCursor::DCtxDeleter::operator()(void* dctx) const { ZSTD_freeDCtx(static_cast<ZSTD_DCtx*>(dctx)); }
 
-ZstdCursor::ZstdCursor(std::shared_ptr<const ZstdReader> reader) : reader_(std::move(reader)), dctx_(ZSTD_createDCtx()) {
+ZstdCursor::ZstdCursor(std::shared_ptr<const ZstdReader> reader)
+    : reader_(std::move(reader)), dctx_(ZSTD_createDCtx()) {
   if (!dctx_) throw std::bad_alloc();
 }
 

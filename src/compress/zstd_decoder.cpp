@@ -18,7 +18,6 @@ namespace {
 constexpr std::size_t kInputBlock = 1u << 20;
 constexpr std::size_t kScratch = 256u << 10;
 
-
 std::uint32_t le32(const std::byte* p) {
   return std::to_integer<std::uint32_t>(p[0]) | std::to_integer<std::uint32_t>(p[1]) << 8 |
          std::to_integer<std::uint32_t>(p[2]) << 16 | std::to_integer<std::uint32_t>(p[3]) << 24;
@@ -41,8 +40,8 @@ ZstdDecoder::ZstdDecoder(io::BlobSourcePtr blob, const ScanOptions& options)
 ZstdDecoder::~ZstdDecoder() = default;
 
 Error ZstdDecoder::decode_error(std::string_view reason) const {
-  return make_error(std::errc::io_error, "cannot decode zstd {} at compressed offset {}: {}", blob_->describe(),
-                    consumed(), reason);
+  return make_error(std::errc::io_error, "cannot decode zstd {} at compressed offset {}: {}",
+                    blob_->describe(), consumed(), reason);
 }
 
 Result<void> ZstdDecoder::refill(std::size_t want) {
@@ -79,15 +78,17 @@ Result<std::size_t> ZstdDecoder::read(std::span<std::byte> out) {
       std::uint32_t magic = avail >= 4 ? le32(in_.data() + in_pos_) : 0;
       skippable_ = (magic & ZSTD_MAGIC_SKIPPABLE_MASK) == ZSTD_MAGIC_SKIPPABLE_START;
       if (!skippable_ && magic != ZSTD_MAGICNUMBER) {
-        return decode_error(frames_.empty() && consumed() == 0 ? "not a zstd frame"
-                                                               : "trailing garbage after the last zstd frame");
+        return decode_error(frames_.empty() && consumed() == 0
+                                ? "not a zstd frame"
+                                : "trailing garbage after the last zstd frame");
       }
       frame_ = ZstdFrame{consumed(), 0, decoded_, 0};
       in_frame_ = true;
     }
     if (in_pos_ == in_size_) {
       OCIFS_TRY(refill(1));
-      if (in_pos_ == in_size_) return decode_error("unexpected end of data inside a zstd frame (truncated blob)");
+      if (in_pos_ == in_size_)
+        return decode_error("unexpected end of data inside a zstd frame (truncated blob)");
     }
     ZSTD_inBuffer in{in_.data(), in_size_, in_pos_};
     ZSTD_outBuffer o{out.data() + produced, out.size() - produced, 0};
@@ -95,7 +96,8 @@ Result<std::size_t> ZstdDecoder::read(std::span<std::byte> out) {
     if (ZSTD_isError(ret)) {
       if (ZSTD_getErrorCode(ret) == ZSTD_error_frameParameter_windowTooLarge) {
         return decode_error(fmt::format("the frame at offset {} needs a window over {} MiB (windowLog > {})",
-                                        frame_.compressed_offset, (1u << kWindowLogMax) >> 20, kWindowLogMax));
+                                        frame_.compressed_offset, (1u << kWindowLogMax) >> 20,
+                                        kWindowLogMax));
       }
       return decode_error(ZSTD_getErrorName(ret));
     }
@@ -123,7 +125,8 @@ Result<void> ZstdDecoder::skip(std::uint64_t count) {
     auto want = static_cast<std::size_t>(std::min<std::uint64_t>(count, scratch_.size()));
     OCIFS_ASSIGN(std::size_t n, read(std::span(scratch_).first(want)));
     if (n == 0) {
-      return make_error(std::errc::io_error, "cannot skip {} bytes at decoded offset {} of {}: the stream ends at {}",
+      return make_error(std::errc::io_error,
+                        "cannot skip {} bytes at decoded offset {} of {}: the stream ends at {}",
                         count + (decoded_ - start), start, blob_->describe(), decoded_);
     }
     count -= n;
@@ -132,7 +135,8 @@ Result<void> ZstdDecoder::skip(std::uint64_t count) {
 }
 
 Result<SeekIndex> ZstdDecoder::finish() {
-  if (finished_) return make_error(std::errc::invalid_argument, "cannot finish {}: already finished", blob_->describe());
+  if (finished_)
+    return make_error(std::errc::invalid_argument, "cannot finish {}: already finished", blob_->describe());
   if (scratch_.empty()) scratch_.resize(kScratch);
   for (;;) {
     OCIFS_ASSIGN(std::size_t n, read(scratch_));
@@ -145,9 +149,9 @@ Result<SeekIndex> ZstdDecoder::finish() {
   index.encoding = Encoding::zstd;
   index.compressed_size = consumed();
   index.decoded_size = decoded_;
-  index.zstd_spilled = frames_.size() == 1 || std::any_of(frames_.begin(), frames_.end(), [](const ZstdFrame& f) {
-                         return f.decoded_size > kSpillFrameSize;
-                       });
+  index.zstd_spilled =
+      frames_.size() == 1 || std::any_of(frames_.begin(), frames_.end(),
+                                         [](const ZstdFrame& f) { return f.decoded_size > kSpillFrameSize; });
   index.zstd_frames = std::move(frames_);
   return index;
 }

@@ -20,7 +20,8 @@ struct DCtxFree {
 
 Result<SeekableReaderPtr> ZstdReader::create(const SeekIndex& index, io::BlobSourcePtr blob) {
   auto invalid = [&](std::string_view why) {
-    return make_error(std::errc::invalid_argument, "cannot read {} by zstd frames: {}", blob->describe(), why);
+    return make_error(std::errc::invalid_argument, "cannot read {} by zstd frames: {}", blob->describe(),
+                      why);
   };
   if (index.encoding != Encoding::zstd) return invalid("the index is not for zstd");
   if (index.zstd_spilled) return invalid("the layer is spilled, its decoded copy must be read instead");
@@ -52,14 +53,15 @@ Result<void> ZstdReader::decode_frame(void* dctx, std::size_t i, std::vector<std
   const ZstdFrame& f = index_.zstd_frames[i];
   compressed.resize(f.compressed_size);
   OCIFS_TRY(blob_->read_exact(f.compressed_offset, compressed));
-  std::size_t ret = ZSTD_decompressDCtx(static_cast<ZSTD_DCtx*>(dctx), out.data(), out.size(), compressed.data(),
-                                        compressed.size());
+  std::size_t ret = ZSTD_decompressDCtx(static_cast<ZSTD_DCtx*>(dctx), out.data(), out.size(),
+                                        compressed.data(), compressed.size());
   if (ZSTD_isError(ret)) {
-    return make_error(std::errc::io_error, "cannot decode zstd {} frame at compressed offset {}: {}", blob_->describe(),
-                      f.compressed_offset, ZSTD_getErrorName(ret));
+    return make_error(std::errc::io_error, "cannot decode zstd {} frame at compressed offset {}: {}",
+                      blob_->describe(), f.compressed_offset, ZSTD_getErrorName(ret));
   }
   if (ret != f.decoded_size) {
-    return make_error(std::errc::io_error, "cannot decode zstd {} frame at compressed offset {}: {} bytes, the index says {}",
+    return make_error(std::errc::io_error,
+                      "cannot decode zstd {} frame at compressed offset {}: {} bytes, the index says {}",
                       blob_->describe(), f.compressed_offset, ret, f.decoded_size);
   }
   return util::success();
@@ -72,7 +74,8 @@ Result<void> ZstdReader::decode_range(void* dctx_ptr, std::size_t i, std::uint64
   auto* dctx = static_cast<ZSTD_DCtx*>(dctx_ptr);
   const ZstdFrame& f = index_.zstd_frames[i];
   auto fail = [&](std::uint64_t pos, std::string_view why) {
-    return make_error(std::errc::io_error, "cannot decode zstd {} frame at compressed offset {} (decoded offset {}): {}",
+    return make_error(std::errc::io_error,
+                      "cannot decode zstd {} frame at compressed offset {} (decoded offset {}): {}",
                       blob_->describe(), f.compressed_offset, f.decoded_offset + pos, why);
   };
   ZSTD_DCtx_reset(dctx, ZSTD_reset_session_and_parameters);
@@ -93,7 +96,8 @@ Result<void> ZstdReader::decode_range(void* dctx_ptr, std::size_t i, std::uint64
     }
     ZSTD_outBuffer output;
     if (pos < skip) {
-      output = ZSTD_outBuffer{scratch.data(), static_cast<std::size_t>(std::min<std::uint64_t>(scratch.size(), skip - pos)), 0};
+      output = ZSTD_outBuffer{
+          scratch.data(), static_cast<std::size_t>(std::min<std::uint64_t>(scratch.size(), skip - pos)), 0};
     } else {
       output = ZSTD_outBuffer{out.data() + (pos - skip), static_cast<std::size_t>(end - pos), 0};
     }
@@ -102,7 +106,8 @@ Result<void> ZstdReader::decode_range(void* dctx_ptr, std::size_t i, std::uint64
     if (ZSTD_isError(ret)) return fail(pos, ZSTD_getErrorName(ret));
     pos += output.pos;
     if (ret == 0 && pos < end) return fail(pos, "the frame ends before the decoded size in the index");
-    if (output.pos == 0 && input.pos == before_in && input.pos < input.size) return fail(pos, "zstd made no progress");
+    if (output.pos == 0 && input.pos == before_in && input.pos < input.size)
+      return fail(pos, "zstd made no progress");
     if (pos == f.decoded_size && ret != 0) {
       // Read up to the indexed end of the frame: the frame must end there too (and its
       // checksum, if any, gets checked), or the frame table is wrong.
@@ -149,6 +154,8 @@ Result<std::size_t> ZstdReader::read_at(std::uint64_t offset, std::span<std::byt
   return length;
 }
 
-std::unique_ptr<ReadCursor> ZstdReader::open_cursor() const { return std::make_unique<ZstdCursor>(shared_from_this()); }
+std::unique_ptr<ReadCursor> ZstdReader::open_cursor() const {
+  return std::make_unique<ZstdCursor>(shared_from_this());
+}
 
 }  // namespace ocifs::compress

@@ -1,8 +1,7 @@
-#include <catch2/catch.hpp>
-
 #include <zlib.h>
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <random>
 #include <string>
 
@@ -18,8 +17,17 @@ namespace {
 
 // Random bytes and word salad in runs of 1-64 KiB: some blocks deflate well, some do not.
 std::string make_data(std::size_t size, std::uint64_t seed) {
-  static const char* words[] = {"layer ", "image ", "tar ", "gzip ", "checkpoint ", "window ", "\n", "usr/lib/",
-                                "0123456789", "the quick brown fox ", "{\"key\": \"value\"}, "};
+  static const char* words[] = {"layer ",
+                                "image ",
+                                "tar ",
+                                "gzip ",
+                                "checkpoint ",
+                                "window ",
+                                "\n",
+                                "usr/lib/",
+                                "0123456789",
+                                "the quick brown fox ",
+                                "{\"key\": \"value\"}, "};
   std::mt19937_64 rng(seed);
   std::string out;
   out.reserve(size);
@@ -76,9 +84,15 @@ Result<Scan> scan(io::BlobSourcePtr blob, const ScanOptions& options, std::strin
   for (;;) {
     std::size_t want = 0;
     switch (rng() % 4) {
-      case 0: want = 512; break;
-      case 1: want = 1 + rng() % 5000; break;
-      case 2: want = buf.size(); break;
+      case 0:
+        want = 512;
+        break;
+      case 1:
+        want = 1 + rng() % 5000;
+        break;
+      case 2:
+        want = buf.size();
+        break;
       default: {
         std::uint64_t skip = rng() % 200000;
         if (expected.empty() || decoder->position() + skip > expected.size()) break;
@@ -157,8 +171,10 @@ void check_reads(const SeekIndex& index, io::BlobSourcePtr blob, const std::stri
   auto random = (*reader)->open_cursor();
   std::uint64_t offset = 0;
   for (int i = 0; i < count; ++i) {
-    if (rng() % 2) offset = rng() % data.size();
-    else offset += rng() % 100000;
+    if (rng() % 2)
+      offset = rng() % data.size();
+    else
+      offset += rng() % 100000;
     std::size_t length = rng() % 70000;
     INFO("cursor offset " << offset << " length " << length);
     REQUIRE(read_string(*random, offset, length) == expected_at(data, offset, length));
@@ -214,8 +230,8 @@ TEST_CASE("gzip: default 1 MiB span and no hashing") {
 }
 
 TEST_CASE("gzip: multi-member with stored blocks, an empty member and zero padding") {
-  std::vector<std::string> parts = {make_data(3 << 20, 3), make_data(100, 4), std::string(), make_data(2 << 20, 5),
-                                    make_data(700 << 10, 6)};
+  std::vector<std::string> parts = {make_data(3 << 20, 3), make_data(100, 4), std::string(),
+                                    make_data(2 << 20, 5), make_data(700 << 10, 6)};
   std::vector<int> levels = {6, 6, 6, 0, 1};
   std::string data, gz;
   std::vector<std::uint64_t> member_offsets;
@@ -239,7 +255,8 @@ TEST_CASE("gzip: multi-member with stored blocks, an empty member and zero paddi
   for (const auto& p : s->index.gzip_points) {
     if (p.member_start) {
       ++member_starts;
-      CHECK(std::find(member_offsets.begin(), member_offsets.end(), p.compressed_offset) != member_offsets.end());
+      CHECK(std::find(member_offsets.begin(), member_offsets.end(), p.compressed_offset) !=
+            member_offsets.end());
     }
     if (p.decoded_offset > parts[0].size()) ++late_points;
   }

@@ -1,7 +1,6 @@
-#include <catch2/catch.hpp>
-
 #include <zlib.h>
 
+#include <catch2/catch.hpp>
 #include <random>
 #include <string>
 
@@ -34,8 +33,10 @@ SeekIndex gzip_index() {
   std::string data;
   while (data.size() < (2u << 20)) {
     // Runs of random bytes keep deflate blocks short (~16K literals each).
-    if (rng() % 2) for (int i = 0; i < 100; ++i) data += "some text that compresses rather well, ";
-    else for (int i = 0; i < 4096; ++i) data.push_back(static_cast<char>(rng()));
+    if (rng() % 2)
+      for (int i = 0; i < 100; ++i) data += "some text that compresses rather well, ";
+    else
+      for (int i = 0; i < 4096; ++i) data.push_back(static_cast<char>(rng()));
   }
   auto blob = std::make_shared<io::MemorySource>(gzip_of(data), "x.gz");
   auto decoder = make_stream_decoder(Encoding::gzip, blob, ScanOptions{64 << 10, false, true});
@@ -63,15 +64,15 @@ SeekIndex zstd_index(bool spilled) {
 }
 
 bool same(const SeekIndex& a, const SeekIndex& b) {
-  if (a.encoding != b.encoding || a.compressed_size != b.compressed_size || a.decoded_size != b.decoded_size ||
-      a.zstd_spilled != b.zstd_spilled || a.gzip_points.size() != b.gzip_points.size() ||
-      a.zstd_frames.size() != b.zstd_frames.size()) {
+  if (a.encoding != b.encoding || a.compressed_size != b.compressed_size ||
+      a.decoded_size != b.decoded_size || a.zstd_spilled != b.zstd_spilled ||
+      a.gzip_points.size() != b.gzip_points.size() || a.zstd_frames.size() != b.zstd_frames.size()) {
     return false;
   }
   for (std::size_t i = 0; i < a.gzip_points.size(); ++i) {
     const auto &p = a.gzip_points[i], &q = b.gzip_points[i];
-    if (p.compressed_offset != q.compressed_offset || p.decoded_offset != q.decoded_offset || p.bits != q.bits ||
-        p.member_start != q.member_start || p.window_deflated != q.window_deflated) {
+    if (p.compressed_offset != q.compressed_offset || p.decoded_offset != q.decoded_offset ||
+        p.bits != q.bits || p.member_start != q.member_start || p.window_deflated != q.window_deflated) {
       return false;
     }
   }

@@ -1,7 +1,6 @@
-#include <catch2/catch.hpp>
-
 #include <zstd.h>
 
+#include <catch2/catch.hpp>
 #include <random>
 #include <string>
 
@@ -17,8 +16,17 @@ namespace {
 
 // Random bytes and word salad in runs of 1-64 KiB.
 std::string make_data(std::size_t size, std::uint64_t seed) {
-  static const char* words[] = {"layer ", "image ", "tar ", "zstd ", "frame ", "window ", "\n", "usr/share/",
-                                "0123456789", "lorem ipsum dolor ", "{\"key\": \"value\"}, "};
+  static const char* words[] = {"layer ",
+                                "image ",
+                                "tar ",
+                                "zstd ",
+                                "frame ",
+                                "window ",
+                                "\n",
+                                "usr/share/",
+                                "0123456789",
+                                "lorem ipsum dolor ",
+                                "{\"key\": \"value\"}, "};
   std::mt19937_64 rng(seed);
   std::string out;
   out.reserve(size);
@@ -105,7 +113,8 @@ Result<Scan> scan(io::BlobSourcePtr blob, const ScanOptions& options = {}) {
       std::uint64_t before = decoder->position();
       auto skipped = decoder->skip(1);
       if (!skipped) {
-        if (decoder->position() == before && skipped.error().message.find("ends at") != std::string::npos) break;
+        if (decoder->position() == before && skipped.error().message.find("ends at") != std::string::npos)
+          break;
         return std::move(skipped).error();
       }
       result.decoded.push_back('?');
@@ -274,9 +283,10 @@ TEST_CASE("zstd: bad streams fail the scan with the blob and offset named") {
     return s.error().message;
   };
   SECTION("truncated") {
-    for (std::size_t cut : {std::size_t{1}, std::size_t{3}, std::size_t{20}, b.frames[0].compressed_offset + 2,
-                            b.frames[0].compressed_offset + 7, b.blob.size() / 2, b.frames.back().compressed_offset +
-                            b.frames.back().compressed_size - 1, b.blob.size() - 1}) {
+    for (std::size_t cut :
+         {std::size_t{1}, std::size_t{3}, std::size_t{20}, b.frames[0].compressed_offset + 2,
+          b.frames[0].compressed_offset + 7, b.blob.size() / 2,
+          b.frames.back().compressed_offset + b.frames.back().compressed_size - 1, b.blob.size() - 1}) {
       INFO("cut at " << cut);
       expect_error(b.blob.substr(0, cut));
     }
@@ -314,7 +324,8 @@ TEST_CASE("zstd: bad data behind a good index fails the read") {
   REQUIRE(s->index.zstd_frames.size() > 2);
   const ZstdFrame& f = s->index.zstd_frames[1];
   std::string bad = b.blob;
-  std::fill(bad.begin() + f.compressed_offset, bad.begin() + f.compressed_offset + f.compressed_size / 2, '\x55');
+  std::fill(bad.begin() + f.compressed_offset, bad.begin() + f.compressed_offset + f.compressed_size / 2,
+            '\x55');
   auto reader = make_seekable_reader(s->index, blob_of(bad, "bad.tar.zst"));
   REQUIRE(reader.ok());
   std::vector<std::byte> buf(4096);

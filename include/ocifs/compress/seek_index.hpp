@@ -20,7 +20,7 @@ struct GzipCheckpoint {
   // level 1 to keep the index near 1% of the decoded size instead of 3%. Empty at the start of
   // a gzip member, where no dictionary is needed (then compressed_offset is the member header).
   std::string window_deflated;
-  bool member_start = false;            // the point is the beginning of a gzip member (header)
+  bool member_start = false;  // the point is the beginning of a gzip member (header)
 };
 
 // One zstd frame: where it starts in the blob and in the decoded stream.

@@ -39,7 +39,8 @@ Result<SeekableReaderPtr> make_seekable_reader(const SeekIndex& index, io::BlobS
 // The decoded stream as a BlobSource (e.g. the members of a gzipped docker-archive).
 class DecodedSource final : public io::BlobSource {
  public:
-  DecodedSource(SeekableReaderPtr reader, std::string name) : reader_(std::move(reader)), name_(std::move(name)) {}
+  DecodedSource(SeekableReaderPtr reader, std::string name)
+      : reader_(std::move(reader)), name_(std::move(name)) {}
   std::uint64_t size() const override { return reader_->size(); }
   Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) const override {
     return reader_->read_at(offset, buf);
