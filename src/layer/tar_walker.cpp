@@ -250,14 +250,29 @@ Result<std::size_t> TarWalker::read_full(std::span<std::byte> out) {
   return done;
 }
 
+void TarWalker::set_pending(std::uint64_t data_size) {
+  pending_data_ = data_size;
+  pending_padding_ = static_cast<std::size_t>(round_up(data_size) - data_size);
+}
+
 Result<void> TarWalker::skip_pending() {
-  if (pending_skip_ == 0) return util::success();
-  auto skipped = stream_.skip(pending_skip_);
-  pending_skip_ = 0;
-  if (!skipped) {
-    return std::move(skipped).error().with_context(
-        fmt::format("cannot read {}: entry '{}' (header at offset {}) has data up to offset {}", name_,
-                    prev_path_, prev_header_offset_, prev_data_end_));
+  if (pending_data_ > 0) {
+    auto skipped = stream_.skip(pending_data_);
+    pending_data_ = 0;
+    if (!skipped) {
+      pending_padding_ = 0;
+      return std::move(skipped).error().with_context(
+          fmt::format("cannot read {}: entry '{}' (header at offset {}) has data up to offset {}", name_,
+                      prev_path_, prev_header_offset_, prev_data_end_));
+    }
+  }
+  // The padding to the next 512-byte block may be missing at the very end: umoci 0.4.7 writes
+  // layers that stop right after the last file's data. A short read here is the end of the
+  // archive, which the next header read reports.
+  if (pending_padding_ > 0) {
+    Block pad;
+    OCIFS_TRY(read_full(std::span(pad).first(pending_padding_)));
+    pending_padding_ = 0;
   }
   return util::success();
 }
@@ -414,7 +429,7 @@ Result<std::optional<TarEntry>> TarWalker::next() {
       if (!ext.any) ext.first_offset = header_offset;
       OCIFS_ASSIGN(auto entry, make_entry(*header, header_offset, ext));
       if (entry) return entry;
-      break;  // skipped: its data is in pending_skip_
+      break;  // skipped: its data is in pending_data_
     }
   }
 }
@@ -604,7 +619,7 @@ Result<std::optional<TarEntry>> TarWalker::make_entry(const Block& header, std::
       prev_path_ = raw_path;
       prev_header_offset_ = header_offset;
       prev_data_end_ = stream_.position() + data_size;
-      pending_skip_ = round_up(data_size);
+      set_pending(data_size);
       return std::optional<TarEntry>();
     }
   }
@@ -651,7 +666,7 @@ Result<std::optional<TarEntry>> TarWalker::make_entry(const Block& header, std::
   e.data_offset = stream_.position();
   e.stored_size = stored_remaining;
   prev_data_end_ = e.data_offset + stored_remaining;
-  pending_skip_ = round_up(stored_remaining);
+  set_pending(stored_remaining);
 
   // Names: checked after the headers are consumed so that a skipped entry leaves the stream at
   // its data, like any other.

@@ -39,6 +39,7 @@ class TarWalker {
 
   Result<std::size_t> read_full(std::span<std::byte> out);
   Result<void> skip_pending();
+  void set_pending(std::uint64_t data_size);
   // Reads the next header block; nullopt at the end of the archive.
   Result<std::optional<Block>> read_header(const Extensions& ext);
   Result<std::string> read_payload(const Block& header, std::uint64_t header_offset, char type);
@@ -50,7 +51,8 @@ class TarWalker {
 
   compress::StreamDecoder& stream_;
   std::string name_;
-  std::uint64_t pending_skip_ = 0;  // data + padding of the previous entry still to skip
+  std::uint64_t pending_data_ = 0;    // data of the previous entry still to skip
+  std::size_t pending_padding_ = 0;  // then its padding to the next block
   std::string global_pax_path_;     // unused by images, kept only to ignore it safely
   bool done_ = false;
   // The entry whose data is being skipped, for messages when the stream ends inside it.

@@ -1,0 +1,40 @@
+# Shared by scripts/demo and scripts/test: install what is missing, then build.
+# Both are idempotent: a second run installs nothing and rebuilds only what changed.
+
+# Debian 12 packages: build tools and libraries.
+OCIFS_BUILD_PACKAGES=(
+  meson ninja-build pkg-config g++
+  fuse3 libfuse3-dev libcurl4-openssl-dev libarchive-dev libzstd-dev zlib1g-dev
+  nlohmann-json3-dev libssl-dev catch2 libcli11-dev libfmt-dev libspdlog-dev
+)
+# What the demo and the tests run: image tools, a static busybox for chroot, xattr tools.
+OCIFS_TOOL_PACKAGES=(
+  umoci skopeo busybox-static attr libcap2-bin python3 zstd gzip tar util-linux
+)
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "ocifs: need root to run: $*" >&2; return 1; fi
+}
+
+ensure_packages() {
+  local missing=()
+  local pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "ocifs: installing ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+build_ocifs() {
+  local builddir=$1
+  if [ -f "$builddir/build.ninja" ]; then
+    meson setup --reconfigure "$builddir" >/dev/null
+  else
+    meson setup "$builddir" --buildtype=debugoptimized
+  fi
+  meson compile -C "$builddir"
+}
