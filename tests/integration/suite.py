@@ -843,6 +843,122 @@ def case_bigdir(work):
             check(got == sorted(os.listdir(os.path.join(reference, 'big'))), 'listing of big/ differs')
 
 
+def case_cache_damage(work):
+    """Damaged cache files (bit flips, truncation, emptied) must be detected and rebuilt."""
+    layout, reference = umoci_image(work)
+    refs = {'gzip': 'oci:%s:%s' % (layout, TAG), 'zstd': fixtures.skopeo_convert(layout, work.path)['zstd']}
+    failures = []
+    for kind, ref in refs.items():
+        try:
+            _cache_damage(work, kind, ref, reference)
+        except Fail as e:
+            failures.append('%s image: %s' % (kind, e))
+    check(not failures, '\n'.join(failures))
+
+
+def _cache_damage(work, kind, ref, reference):
+    cache = work('cache-' + kind)
+    mnt = work('mnt-' + kind)
+    with Mount(ref, mnt, cache):
+        for f in ('data/large', 'data/text', 'bin/busybox'):   # fill data caches too
+            open(os.path.join(mnt, f), 'rb').read()
+    for mode in ('flip', 'truncate', 'empty'):
+        files = []
+        for dirpath, _, names in os.walk(cache):
+            files += [os.path.join(dirpath, n) for n in names]
+        check(files, 'cache is empty')
+        for p in files:
+            if os.path.islink(p) or not os.path.isfile(p):
+                continue
+            size = os.path.getsize(p)
+            if mode == 'flip' and size:
+                with open(p, 'r+b') as f:
+                    for off in sorted({0, size // 3, size // 2, size - 1}):
+                        f.seek(off)
+                        b = f.read(1)
+                        f.seek(off)
+                        f.write(bytes([b[0] ^ 0x40]))
+            elif mode == 'truncate':
+                os.truncate(p, size // 2)
+            elif mode == 'empty':
+                os.truncate(p, 0)
+        log('  %s: damaged %d cache files (%s)' % (kind, len(files), mode))
+        with Mount(ref, mnt, cache):
+            tree_equal(reference, mnt, '%s after cache damage (%s)' % (kind, mode))
+
+
+def _flip_all(root):
+    n = 0
+    for dirpath, _, names in os.walk(root):
+        for nm in names:
+            p = os.path.join(dirpath, nm)
+            if os.path.islink(p) or not os.path.isfile(p):
+                continue
+            size = os.path.getsize(p)
+            with open(p, 'r+b') as f:
+                for off in range(0, size, max(4096, size // 64)):
+                    f.seek(off)
+                    b = f.read(1)
+                    f.seek(off)
+                    f.write(bytes([b[0] ^ 0x40]))
+            n += 1
+    return n
+
+
+def case_cache_damage_live(work):
+    """Cache files damaged while mounted (gzip and zstd images): reads give EIO or right bytes."""
+    layout, reference = umoci_image(work)
+    refs = {'gzip': 'oci:%s:%s' % (layout, TAG), 'zstd': fixtures.skopeo_convert(layout, work.path)['zstd']}
+    files = ['data/large', 'data/text', 'data/sparse', 'bin/busybox', 'etc/os-release']
+    bad = []
+    for kind, ref in refs.items():
+        cache = work('cache-' + kind)
+        mnt = work('mnt-' + kind)
+        with Mount(ref, mnt, cache):
+            n = _flip_all(cache)
+            log('  %s: damaged %d cache files under a live mount' % (kind, n))
+            for f in files:
+                want = open(os.path.join(reference, f), 'rb').read()
+                try:
+                    got = open(os.path.join(mnt, f), 'rb').read()
+                except OSError as e:
+                    if e.errno != errno.EIO:
+                        bad.append('%s %s: %r, want EIO or the right bytes' % (kind, f, e))
+                    else:
+                        log('  %s %s: EIO' % (kind, f))
+                    continue
+                if got != want:
+                    bad.append('%s %s: WRONG BYTES after cache damage (%d bytes, want %d)' % (
+                        kind, f, len(got), len(want)))
+    check(not bad, '\n'.join(bad))
+
+
+def case_shared_cache(work):
+    """Two images sharing layers, mounted at the same moment with one cache dir."""
+    layout, reference = umoci_image(work)
+    refs = fixtures.skopeo_convert(layout, work.path)
+    pair = ['oci:%s:%s' % (layout, TAG), refs['oci-archive'], refs['docker-archive']]
+    cache = work('cache')
+    mnts = [work('mnt%d' % i) for i in range(len(pair))]
+    for m in mnts:
+        os.makedirs(m)
+    procs = [subprocess.Popen([OCIFS, 'mount', '--cache-dir', cache, r, m],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for r, m in zip(pair, mnts)]
+    try:
+        for p, r in zip(procs, pair):
+            try:
+                out, err = p.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                raise Fail('HANG: concurrent mount of %s' % r)
+            check(p.returncode == 0, 'concurrent mount of %s: exit %d %r' % (r, p.returncode, err[-2000:]))
+        for m, r in zip(mnts, pair):
+            tree_equal(reference, m, 'concurrently mounted %s' % r)
+    finally:
+        for m in mnts:
+            unmount(m)
+
+
 CASES = {
     'oci_dir': case_oci_dir,
     'umoci_insert_layers': case_umoci_insert_layers,
@@ -874,6 +990,9 @@ CASES = {
     'lifecycle': case_lifecycle,
     'platform': case_platform,
     'bigdir': case_bigdir,
+    'cache_damage': case_cache_damage,
+    'cache_damage_live': case_cache_damage_live,
+    'shared_cache': case_shared_cache,
 }
 
 if __name__ == '__main__':
