@@ -12,7 +12,10 @@ constexpr std::size_t kBuffer = 1u << 20;
 
 Result<std::size_t> DecodedTee::read(std::span<std::byte> out) {
   OCIFS_ASSIGN(std::size_t n, inner_.read(out));
-  if (n > 0) OCIFS_TRY(out_.write(std::string_view(reinterpret_cast<const char*>(out.data()), n)));
+  if (n > 0) {
+    OCIFS_TRY(out_.write(std::string_view(reinterpret_cast<const char*>(out.data()), n)));
+    blocks_.update(out.first(n));
+  }
   return n;
 }
 

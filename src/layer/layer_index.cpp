@@ -10,7 +10,12 @@
 //   40      8           u64 P: string pool size
 //   48      8           u64 K: seek index size
 //   56      8           u64 D: digest size
-//   64      E * 81      entries, each:
+//   64      8           u64 block size of the block digests (same for both tables)
+//   72      8           u64 blob size covered by the blob block digests
+//   80      8           u64 B: blob block digest count
+//   88      8           u64 decoded size covered by the decoded block digests
+//   96      8           u64 Z: decoded block digest count (0 unless a decoded copy is kept)
+//   104     E * 81      entries, each:
 //                         0  u64 data_offset    8  u64 size          16 i64 mtime_sec
 //                         24 u32 mtime_nsec     28 u32 mode          32 u32 uid
 //                         36 u32 gid            40 u32 path_offset   44 u32 path_size
@@ -22,6 +27,8 @@
 //   …       P           string pool (paths, link targets, xattr names and values)
 //   …       K           compress::SeekIndex::serialize()
 //   …       D           digest "sha256:<hex>" of the blob described
+//   …       B * 32      sha256 of each block of the blob (io::BlockDigests)
+//   …       Z * 32      sha256 of each block of the decoded copy
 //   …       32          sha256 of every byte before it
 //
 // Offsets into the pool and the xattr / extent tables are checked on load; anything that does
@@ -40,8 +47,9 @@ namespace ocifs::layer {
 namespace {
 
 constexpr std::string_view kMagic = "OCIFSIDX";
-constexpr std::uint32_t kFormatVersion = 1;
-constexpr std::size_t kHeaderSize = 64;
+constexpr std::uint32_t kFormatVersion = 2;
+constexpr std::size_t kHeaderSize = 104;
+constexpr std::size_t kBlockDigestSize = 32;
 constexpr std::size_t kEntrySize = 81;
 constexpr std::size_t kXattrSize = 16;
 constexpr std::size_t kExtentSize = 16;
@@ -136,6 +144,11 @@ std::string LayerIndex::serialize() const {
   put<std::uint64_t>(out, pool_.size());
   put<std::uint64_t>(out, seek.size());
   put<std::uint64_t>(out, digest_.size());
+  put<std::uint64_t>(out, blob_blocks_.block_size);
+  put<std::uint64_t>(out, blob_blocks_.blob_size);
+  put<std::uint64_t>(out, blob_blocks_.digests.size());
+  put<std::uint64_t>(out, decoded_blocks_.blob_size);
+  put<std::uint64_t>(out, decoded_blocks_.digests.size());
   for (const auto& e : entries_) {
     put(out, e.data_offset);
     put(out, e.size);
@@ -157,6 +170,9 @@ std::string LayerIndex::serialize() const {
   out.append(pool_);
   out.append(seek);
   out.append(digest_);
+  for (const auto* table : {&blob_blocks_, &decoded_blocks_}) {
+    for (const auto& d : table->digests) out.append(reinterpret_cast<const char*>(d.data()), d.size());
+  }
   auto sum = util::Sha256();
   sum.update(std::string_view(out));
   auto digest = sum.digest();
@@ -189,12 +205,18 @@ Result<LayerIndex> LayerIndex::deserialize(std::string_view bytes) {
       std::tuple(counts[0], counts[1], counts[2], counts[3], counts[4], counts[5]);
   // Each count is bounded by the body size before multiplying, so nothing overflows.
   std::uint64_t limit = body.size();
+  auto block_size = get<std::uint64_t>(p + 64);
+  auto blob_size = get<std::uint64_t>(p + 72);
+  auto n_blob_blocks = get<std::uint64_t>(p + 80);
+  auto decoded_size = get<std::uint64_t>(p + 88);
+  auto n_decoded_blocks = get<std::uint64_t>(p + 96);
   if (n_entries > limit || n_xattrs > limit || n_sparse > limit || pool_size > limit || seek_size > limit ||
-      digest_size > limit) {
+      digest_size > limit || n_blob_blocks > limit || n_decoded_blocks > limit) {
     return corrupt("section sizes exceed the file");
   }
   std::uint64_t total = kHeaderSize + n_entries * kEntrySize + n_xattrs * kXattrSize +
-                        n_sparse * kExtentSize + pool_size + seek_size + digest_size;
+                        n_sparse * kExtentSize + pool_size + seek_size + digest_size +
+                        (n_blob_blocks + n_decoded_blocks) * kBlockDigestSize;
   if (total != body.size()) {
     return corrupt(fmt::format("section sizes add up to {} bytes, the file has {}", total, body.size()));
   }
@@ -252,6 +274,23 @@ Result<LayerIndex> LayerIndex::deserialize(std::string_view bytes) {
   index.seek_ = std::move(seek).value();
   q += seek_size;
   index.digest_.assign(q, digest_size);
+  q += digest_size;
+  auto read_table = [&](io::BlockDigests& table, std::uint64_t size, std::uint64_t count) {
+    table.block_size = block_size;
+    table.blob_size = size;
+    table.digests.resize(count);
+    for (auto& d : table.digests) {
+      std::memcpy(d.data(), q, kBlockDigestSize);
+      q += kBlockDigestSize;
+    }
+  };
+  read_table(index.blob_blocks_, blob_size, n_blob_blocks);
+  read_table(index.decoded_blocks_, decoded_size, n_decoded_blocks);
+  // Whether they cover the actual blob is checked when it is opened (layer_scanner.cpp).
+  if (!index.blob_blocks_.covers(blob_size) ||
+      (n_decoded_blocks > 0 && !index.decoded_blocks_.covers(decoded_size))) {
+    return corrupt("block digest tables are inconsistent");
+  }
   return index;
 }
 

@@ -14,17 +14,20 @@ namespace ocifs::layer {
 
 namespace {
 
-// Forwards reads to the blob and reports the running total of raw bytes read. Reporting every
-// 4 MiB keeps the callback (a terminal progress line) off the hot path: ~250 calls per GiB.
-class CountingSource final : public io::BlobSource {
+// Forwards the decoder's reads to the blob, records the sha256 of each block as the bytes pass
+// (decoders read sequentially; a re-read is hashed once, a gap spoils the table), and reports
+// the running total of raw bytes read. Reporting every 4 MiB keeps the callback (a terminal
+// progress line) off the hot path: ~250 calls per GiB. Used by one scan thread.
+class ScanSource final : public io::BlobSource {
  public:
-  CountingSource(io::BlobSourcePtr inner, const ProgressFn& progress)
+  ScanSource(io::BlobSourcePtr inner, const ProgressFn& progress)
       : inner_(std::move(inner)), progress_(progress) {}
 
   std::uint64_t size() const override { return inner_->size(); }
   std::string describe() const override { return inner_->describe(); }
   Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) const override {
     auto n = inner_->read_at(offset, buf);
+    if (n) record(offset, buf.first(*n));
     if (n && progress_) {
       auto total = read_.fetch_add(*n) + *n;
       if (total - reported_.load() >= kReportEvery) {
@@ -37,8 +40,26 @@ class CountingSource final : public io::BlobSource {
   void report_final() const {
     if (progress_) progress_(read_.load());
   }
+  // The block digests of the whole blob, if every byte went past in order.
+  Result<io::BlockDigests> block_digests() {
+    if (gap_ || hashed_upto_ != inner_->size()) {
+      return make_error(std::errc::io_error, "cannot index {}: the blob was not read in order (bytes {}-{})",
+                        inner_->describe(), hashed_upto_, inner_->size());
+    }
+    return blocks_.finish();
+  }
 
  private:
+  void record(std::uint64_t offset, std::span<const std::byte> data) const {
+    if (offset > hashed_upto_) gap_ = true;
+    if (gap_ || offset + data.size() <= hashed_upto_) return;
+    blocks_.update(data.subspan(hashed_upto_ - offset));
+    hashed_upto_ = offset + data.size();
+  }
+
+  mutable io::BlockHasher blocks_;
+  mutable std::uint64_t hashed_upto_ = 0;
+  mutable bool gap_ = false;
   static constexpr std::uint64_t kReportEvery = 4u << 20;
   io::BlobSourcePtr inner_;
   const ProgressFn& progress_;
@@ -54,7 +75,7 @@ constexpr std::uint64_t kMaxRecords = 1ull << 30;
 }  // namespace
 
 Result<LayerIndex> scan_layer(const LayerBlob& layer, const cache::Cache& cache, const ProgressFn& progress) {
-  auto counting = std::make_shared<CountingSource>(layer.blob, progress);
+  auto counting = std::make_shared<ScanSource>(layer.blob, progress);
   OCIFS_ASSIGN(compress::Encoding encoding, compress::detect_encoding(*layer.blob));
   compress::ScanOptions options;
   options.hash_decoded = layer.digest_of_decoded;
@@ -116,6 +137,8 @@ Result<LayerIndex> scan_layer(const LayerBlob& layer, const cache::Cache& cache,
           fmt::format("cannot keep the decoded stream of {}", layer.name));
     }
   }
+  OCIFS_ASSIGN(index.blob_blocks(), counting->block_digests());
+  if (seek.zstd_spilled) index.decoded_blocks() = tee->block_digests();
   index.seek_index() = std::move(seek);
   index.set_digest(layer.digest);
   return index;
@@ -125,15 +148,22 @@ namespace {
 
 Result<OpenLayer> open_reader(const LayerBlob& layer, const cache::Cache& cache,
                               std::shared_ptr<const LayerIndex> index, bool from_cache) {
+  // Every byte served is checked against the block digests recorded in the verified scan.
+  if (!index->blob_blocks().covers(layer.blob->size())) {
+    return make_error(std::errc::io_error, "cannot open {}: its index describes a blob of {} bytes, not {}",
+                      layer.name, index->blob_blocks().blob_size, layer.blob->size());
+  }
+  auto blob = std::make_shared<io::VerifiedSource>(layer.blob, index->blob_blocks());
   io::BlobSourcePtr decoded;
   if (index->seek_index().zstd_spilled) {
-    OCIFS_ASSIGN(decoded, io::FileSource::open(cache.decoded_path(layer.digest)));
-    if (decoded->size() != index->seek_index().decoded_size) {
+    OCIFS_ASSIGN(auto file, io::FileSource::open(cache.decoded_path(layer.digest)));
+    if (!index->decoded_blocks().covers(file->size())) {
       return make_error(std::errc::io_error, "cannot open the decoded stream of {}: {} bytes, expected {}",
-                        layer.name, decoded->size(), index->seek_index().decoded_size);
+                        layer.name, file->size(), index->decoded_blocks().blob_size);
     }
+    decoded = std::make_shared<io::VerifiedSource>(std::move(file), index->decoded_blocks());
   }
-  OCIFS_ASSIGN(auto reader, compress::make_seekable_reader(index->seek_index(), layer.blob, decoded));
+  OCIFS_ASSIGN(auto reader, compress::make_seekable_reader(index->seek_index(), blob, decoded));
   return OpenLayer{std::move(index), std::move(reader), from_cache};
 }
 

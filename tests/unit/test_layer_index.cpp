@@ -106,6 +106,9 @@ Built build_index() {
   REQUIRE(seek);
   b.index.seek_index() = std::move(*seek);
   b.index.set_digest("sha256:" + (*decoder)->compressed_sha256());
+  io::BlockHasher blocks(4096);
+  blocks.update(std::as_bytes(std::span(gz)));
+  b.index.blob_blocks() = blocks.finish();
   return b;
 }
 
@@ -217,6 +220,10 @@ TEST_CASE("LayerIndex round trip") {
     if (!back) FAIL(back.error().message);
     check_same(b.index, *back);
     CHECK(back->serialize() == bytes);
+    CHECK(back->blob_blocks().block_size == 4096);
+    CHECK(back->blob_blocks().digests.size() > 1);
+    CHECK(back->blob_blocks().digests == b.index.blob_blocks().digests);
+    CHECK(back->blob_blocks().covers(b.index.seek_index().compressed_size));
   }
   SECTION("empty index") {
     LayerIndex empty;
@@ -263,13 +270,13 @@ TEST_CASE("LayerIndex rejects damaged bytes") {
     REQUIRE_FALSE(r);
     CHECK_THAT(r.error().message, Catch::Contains("magic"));
     std::string version = bytes;
-    put_u32(version, 8, 2);
+    put_u32(version, 8, 99);
     r = LayerIndex::deserialize(reseal(version));
     REQUIRE_FALSE(r);
-    CHECK_THAT(r.error().message, Catch::Contains("version 2"));
+    CHECK_THAT(r.error().message, Catch::Contains("version 99"));
   }
   SECTION("references out of bounds with a valid checksum") {
-    constexpr std::size_t kFirstEntry = 64;
+    constexpr std::size_t kFirstEntry = 104;
     for (std::size_t field : {44u /* path_size */, 40u /* path_offset */, 52u /* link_size */,
                               68u /* xattr_count */, 76u /* sparse_count */}) {
       std::string damaged = bytes;
@@ -292,7 +299,7 @@ TEST_CASE("LayerIndex rejects damaged bytes") {
     // The seek index sits just before the digest; its own CRC catches the change.
     std::size_t digest_size = b.index.digest().size();
     std::string damaged = bytes;
-    damaged[bytes.size() - 32 - digest_size - 10] ^= 1;
+    damaged[bytes.size() - 32 - b.index.blob_blocks().digests.size() * 32 - digest_size - 10] ^= 1;
     auto r = LayerIndex::deserialize(reseal(damaged));
     CHECK_FALSE(r);
   }

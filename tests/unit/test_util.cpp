@@ -6,6 +6,7 @@
 
 #include "ocifs/cache/cache.hpp"
 #include "ocifs/io/blob_source.hpp"
+#include "ocifs/io/block_digests.hpp"
 #include "ocifs/io/file_source.hpp"
 #include "ocifs/util/result.hpp"
 #include "ocifs/util/sha256.hpp"
@@ -77,4 +78,37 @@ TEST_CASE("atomic files and the cache layout") {
   REQUIRE(pending->commit().ok());
   CHECK(*io::read_file(cache->decoded_path(digest), 100) == "abc");
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("block digests: recorded in one pass, checked on read") {
+  std::string data;
+  for (int i = 0; i < 10000; ++i) data += std::to_string(i * 7919) + ",";
+  io::BlockHasher hasher(1000);
+  // Fed in uneven pieces, as a decoder reads.
+  for (std::size_t at = 0; at < data.size(); at += 333) {
+    hasher.update(std::as_bytes(std::span(data).subspan(at, std::min<std::size_t>(333, data.size() - at))));
+  }
+  auto digests = hasher.finish();
+  CHECK(digests.covers(data.size()));
+  CHECK(digests.digests.size() == (data.size() + 999) / 1000);
+  CHECK_FALSE(digests.covers(data.size() + 1));
+
+  auto read = [](const io::BlobSource& source, std::uint64_t off, std::size_t n) {
+    std::string out(n, '\0');
+    auto r = source.read_at(off, std::as_writable_bytes(std::span(out)));
+    return r ? out.substr(0, *r) : "ERROR: " + r.error().message;
+  };
+  io::VerifiedSource good(std::make_shared<io::MemorySource>(data, "good"), digests);
+  CHECK(read(good, 0, data.size()) == data);
+  CHECK(read(good, 1999, 5) == data.substr(1999, 5));
+  CHECK(read(good, data.size() - 3, 100) == data.substr(data.size() - 3));
+  CHECK(read(good, data.size(), 10).empty());
+
+  std::string bad = data;
+  bad[12345] ^= 1;
+  io::VerifiedSource damaged(std::make_shared<io::MemorySource>(bad, "damaged"), digests);
+  CHECK(read(damaged, 0, 1000) == data.substr(0, 1000));  // blocks before the damage are fine
+  CHECK_THAT(read(damaged, 12000, 10), Catch::Contains("bytes 12000-12999 do not match"));
+  CHECK_THAT(read(damaged, 11990, 20), Catch::StartsWith("ERROR"));  // a range that touches it
+  CHECK_THAT(read(damaged, 12345, 1), Catch::StartsWith("ERROR"));   // and again: never cached as good
 }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ocifs/compress/seek_index.hpp"
+#include "ocifs/io/block_digests.hpp"
 #include "ocifs/layer/tar_entry.hpp"
 
 namespace ocifs::layer {
@@ -61,6 +62,12 @@ class LayerIndex {
 
   compress::SeekIndex& seek_index() { return seek_; }
   const compress::SeekIndex& seek_index() const { return seek_; }
+  // sha256 per block of the raw blob, and of the decoded copy kept in the cache for zstd layers
+  // that need one, recorded during the verified scan: reads check the blocks they touch.
+  io::BlockDigests& blob_blocks() { return blob_blocks_; }
+  const io::BlockDigests& blob_blocks() const { return blob_blocks_; }
+  io::BlockDigests& decoded_blocks() { return decoded_blocks_; }
+  const io::BlockDigests& decoded_blocks() const { return decoded_blocks_; }
   const std::string& digest() const { return digest_; }  // "sha256:<hex>" of the blob described
   void set_digest(std::string digest) { digest_ = std::move(digest); }
 
@@ -82,6 +89,8 @@ class LayerIndex {
   std::vector<SparseExtent> sparse_;
   std::string pool_;
   compress::SeekIndex seek_;
+  io::BlockDigests blob_blocks_;
+  io::BlockDigests decoded_blocks_;
   std::string digest_;
   // Pool offsets of xattr names added so far (few distinct ones per layer); used by add() only.
   std::unordered_map<std::string, std::uint32_t> xattr_names_;
