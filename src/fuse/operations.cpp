@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <vector>
 
@@ -149,13 +150,14 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
     auto* file = reinterpret_cast<image::ContentReader::OpenFile*>(fi->fh);
     std::uint32_t index;
     if (!to_index(image, ino, index) || !file || off < 0) return (void)fuse_reply_err(req, EINVAL);
-    std::vector<std::byte> buf(std::min(size, kMaxRead));
-    auto n = image.content().read(index, static_cast<std::uint64_t>(off), buf, file);
+    size = std::min(size, kMaxRead);
+    std::unique_ptr<std::byte[]> buf(new std::byte[size]);  // not zeroed: every byte is overwritten
+    auto n = image.content().read(index, static_cast<std::uint64_t>(off), std::span(buf.get(), size), file);
     if (!n) {
       spdlog::error("{}", n.error().message);
       return (void)fuse_reply_err(req, n.error().errno_value() ? n.error().errno_value() : EIO);
     }
-    fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), *n);
+    fuse_reply_buf(req, reinterpret_cast<const char*>(buf.get()), *n);
   });
 }
 

@@ -44,7 +44,7 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
     const auto& seek = layer.index->seek_index();
     image->layers_.push_back({blobs[i].digest, seek.encoding, seek.compressed_size, seek.decoded_size,
                               layer.index->size(), layer.from_cache});
-    builder.apply_layer(static_cast<std::uint16_t>(i), *layer.index);
+    builder.apply_layer(static_cast<std::uint16_t>(i), *layer.index, blobs[i].name);
     readers.push_back(layer.reader);
     names.push_back(blobs[i].name);
     layer.index.reset();  // the tree keeps what it needs; entry tables go

@@ -149,7 +149,8 @@ void TreeBuilder::set_attributes(std::uint32_t id, std::uint16_t layer_no, const
   n.sparse.assign(sparse.begin(), sparse.end());
 }
 
-void TreeBuilder::add_entry(std::uint16_t layer_no, const layer::LayerIndex& index, const layer::IndexEntry& e) {
+void TreeBuilder::add_entry(std::uint16_t layer_no, const layer::LayerIndex& index, const layer::IndexEntry& e,
+                            std::string_view layer_name) {
   std::string_view path = index.path(e);
   if (path.empty()) {  // the root directory itself
     if (e.kind == layer::EntryKind::directory) set_attributes(0, layer_no, index, e);
@@ -163,7 +164,7 @@ void TreeBuilder::add_entry(std::uint16_t layer_no, const layer::LayerIndex& ind
   if (e.kind == layer::EntryKind::hardlink) {
     auto target = find(index.link_target(e));
     if (!target || nodes_[*target].is_dir()) {
-      spdlog::warn("layer {}: hard link {} -> {}: target {}; entry skipped", layer_no, path,
+      spdlog::warn("{}: hard link {} -> {}: target {}; entry skipped", layer_name, path,
                    index.link_target(e), target ? "is a directory" : "does not exist");
       return;
     }
@@ -186,7 +187,8 @@ void TreeBuilder::add_entry(std::uint16_t layer_no, const layer::LayerIndex& ind
   nodes_[parent].children->emplace(std::string(name), id);
 }
 
-void TreeBuilder::apply_layer(std::uint16_t layer_no, const layer::LayerIndex& index) {
+void TreeBuilder::apply_layer(std::uint16_t layer_no, const layer::LayerIndex& index, std::string_view name) {
+  if (name.empty()) name = "layer";
   // Whiteouts and opaque markers hide lower layers only, so all of them go first, whatever their
   // position in the tar; then the layer's own entries are added in order.
   for (const auto& e : index.entries()) {
@@ -210,7 +212,7 @@ void TreeBuilder::apply_layer(std::uint16_t layer_no, const layer::LayerIndex& i
       if (name == kOpaqueMarker) ensure_dir(split_parent(index.path(e)).first, layer_no);
       continue;
     }
-    add_entry(layer_no, index, e);
+    add_entry(layer_no, index, e, name);
   }
 }
 

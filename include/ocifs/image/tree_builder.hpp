@@ -18,8 +18,9 @@ class TreeBuilder {
   ~TreeBuilder();
   TreeBuilder(TreeBuilder&&) noexcept;
 
-  // Applies layer number `layer_no` (0 = bottom). Layers must be applied in order.
-  void apply_layer(std::uint16_t layer_no, const layer::LayerIndex& index);
+  // Applies layer number `layer_no` (0 = bottom); `name` names it in warnings. Layers must be
+  // applied in order.
+  void apply_layer(std::uint16_t layer_no, const layer::LayerIndex& index, std::string_view name = {});
   Tree build() &&;
 
  private:
@@ -33,7 +34,8 @@ class TreeBuilder {
   void remove_all_children(std::uint32_t dir);
   void set_attributes(std::uint32_t node, std::uint16_t layer_no, const layer::LayerIndex& index,
                       const layer::IndexEntry& entry);
-  void add_entry(std::uint16_t layer_no, const layer::LayerIndex& index, const layer::IndexEntry& entry);
+  void add_entry(std::uint16_t layer_no, const layer::LayerIndex& index, const layer::IndexEntry& entry,
+                 std::string_view name);
 
   std::vector<Node> nodes_;
 };
