@@ -1,10 +1,23 @@
 #include "ocifs/compress/gzip_reader.hpp"
 
+#include <algorithm>
+#include <cstring>
+
+#include "forwarding_cursor.hpp"
 #include "ocifs/compress/gzip_cursor.hpp"
 
 namespace ocifs::compress {
 
-Result<SeekableReaderPtr> GzipReader::create(const SeekIndex& index, io::BlobSourcePtr blob) {
+namespace {
+
+// A read that must inflate goes at least this far past what it asked for: the next read of a
+// file read in order (the kernel asks 128 KiB at a time) then finds its bytes ready.
+constexpr std::uint64_t kMinExtend = 128u << 10;
+
+}  // namespace
+
+Result<SeekableReaderPtr> GzipReader::create(const SeekIndex& index, io::BlobSourcePtr blob,
+                                             std::shared_ptr<SpanCache> spans) {
   if (index.encoding != Encoding::gzip) {
     return make_error(std::errc::invalid_argument, "cannot read {} as gzip: the index is for {}",
                       blob->describe(), to_string(index.encoding));
@@ -18,16 +31,90 @@ Result<SeekableReaderPtr> GzipReader::create(const SeekIndex& index, io::BlobSou
     return make_error(std::errc::invalid_argument, "cannot read {}: the blob has {} bytes, its index says {}",
                       blob->describe(), blob->size(), index.compressed_size);
   }
-  return SeekableReaderPtr(std::make_shared<GzipReader>(std::make_shared<SeekIndex>(index), std::move(blob)));
+  if (!spans) spans = std::make_shared<SpanCache>();
+  return SeekableReaderPtr(
+      std::make_shared<GzipReader>(std::make_shared<SeekIndex>(index), std::move(blob), std::move(spans)));
+}
+
+GzipReader::GzipReader(std::shared_ptr<const SeekIndex> index, io::BlobSourcePtr blob,
+                       std::shared_ptr<SpanCache> spans)
+    : index_(std::move(index)), blob_(std::move(blob)), spans_(std::move(spans)), owner_(spans_->new_owner()) {}
+
+std::uint64_t GzipReader::span_end(std::size_t span) const {
+  const auto& points = index_->gzip_points;
+  return span + 1 < points.size() ? points[span + 1].decoded_offset : index_->decoded_size;
+}
+
+Result<bool> GzipReader::fill_span(std::size_t span, std::uint64_t want, SpanCache::Entry& entry) const {
+  const std::uint64_t start = index_->gzip_points[span].decoded_offset;
+  const std::uint64_t end = span_end(span);
+  const std::uint64_t have = start + entry.data.size();
+  if (have >= want) return false;
+  if (!entry.charged) {
+    entry.data.reserve(end - start);  // no regrowth: the charge is the real footprint
+    spans_->charge(owner_, span, end - start);
+    entry.charged = true;
+  }
+  if (!entry.cursor) entry.cursor = std::make_unique<GzipCursor>(index_, blob_);
+  const std::uint64_t target = std::min(end, std::max(want, have + kMinExtend));
+  const std::size_t old = entry.data.size();
+  entry.data.resize(target - start);
+  auto n = entry.cursor->read_at(have, std::span(entry.data).subspan(old));
+  if (!n || *n != target - have) {
+    entry.data.resize(old);
+    entry.cursor.reset();
+    spans_->drop(owner_, span);
+    if (!n) return std::move(n).error();
+    return make_error(std::errc::io_error, "cannot inflate {}: span at decoded offset {} ends early",
+                      blob_->describe(), start);
+  }
+  if (target < end) return false;
+  entry.cursor.reset();  // complete: the stream's ~200 KiB can go
+  return have > start;
+}
+
+Result<void> GzipReader::read_span(std::size_t span, std::uint64_t offset, std::span<std::byte> out) const {
+  const std::uint64_t start = index_->gzip_points[span].decoded_offset;
+  auto entry = spans_->entry(owner_, span);
+  bool in_order;
+  {
+    std::lock_guard lock(entry->mutex);
+    OCIFS_ASSIGN(in_order, fill_span(span, offset + out.size(), *entry));
+    std::memcpy(out.data(), entry->data.data() + (offset - start), out.size());
+  }
+  if (in_order && span + 1 < index_->gzip_points.size()) {
+    spans_->prefetch([weak = weak_from_this(), next = span + 1] {
+      auto self = weak.lock();
+      if (!self) return;
+      auto entry = self->spans_->entry(self->owner_, next);
+      std::lock_guard lock(entry->mutex);
+      (void)self->fill_span(next, self->span_end(next), *entry);  // a failure shows on the real read
+    });
+  }
+  return util::success();
 }
 
 Result<std::size_t> GzipReader::read_at(std::uint64_t offset, std::span<std::byte> buf) const {
-  GzipCursor cursor(index_, blob_);
-  return cursor.read_at(offset, buf);
+  const std::uint64_t size = index_->decoded_size;
+  if (offset >= size || buf.empty()) return std::size_t{0};
+  const auto length = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), size - offset));
+  const auto& points = index_->gzip_points;
+  auto it = std::upper_bound(points.begin(), points.end(), offset,
+                             [](std::uint64_t off, const GzipCheckpoint& p) { return off < p.decoded_offset; });
+  auto span = static_cast<std::size_t>(it - points.begin()) - 1;  // create() ensured a point at 0
+  std::size_t done = 0;
+  while (done < length) {
+    std::uint64_t at = offset + done;
+    while (span + 1 < points.size() && points[span + 1].decoded_offset <= at) ++span;
+    auto n = static_cast<std::size_t>(std::min<std::uint64_t>(length - done, span_end(span) - at));
+    OCIFS_TRY(read_span(span, at, buf.subspan(done, n)));
+    done += n;
+  }
+  return length;
 }
 
 std::unique_ptr<ReadCursor> GzipReader::open_cursor() const {
-  return std::make_unique<GzipCursor>(index_, blob_);
+  return std::make_unique<ForwardingCursor>(shared_from_this());
 }
 
 }  // namespace ocifs::compress

@@ -7,7 +7,7 @@
 namespace ocifs::compress {
 
 Result<SeekableReaderPtr> make_seekable_reader(const SeekIndex& index, io::BlobSourcePtr blob,
-                                               io::BlobSourcePtr decoded) {
+                                               io::BlobSourcePtr decoded, std::shared_ptr<SpanCache> spans) {
   if (!blob) return make_error(std::errc::invalid_argument, "cannot open a layer reader: no blob given");
   switch (index.encoding) {
     case Encoding::tar:
@@ -17,7 +17,7 @@ Result<SeekableReaderPtr> make_seekable_reader(const SeekIndex& index, io::BlobS
       }
       return SeekableReaderPtr(std::make_shared<DirectReader>(std::move(blob), index.decoded_size));
     case Encoding::gzip:
-      return GzipReader::create(index, std::move(blob));
+      return GzipReader::create(index, std::move(blob), std::move(spans));
     case Encoding::zstd:
       if (!index.zstd_spilled) return ZstdReader::create(index, std::move(blob));
       if (!decoded) {

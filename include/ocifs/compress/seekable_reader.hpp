@@ -31,10 +31,14 @@ class SeekableReader {
 
 using SeekableReaderPtr = std::shared_ptr<const SeekableReader>;
 
+class SpanCache;
+
 // `blob` is the raw layer blob; for zstd_spilled indexes, `decoded` is the decoded stream kept in
-// the cache (ignored otherwise). For tar, reads go straight to `blob`.
+// the cache (ignored otherwise). For tar, reads go straight to `blob`. Gzip readers keep decoded
+// spans in `spans` (shared by the layers of an image), or in a cache of their own if null.
 Result<SeekableReaderPtr> make_seekable_reader(const SeekIndex& index, io::BlobSourcePtr blob,
-                                               io::BlobSourcePtr decoded = nullptr);
+                                               io::BlobSourcePtr decoded = nullptr,
+                                               std::shared_ptr<SpanCache> spans = nullptr);
 
 // The decoded stream as a BlobSource (e.g. the members of a gzipped docker-archive).
 class DecodedSource final : public io::BlobSource {

@@ -1,0 +1,45 @@
+#include "ocifs/compress/background_worker.hpp"
+
+namespace ocifs::compress {
+
+BackgroundWorker::~BackgroundWorker() {
+  {
+    std::lock_guard lock(state_->mutex);
+    state_->stop = true;
+    state_->queue.clear();
+  }
+  state_->wake.notify_all();
+  if (!thread_.joinable()) return;
+  if (thread_.get_id() == std::this_thread::get_id()) {
+    thread_.detach();  // destroyed by our own task: the loop sees `stop` and returns
+  } else {
+    thread_.join();
+  }
+}
+
+bool BackgroundWorker::offer(std::function<void()> task) {
+  {
+    std::lock_guard lock(state_->mutex);
+    if (state_->stop || state_->queue.size() >= max_queued_) return false;
+    state_->queue.push_back(std::move(task));
+  }
+  std::call_once(started_, [this] { thread_ = std::thread(run, state_); });
+  state_->wake.notify_one();
+  return true;
+}
+
+void BackgroundWorker::run(std::shared_ptr<State> state) {
+  for (;;) {
+    std::function<void()> task;
+    {
+      std::unique_lock lock(state->mutex);
+      state->wake.wait(lock, [&] { return state->stop || !state->queue.empty(); });
+      if (state->stop) return;
+      task = std::move(state->queue.front());
+      state->queue.pop_front();
+    }
+    task();
+  }
+}
+
+}  // namespace ocifs::compress
