@@ -9,6 +9,8 @@
 namespace ocifs::fuse {
 
 struct FuseServer::Impl {
+  explicit Impl(const image::Image& image) : state(image) {}
+  SessionState state;
   fuse_session* session = nullptr;
   unsigned threads = 4;
   bool mounted = false;
@@ -53,10 +55,10 @@ Result<std::unique_ptr<FuseServer>> FuseServer::mount(const image::Image& image,
   for (auto& a : args) argv.push_back(a.data());
   fuse_args fargs = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
 
-  auto impl = std::make_unique<Impl>();
+  auto impl = std::make_unique<Impl>(image);
   impl->threads = std::max(1u, options.threads);
   const auto& ops = operations();
-  impl->session = fuse_session_new(&fargs, &ops, sizeof ops, const_cast<image::Image*>(&image));
+  impl->session = fuse_session_new(&fargs, &ops, sizeof ops, &impl->state);
   fuse_opt_free_args(&fargs);
   if (!impl->session) {
     return make_error(std::errc::invalid_argument, "cannot mount {}: libfuse refused the options '{}'", mountpoint,

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -22,7 +23,8 @@ namespace {
 constexpr double kForever = 86400.0 * 365;
 constexpr std::size_t kMaxRead = 1u << 20;
 
-const image::Image& image_of(fuse_req_t req) { return *static_cast<const image::Image*>(fuse_req_userdata(req)); }
+SessionState& state_of(fuse_req_t req) { return *static_cast<SessionState*>(fuse_req_userdata(req)); }
+const image::Image& image_of(fuse_req_t req) { return state_of(req).image; }
 
 // The errno boundary: no exception crosses into libfuse.
 template <class Fn>
@@ -77,7 +79,10 @@ fuse_entry_param entry_for(const image::Tree& tree, std::uint32_t index) {
   return e;
 }
 
-void op_init(void*, fuse_conn_info* conn) {
+void op_init(void* userdata, fuse_conn_info* conn) {
+  auto& state = *static_cast<SessionState*>(userdata);
+  state.zero_message_open = (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) && !state.open_handles_wanted;
+  state.zero_message_opendir = conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT;
   if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
   if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
   // Always answer readdir with attributes: they cost us nothing and save a lookup per entry.
@@ -136,6 +141,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     const auto& n = image.tree().inode(index);
     if (n.is_dir()) return (void)fuse_reply_err(req, EISDIR);
     if (!n.is_regular()) return (void)fuse_reply_err(req, ENXIO);
+    if (state_of(req).zero_message_open) return (void)fuse_reply_err(req, ENOSYS);  // see SessionState
     fi->keep_cache = 1;  // file data never changes: keep the page cache across opens
     fi->fh = reinterpret_cast<std::uint64_t>(image.content().open(index).release());
     if (fuse_reply_open(req, fi) == -ENOENT) {  // interrupted: the kernel will not release it
@@ -149,7 +155,7 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
     const auto& image = image_of(req);
     auto* file = reinterpret_cast<image::ContentReader::OpenFile*>(fi->fh);
     std::uint32_t index;
-    if (!to_index(image, ino, index) || !file || off < 0) return (void)fuse_reply_err(req, EINVAL);
+    if (!to_index(image, ino, index) || off < 0) return (void)fuse_reply_err(req, EINVAL);  // file: null after a zero-message open
     size = std::min(size, kMaxRead);
     std::unique_ptr<std::byte[]> buf(new std::byte[size]);  // not zeroed: every byte is overwritten
     auto n = image.content().read(index, static_cast<std::uint64_t>(off), std::span(buf.get(), size), file);
@@ -172,6 +178,7 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     std::uint32_t index;
     if (!to_index(image, ino, index)) return (void)fuse_reply_err(req, ESTALE);
     if (!image.tree().inode(index).is_dir()) return (void)fuse_reply_err(req, ENOTDIR);
+    if (state_of(req).zero_message_opendir) return (void)fuse_reply_err(req, ENOSYS);
     fi->cache_readdir = 1;
     fi->keep_cache = 1;
     fuse_reply_open(req, fi);
@@ -338,6 +345,11 @@ fuse_lowlevel_ops make_operations() {
 }
 
 }  // namespace
+
+SessionState::SessionState(const image::Image& served)
+    : image(served),
+      open_handles_wanted(std::any_of(served.layers().begin(), served.layers().end(),
+                                      [](const image::LayerInfo& l) { return l.per_frame; })) {}
 
 const fuse_lowlevel_ops& operations() {
   static const fuse_lowlevel_ops ops = make_operations();

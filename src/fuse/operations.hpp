@@ -4,7 +4,26 @@
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
+namespace ocifs::image {
+class Image;
+}
+
 namespace ocifs::fuse {
+
+// The session's userdata: the image, and what init() negotiated.
+struct SessionState {
+  explicit SessionState(const image::Image& served);
+
+  const image::Image& image;
+  // Per-open-file state is only worth a FUSE_OPEN round trip when a layer is read frame by frame
+  // (zstd): gzip spans are shared by all readers, tar needs none.
+  const bool open_handles_wanted;
+  // The kernel supports opens without a message ("ENOSYS means success"): files then open with
+  // keep_cache and directories with cache_dir and keep_cache, as we would answer anyway, and
+  // reading a small file costs one request instead of three.
+  bool zero_message_open = false;
+  bool zero_message_opendir = false;
+};
 
 const fuse_lowlevel_ops& operations();
 

@@ -43,7 +43,8 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
     auto& layer = opened[i]->value();
     const auto& seek = layer.index->seek_index();
     image->layers_.push_back({blobs[i].digest, seek.encoding, seek.compressed_size, seek.decoded_size,
-                              layer.index->size(), layer.from_cache});
+                              layer.index->size(), layer.from_cache,
+                              seek.encoding == compress::Encoding::zstd && !seek.zstd_spilled});
     builder.apply_layer(static_cast<std::uint16_t>(i), *layer.index, blobs[i].name);
     readers.push_back(layer.reader);
     names.push_back(blobs[i].name);

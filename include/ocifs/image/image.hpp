@@ -21,6 +21,7 @@ struct LayerInfo {
   std::uint64_t decoded_size = 0;
   std::size_t entries = 0;
   bool from_cache = false;
+  bool per_frame = false;  // zstd read frame by frame: sequential reads want a cursor per open file
 };
 
 struct OpenOptions {
