@@ -7,11 +7,14 @@
 namespace ocifs::compress {
 
 IdentityDecoder::IdentityDecoder(io::BlobSourcePtr blob, const ScanOptions& options)
-    : blob_(std::move(blob)), hash_decoded_(options.hash_decoded), verify_(options.hash) {}
+    : blob_(std::move(blob)),
+      hash_raw_(options.hash && options.hash_compressed),
+      hash_decoded_(options.hash_decoded),
+      verify_(options.hash) {}
 
 Result<std::size_t> IdentityDecoder::read(std::span<std::byte> out) {
   OCIFS_ASSIGN(std::size_t n, blob_->read_at(position_, out));
-  hasher_.update(out.first(n));
+  if (hashing()) hasher_.update(out.first(n));
   position_ += n;
   return n;
 }
@@ -25,12 +28,14 @@ Result<void> IdentityDecoder::skip(std::uint64_t count) {
     position_ += count;
     return util::success();
   }
-  // The digest covers every byte, so skipped data is still read (in large blocks).
-  std::vector<std::byte> buf(std::min<std::uint64_t>(count, 1u << 20));
+  // The digest covers every byte, so skipped data is still read (in 1 MiB blocks), also when
+  // the caller hashes the raw bytes itself as they go past.
+  if (skip_buffer_.empty()) skip_buffer_.resize(1u << 20);
+  auto& buf = skip_buffer_;
   while (count > 0) {
     auto want = std::min<std::uint64_t>(count, buf.size());
     OCIFS_TRY(blob_->read_exact(position_, std::span(buf).first(want)));
-    hasher_.update(std::span(buf).first(want));
+    if (hashing()) hasher_.update(std::span(buf).first(want));
     position_ += want;
     count -= want;
   }
@@ -39,7 +44,7 @@ Result<void> IdentityDecoder::skip(std::uint64_t count) {
 
 Result<SeekIndex> IdentityDecoder::finish() {
   if (position_ < blob_->size()) OCIFS_TRY(skip(blob_->size() - position_));
-  digest_ = hasher_.hex_digest();
+  if (hashing()) digest_ = hasher_.hex_digest();
   SeekIndex index;
   index.encoding = Encoding::tar;
   index.compressed_size = blob_->size();
@@ -47,6 +52,7 @@ Result<SeekIndex> IdentityDecoder::finish() {
   return index;
 }
 
+std::string IdentityDecoder::compressed_sha256() const { return hash_raw_ ? digest_ : std::string(); }
 std::string IdentityDecoder::decoded_sha256() const { return hash_decoded_ ? digest_ : std::string(); }
 
 }  // namespace ocifs::compress

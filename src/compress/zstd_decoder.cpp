@@ -29,7 +29,7 @@ void ZstdDecoder::DCtxDeleter::operator()(void* dctx) const { ZSTD_freeDCtx(stat
 
 ZstdDecoder::ZstdDecoder(io::BlobSourcePtr blob, const ScanOptions& options)
     : blob_(std::move(blob)),
-      hash_raw_(options.hash),
+      hash_raw_(options.hash && options.hash_compressed),
       hash_decoded_(options.hash_decoded),
       dctx_(ZSTD_createDCtx()),
       in_(kInputBlock) {

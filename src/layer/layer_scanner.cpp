@@ -1,71 +1,155 @@
-// Layer scanning: decode once, walk the tar, verify the digest, persist the index.
+// Layer scanning: decode once, walk the tar, verify the digest, persist the index. The raw bytes
+// are read ahead and hashed on a thread of their own (ScanSource), the decoder only decodes.
 #include "ocifs/layer/layer_scanner.hpp"
 
 #include <spdlog/spdlog.h>
 
-#include <atomic>
+#include <algorithm>
+#include <cstring>
 
 #include "decoded_tee.hpp"
 #include "ocifs/compress/stream_decoder.hpp"
 #include "ocifs/io/file_source.hpp"
 #include "ocifs/layer/tar_walker.hpp"
+#include "scan_source.hpp"
 
 namespace ocifs::layer {
 
 namespace {
+constexpr std::uint64_t kReportEvery = 4u << 20;
+}  // namespace
 
-// Forwards the decoder's reads to the blob, records the sha256 of each block as the bytes pass
-// (decoders read sequentially; a re-read is hashed once, a gap spoils the table), and reports
-// the running total of raw bytes read. Reporting every 4 MiB keeps the callback (a terminal
-// progress line) off the hot path: ~250 calls per GiB. Used by one scan thread.
-class ScanSource final : public io::BlobSource {
- public:
-  ScanSource(io::BlobSourcePtr inner, const ProgressFn& progress)
-      : inner_(std::move(inner)), progress_(progress) {}
+ScanSource::ScanSource(io::BlobSourcePtr inner, ProgressFn progress, Options options)
+    : inner_(std::move(inner)),
+      progress_(std::move(progress)),
+      size_(inner_->size()),
+      chunk_(std::max<std::size_t>(options.chunk, 1)),
+      slots_(static_cast<std::size_t>(std::clamp<std::uint64_t>((size_ + chunk_ - 1) / chunk_, 1,
+                                                                std::max<std::size_t>(options.slots, 1)))),
+      ring_(new std::byte[slots_ * chunk_]) {
+  reader_ = std::thread([this] { run(); });
+}
 
-  std::uint64_t size() const override { return inner_->size(); }
-  std::string describe() const override { return inner_->describe(); }
-  Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) const override {
-    auto n = inner_->read_at(offset, buf);
-    if (n) record(offset, buf.first(*n));
-    if (n && progress_) {
-      auto total = read_.fetch_add(*n) + *n;
-      if (total - reported_.load() >= kReportEvery) {
-        reported_.store(total);
-        progress_(total);
+ScanSource::~ScanSource() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  freed_.notify_all();
+  if (reader_.joinable()) reader_.join();
+}
+
+void ScanSource::run() {
+  util::Sha256 whole;
+  io::BlockHasher blocks;
+  const std::uint64_t slots = slots_;
+  for (std::uint64_t k = 0; k * chunk_ < size_; ++k) {
+    {
+      std::unique_lock lock(mutex_);
+      freed_.wait(lock, [&] { return stop_ || drain_ || k - released_ < slots; });
+      if (stop_) return;
+    }
+    // Unlocked: the consumer reads only chunks below produced_, whose slots are not this one.
+    auto data =
+        std::span(slot(k), static_cast<std::size_t>(std::min<std::uint64_t>(chunk_, size_ - k * chunk_)));
+    auto read = inner_->read_exact(k * chunk_, data);
+    if (!read) {
+      std::lock_guard lock(mutex_);
+      read_error_ = std::move(read).error();
+      reader_done_ = true;
+      filled_.notify_all();
+      return;
+    }
+    whole.update(data);
+    blocks.update(data);
+    {
+      std::lock_guard lock(mutex_);
+      ++produced_;
+    }
+    filled_.notify_all();
+  }
+  Digests digests{whole.hex_digest(), blocks.finish()};
+  std::lock_guard lock(mutex_);
+  digests_ = std::move(digests);
+  reader_done_ = true;
+  filled_.notify_all();
+}
+
+Result<std::size_t> ScanSource::read_at(std::uint64_t offset, std::span<std::byte> buf) const {
+  if (finished_) return inner_->read_at(offset, buf);
+  if (offset < position_) {
+    ++direct_reads_;
+    return inner_->read_at(offset, buf);
+  }
+  position_ = offset;  // a jump ahead: the chunks in between are released below, still hashed
+  std::size_t copied = 0;
+  while (copied < buf.size() && position_ < size_) {
+    const std::uint64_t k = position_ / chunk_;
+    {
+      std::unique_lock lock(mutex_);
+      for (;;) {
+        if (released_ < k && released_ < produced_) {
+          ++released_;  // skipped over
+          freed_.notify_one();
+          continue;
+        }
+        if (produced_ > k) break;
+        if (reader_done_) {
+          if (read_error_) return *read_error_;
+          return make_error(std::errc::io_error, "cannot read {} at offset {}: the read-ahead ended early",
+                            inner_->describe(), position_);  // a bug: the reader covers the blob
+        }
+        filled_.wait(lock);
       }
     }
-    return n;
-  }
-  void report_final() const {
-    if (progress_) progress_(read_.load());
-  }
-  // The block digests of the whole blob, if every byte went past in order.
-  Result<io::BlockDigests> block_digests() {
-    if (gap_ || hashed_upto_ != inner_->size()) {
-      return make_error(std::errc::io_error, "cannot index {}: the blob was not read in order (bytes {}-{})",
-                        inner_->describe(), hashed_upto_, inner_->size());
+    // Chunk k stays in its slot until released_ passes it, which only this thread does.
+    const std::uint64_t chunk_start = k * chunk_;
+    const std::uint64_t chunk_end = std::min<std::uint64_t>(chunk_start + chunk_, size_);
+    auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size() - copied, chunk_end - position_));
+    std::memcpy(buf.data() + copied, slot(k) + (position_ - chunk_start), n);
+    copied += n;
+    position_ += n;
+    if (position_ == chunk_end) {
+      {
+        std::lock_guard lock(mutex_);
+        released_ = k + 1;
+      }
+      freed_.notify_one();
     }
-    return blocks_.finish();
   }
-
- private:
-  void record(std::uint64_t offset, std::span<const std::byte> data) const {
-    if (offset > hashed_upto_) gap_ = true;
-    if (gap_ || offset + data.size() <= hashed_upto_) return;
-    blocks_.update(data.subspan(hashed_upto_ - offset));
-    hashed_upto_ = offset + data.size();
+  if (progress_) {
+    served_ += copied;
+    if (served_ - reported_ >= kReportEvery) {
+      reported_ = served_;
+      progress_(served_);
+    }
   }
+  return copied;
+}
 
-  mutable io::BlockHasher blocks_;
-  mutable std::uint64_t hashed_upto_ = 0;
-  mutable bool gap_ = false;
-  static constexpr std::uint64_t kReportEvery = 4u << 20;
-  io::BlobSourcePtr inner_;
-  const ProgressFn& progress_;
-  mutable std::atomic<std::uint64_t> read_{0};
-  mutable std::atomic<std::uint64_t> reported_{0};
-};
+Result<ScanSource::Digests> ScanSource::finish() {
+  finished_ = true;
+  {
+    std::lock_guard lock(mutex_);
+    drain_ = true;
+  }
+  freed_.notify_all();
+  if (reader_.joinable()) reader_.join();
+  if (read_error_) return *read_error_;
+  if (direct_reads_ > 0) {
+    return make_error(std::errc::io_error,
+                      "cannot index {}: the blob was not read in order ({} reads went back), so its digest "
+                      "does not cover what was decoded",
+                      inner_->describe(), direct_reads_);
+  }
+  return std::move(digests_);
+}
+
+void ScanSource::report_final() const {
+  if (progress_) progress_(served_);
+}
+
+namespace {
 
 // Index tables use u32 offsets and counts; a layer near these limits is hostile (1 Gi entries
 // would need 512 GiB of tar headers), so it is refused instead of overflowing.
@@ -75,11 +159,16 @@ constexpr std::uint64_t kMaxRecords = 1ull << 30;
 }  // namespace
 
 Result<LayerIndex> scan_layer(const LayerBlob& layer, const cache::Cache& cache, const ProgressFn& progress) {
-  auto counting = std::make_shared<ScanSource>(layer.blob, progress);
+  // Started first: reading ahead overlaps with everything below.
+  auto source = std::make_shared<ScanSource>(layer.blob, progress);
   OCIFS_ASSIGN(compress::Encoding encoding, compress::detect_encoding(*layer.blob));
+  // The raw bytes are hashed by `source`, which sees every one of them; an uncompressed layer's
+  // decoded stream is its raw bytes, so only a compressed one needs a decoded hash for a diff_id.
+  const bool decoded_digest = layer.digest_of_decoded && encoding != compress::Encoding::tar;
   compress::ScanOptions options;
-  options.hash_decoded = layer.digest_of_decoded;
-  OCIFS_ASSIGN(auto decoder, compress::make_stream_decoder(encoding, counting, options));
+  options.hash_compressed = false;
+  options.hash_decoded = decoded_digest;
+  OCIFS_ASSIGN(auto decoder, compress::make_stream_decoder(encoding, source, options));
 
   // A zstd layer may turn out (only at the end) to need its decoded stream kept: write it all
   // as we go and commit only if the seek index says so and the digest verifies.
@@ -116,10 +205,10 @@ Result<LayerIndex> scan_layer(const LayerBlob& layer, const cache::Cache& cache,
     index.add(*entry);
   }
   OCIFS_ASSIGN(compress::SeekIndex seek, stream->finish());
-  counting->report_final();
+  OCIFS_ASSIGN(ScanSource::Digests raw, source->finish());
+  source->report_final();
 
-  std::string got =
-      "sha256:" + (layer.digest_of_decoded ? decoder->decoded_sha256() : decoder->compressed_sha256());
+  std::string got = "sha256:" + (decoded_digest ? decoder->decoded_sha256() : raw.sha256);
   if (got != layer.digest) {
     return make_error(std::errc::io_error, "cannot verify {}: digest {} does not match {}", layer.name, got,
                       layer.digest);
@@ -137,7 +226,7 @@ Result<LayerIndex> scan_layer(const LayerBlob& layer, const cache::Cache& cache,
           fmt::format("cannot keep the decoded stream of {}", layer.name));
     }
   }
-  OCIFS_ASSIGN(index.blob_blocks(), counting->block_digests());
+  index.blob_blocks() = std::move(raw.blocks);
   if (seek.zstd_spilled) index.decoded_blocks() = tee->block_digests();
   index.seek_index() = std::move(seek);
   index.set_digest(layer.digest);

@@ -64,6 +64,34 @@ std::string gzip_member(std::string_view data, int level = 6) {
   return out;
 }
 
+// A gzip member whose header carries the optional fields RFC 1952 allows (FEXTRA, FNAME,
+// FCOMMENT, FHCRC), as some tar.gz writers set them; zlib writes a correct header CRC-16.
+std::string gzip_member_with_header(std::string_view data, bool extra, bool name, bool comment, bool hcrc) {
+  z_stream strm{};
+  REQUIRE(deflateInit2(&strm, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+  std::string extra_field("Xy\x05\x00hello", 9);  // subfield "Xy", 5 bytes
+  std::string file_name = "layer.tar", file_comment = "made by the ocifs tests";
+  gz_header header{};
+  header.os = 3;
+  if (extra) {
+    header.extra = reinterpret_cast<Bytef*>(extra_field.data());
+    header.extra_len = static_cast<uInt>(extra_field.size());
+  }
+  if (name) header.name = reinterpret_cast<Bytef*>(file_name.data());
+  if (comment) header.comment = reinterpret_cast<Bytef*>(file_comment.data());
+  header.hcrc = hcrc ? 1 : 0;
+  REQUIRE(deflateSetHeader(&strm, &header) == Z_OK);
+  std::string out(deflateBound(&strm, data.size()) + 256, '\0');
+  strm.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  strm.avail_in = static_cast<uInt>(data.size());
+  strm.next_out = reinterpret_cast<Bytef*>(out.data());
+  strm.avail_out = static_cast<uInt>(out.size());
+  REQUIRE(deflate(&strm, Z_FINISH) == Z_STREAM_END);
+  out.resize(strm.total_out);
+  deflateEnd(&strm);
+  return out;
+}
+
 io::BlobSourcePtr blob_of(std::string bytes, std::string name = "test.tar.gz") {
   return std::make_shared<io::MemorySource>(std::move(bytes), std::move(name));
 }
@@ -368,4 +396,101 @@ TEST_CASE("gzip: decoded stream as a BlobSource") {
   auto all = io::read_all(source, 1 << 30);
   REQUIRE(all.ok());
   CHECK(*all == data);
+}
+
+TEST_CASE("gzip: members with FEXTRA, FNAME, FCOMMENT and FHCRC headers") {
+  std::vector<std::string> parts = {make_data(1 << 20, 20), make_data(700 << 10, 21), make_data(300, 22),
+                                    make_data(900 << 10, 23), make_data(400 << 10, 24)};
+  std::string data, gz;
+  std::vector<std::uint64_t> member_offsets;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    member_offsets.push_back(gz.size());
+    data += parts[i];
+    // Every combination of fields across the members, the last one plain.
+    gz += i == 4 ? gzip_member(parts[i])
+                 : gzip_member_with_header(parts[i], i != 1, i != 2, i == 0 || i == 3, i == 0 || i == 2);
+  }
+  REQUIRE((static_cast<unsigned char>(gz[3]) & 0x1e) == 0x1e);  // the first has all four flags
+  auto blob = blob_of(gz);
+  ScanOptions options;
+  options.gzip_span = 64 << 10;
+  for (bool hash : {true, false}) {
+    INFO("hash " << hash);
+    options.hash = hash;  // off: the CRC-32s are checked too
+    auto s = scan(blob, options, data);
+    INFO((s.ok() ? std::string() : s.error().message));
+    REQUIRE(s.ok());
+    CHECK(s->decoded == data);
+    CHECK(s->compressed_sha256 == (hash ? util::sha256_hex(gz) : std::string()));
+    CHECK(s->index.compressed_size == gz.size());
+    // Member-start checkpoints point at a member's header, where the cursor restarts zlib.
+    std::size_t member_starts = 0;
+    for (const auto& p : s->index.gzip_points) {
+      if (!p.member_start) continue;
+      ++member_starts;
+      CHECK(std::find(member_offsets.begin(), member_offsets.end(), p.compressed_offset) !=
+            member_offsets.end());
+    }
+    CHECK(member_starts >= 2);
+    check_reads(s->index, blob, data, 100);
+  }
+
+  SECTION("cut inside any header field") {
+    std::string first = gzip_member_with_header(parts[2], true, true, true, true);
+    std::size_t header_end = 10 + 2 + 9 + 10 + 24 + 2;  // fixed, XLEN + extra, name, comment, CRC-16
+    REQUIRE(first.size() > header_end);
+    for (std::size_t cut = 1; cut <= header_end; ++cut) {
+      INFO("cut at " << cut);
+      auto s = scan(blob_of(first.substr(0, cut), "cut.tar.gz"), ScanOptions{});
+      REQUIRE(!s.ok());
+      CHECK_THAT(s.error().message, Catch::Contains("cut.tar.gz") && Catch::Contains("truncated"));
+    }
+  }
+}
+
+TEST_CASE("gzip: header and trailer checks") {
+  std::string data = make_data(300 << 10, 30);
+  std::string gz = gzip_member(data);
+  auto expect_error = [&](std::string bytes) {
+    auto s = scan(blob_of(std::move(bytes), "bad.tar.gz"), ScanOptions{});
+    REQUIRE(!s.ok());
+    CHECK_THAT(s.error().message, Catch::Contains("bad.tar.gz") && Catch::Contains("offset"));
+    return s.error().message;
+  };
+  auto with = [&](std::size_t at, unsigned char value) {
+    std::string bad = gz;
+    bad[at] = static_cast<char>(value);
+    return bad;
+  };
+  CHECK_THAT(expect_error(with(1, 0x8c)), Catch::Contains("header"));
+  CHECK_THAT(expect_error(with(2, 7)), Catch::Contains("compression method"));
+  CHECK_THAT(expect_error(with(3, 0x20)), Catch::Contains("flags"));
+  std::size_t isize = gz.size() - 4;
+  CHECK_THAT(expect_error(with(isize, static_cast<unsigned char>(gz[isize] ^ 1))), Catch::Contains("length"));
+  // The CRC-32 is checked with hashing on too: a digest over corrupt deflate data proves only
+  // that the blob is the one named.
+  std::size_t crc = gz.size() - 8;
+  CHECK_THAT(expect_error(with(crc, static_cast<unsigned char>(gz[crc] ^ 1))), Catch::Contains("data check"));
+  // A second member cut inside its header.
+  CHECK_THAT(expect_error(gz + gz.substr(0, 6)), Catch::Contains("truncated"));
+}
+
+TEST_CASE("gzip: hash_compressed off reads every byte but leaves hashing to the caller") {
+  std::string data = make_data(3 << 20, 31);
+  std::string gz = gzip_member(data) + gzip_member(make_data(0, 0)) + std::string(512, '\0');
+  auto blob = blob_of(gz);
+  ScanOptions options;
+  options.gzip_span = 256 << 10;
+  options.hash_decoded = true;
+  auto hashed = scan(blob, options, data);
+  REQUIRE(hashed.ok());
+  options.hash_compressed = false;
+  auto plain = scan(blob, options, data);
+  REQUIRE(plain.ok());
+  CHECK(plain->compressed_sha256.empty());
+  CHECK(hashed->compressed_sha256 == util::sha256_hex(gz));
+  CHECK(plain->decoded_sha256 == util::sha256_hex(data));
+  CHECK(plain->decoded == data);
+  // The same index either way, byte for byte.
+  CHECK(plain->index.serialize() == hashed->index.serialize());
 }

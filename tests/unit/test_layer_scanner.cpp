@@ -6,10 +6,13 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
+#include "../../src/layer/scan_source.hpp"
 #include "ocifs/cache/cache.hpp"
+#include "ocifs/compress/stream_decoder.hpp"
 #include "ocifs/io/blob_source.hpp"
 #include "ocifs/layer/layer_scanner.hpp"
 #include "ocifs/util/sha256.hpp"
@@ -241,5 +244,200 @@ TEST_CASE("a single-frame zstd layer is spilled into the cache") {
     auto bad = layer::scan_layer(blob_of(data, wrong), *cache);
     REQUIRE_FALSE(bad);
     CHECK_FALSE(fs::exists(cache->decoded_path(wrong)));
+  }
+}
+
+namespace {
+
+// Fails every read that touches byte `bad_at` and on.
+class FailingSource final : public io::BlobSource {
+ public:
+  FailingSource(std::string data, std::uint64_t bad_at) : data_(std::move(data)), bad_at_(bad_at) {}
+  std::uint64_t size() const override { return data_.size(); }
+  std::string describe() const override { return "failing.blob"; }
+  Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) const override {
+    if (offset + buf.size() > bad_at_ && offset < data_.size()) {
+      return make_error(std::errc::io_error, "cannot read failing.blob at offset {}: injected", offset);
+    }
+    return data_.copy(reinterpret_cast<char*>(buf.data()), buf.size(),
+                      std::min<std::uint64_t>(offset, data_.size()));
+  }
+
+ private:
+  std::string data_;
+  std::uint64_t bad_at_;
+};
+
+std::string random_bytes(std::size_t size, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string out(size, '\0');
+  for (auto& c : out) c = static_cast<char>(rng());
+  return out;
+}
+
+io::BlockDigests blocks_of(std::string_view data) {
+  io::BlockHasher hasher;
+  hasher.update(std::as_bytes(std::span(data.data(), data.size())));
+  return hasher.finish();
+}
+
+}  // namespace
+
+TEST_CASE("ScanSource: read-ahead, hashed off the reading thread") {
+  std::string data = random_bytes(1'300'000, 11);  // 5 blocks of 256 KiB, the last one short
+  auto blob = std::make_shared<io::MemorySource>(data, "pipe.blob");
+  // Small chunks and ring, so reads straddle chunks and the reader waits for room.
+  for (layer::ScanSource::Options options :
+       {layer::ScanSource::Options{1000, 3}, layer::ScanSource::Options{},
+        layer::ScanSource::Options{1 << 16, 1}}) {
+    INFO("chunk " << options.chunk << " slots " << options.slots);
+    std::uint64_t last_progress = 0;
+    layer::ScanSource source(
+        blob, [&](std::uint64_t n) { last_progress = n; }, options);
+    CHECK(source.size() == data.size());
+    CHECK(source.describe() == "pipe.blob");
+
+    SECTION("sequential reads of any size, and jumps ahead") {
+      std::mt19937 rng(3);
+      std::uint64_t offset = 0;
+      std::string buf;
+      while (offset < data.size()) {
+        if (rng() % 5 == 0) offset += rng() % 20000;  // skipped bytes are still hashed
+        buf.assign(1 + rng() % 70000, '\0');
+        auto n = source.read_at(offset, std::as_writable_bytes(std::span(buf)));
+        REQUIRE(n);
+        CHECK(*n == std::min<std::uint64_t>(buf.size(),
+                                            data.size() - std::min<std::uint64_t>(offset, data.size())));
+        CHECK(buf.substr(0, *n) == data.substr(std::min<std::uint64_t>(offset, data.size()), *n));
+        offset += std::max<std::size_t>(*n, 1);
+      }
+      auto end = source.read_at(data.size(), std::as_writable_bytes(std::span(buf)));
+      REQUIRE(end);
+      CHECK(*end == 0);
+      auto digests = source.finish();
+      if (!digests) FAIL(digests.error().message);
+      CHECK(digests->sha256 == util::sha256_hex(data));
+      CHECK(digests->blocks.blob_size == data.size());
+      CHECK(digests->blocks.digests == blocks_of(data).digests);
+      CHECK(source.direct_reads() == 0);
+    }
+    SECTION("finish without reading everything still hashes the whole blob") {
+      std::string buf(5000, '\0');
+      REQUIRE(source.read_at(0, std::as_writable_bytes(std::span(buf))));
+      auto digests = source.finish();
+      REQUIRE(digests);
+      CHECK(digests->sha256 == util::sha256_hex(data));
+      CHECK(digests->blocks.digests == blocks_of(data).digests);
+    }
+    SECTION("a read going back is served from the blob, and refused at the end") {
+      std::string buf(300000, '\0');
+      REQUIRE(source.read_at(0, std::as_writable_bytes(std::span(buf))));
+      std::string back(1000, '\0');
+      auto n = source.read_at(1234, std::as_writable_bytes(std::span(back)));
+      REQUIRE(n);
+      CHECK(*n == back.size());
+      CHECK(back == data.substr(1234, 1000));
+      CHECK(source.direct_reads() == 1);
+      // Sequential reading continues where it was.
+      auto next = source.read_at(300000, std::as_writable_bytes(std::span(back)));
+      REQUIRE(next);
+      CHECK(back == data.substr(300000, 1000));
+      auto digests = source.finish();
+      REQUIRE_FALSE(digests);
+      CHECK_THAT(digests.error().message,
+                 Catch::Contains("pipe.blob") && Catch::Contains("not read in order"));
+    }
+    SECTION("destroyed half-way: the reader stops") {
+      std::string buf(10, '\0');
+      REQUIRE(source.read_at(0, std::as_writable_bytes(std::span(buf))));
+    }
+    (void)last_progress;
+  }
+}
+
+TEST_CASE("ScanSource: progress, an empty blob and read errors") {
+  std::string data = random_bytes(9u << 20, 12);
+  std::vector<std::uint64_t> reports;
+  {
+    layer::ScanSource source(std::make_shared<io::MemorySource>(data, "p.blob"),
+                             [&](std::uint64_t n) { reports.push_back(n); });
+    std::string buf(1u << 20, '\0');
+    for (std::uint64_t offset = 0; offset < data.size(); offset += buf.size()) {
+      REQUIRE(source.read_at(offset, std::as_writable_bytes(std::span(buf))));
+    }
+    REQUIRE(source.finish());
+    source.report_final();
+  }
+  CHECK(reports == std::vector<std::uint64_t>{4u << 20, 8u << 20, 9u << 20});
+
+  layer::ScanSource empty(std::make_shared<io::MemorySource>("", "e.blob"));
+  std::string buf(10, '\0');
+  auto n = empty.read_at(0, std::as_writable_bytes(std::span(buf)));
+  REQUIRE(n);
+  CHECK(*n == 0);
+  auto digests = empty.finish();
+  REQUIRE(digests);
+  CHECK(digests->sha256 == util::sha256_hex(std::string_view()));
+  CHECK(digests->blocks.digests.empty());
+
+  std::string small = random_bytes(3u << 20, 13);
+  layer::ScanSource failing(std::make_shared<FailingSource>(small, 2u << 20), {}, {1u << 20, 2});
+  std::string big(1u << 20, '\0');
+  REQUIRE(failing.read_at(0, std::as_writable_bytes(std::span(big))));
+  REQUIRE(failing.read_at(1u << 20, std::as_writable_bytes(std::span(big))));
+  auto bad = failing.read_at(2u << 20, std::as_writable_bytes(std::span(big)));
+  REQUIRE_FALSE(bad);
+  CHECK_THAT(bad.error().message, Catch::Contains("injected"));
+  auto failed = failing.finish();
+  REQUIRE_FALSE(failed);
+  CHECK_THAT(failed.error().message, Catch::Contains("injected"));
+}
+
+TEST_CASE("scan a gzip and a zstd layer: the read-ahead's digest is checked") {
+  TempDir dir;
+  auto cache = cache::Cache::open(dir.path);
+  REQUIRE(cache);
+  auto files = sample_files();
+  for (int filter : {1, 2}) {
+    INFO("filter " << filter);
+    std::string data = make_layer(files, filter);
+    // The decoded tar (libarchive pads it differently when it writes no filter).
+    std::string tar;
+    {
+      auto decoder =
+          compress::make_stream_decoder(filter == 1 ? compress::Encoding::gzip : compress::Encoding::zstd,
+                                        std::make_shared<io::MemorySource>(data, "d"));
+      REQUIRE(decoder);
+      std::string buf(1 << 16, '\0');
+      while (auto n = (*decoder)->read(std::as_writable_bytes(std::span(buf)))) {
+        if (*n == 0) break;
+        tar.append(buf, 0, *n);
+      }
+    }
+    auto index = layer::scan_layer(blob_of(data, digest_of(data)), *cache);
+    if (!index) FAIL(index.error().message);
+    CHECK(index->size() == files.size());
+    CHECK(index->blob_blocks().blob_size == data.size());
+    CHECK(index->blob_blocks().digests == blocks_of(data).digests);
+
+    std::string wrong = digest_of("something else");
+    auto refused = layer::scan_layer(blob_of(data, wrong), *cache);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().message ==
+          "cannot verify layer 1 (test): digest " + digest_of(data) + " does not match " + wrong);
+
+    // A diff_id (docker-archive): the digest of the decoded tar.
+    auto by_diff_id = layer::scan_layer(blob_of(data, digest_of(tar), true), *cache);
+    if (!by_diff_id) FAIL(by_diff_id.error().message);
+    auto wrong_diff_id = layer::scan_layer(blob_of(data, digest_of(data), true), *cache);
+    REQUIRE_FALSE(wrong_diff_id);
+    CHECK_THAT(wrong_diff_id.error().message, Catch::Contains(digest_of(tar)));
+
+    // The blob changes while it is read: the read error reaches the scan.
+    auto failing = layer::LayerBlob{std::make_shared<FailingSource>(data, data.size() / 2), digest_of(data),
+                                    false, "layer 1 (test)"};
+    auto broken = layer::scan_layer(failing, *cache);
+    REQUIRE_FALSE(broken);
+    CHECK_THAT(broken.error().message, Catch::Contains("injected"));
   }
 }

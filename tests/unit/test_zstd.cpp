@@ -358,3 +358,20 @@ TEST_CASE("zstd: bad data behind a good index fails the read") {
   REQUIRE(lo.ok());
   CHECK(!(*lo)->read_at(f.decoded_offset + 10, across).ok());
 }
+
+TEST_CASE("zstd: hash_compressed off leaves the raw digest to the caller") {
+  Built b = multi_frame(2 << 20, 3);
+  auto blob = blob_of(b.blob);
+  ScanOptions options;
+  options.hash_decoded = true;
+  auto hashed = scan(blob, options);
+  REQUIRE(hashed.ok());
+  options.hash_compressed = false;
+  auto plain = scan(blob, options);
+  REQUIRE(plain.ok());
+  CHECK(plain->compressed_sha256.empty());
+  CHECK(hashed->compressed_sha256 == util::sha256_hex(b.blob));
+  CHECK(plain->decoded_sha256 == util::sha256_hex(b.data));
+  CHECK(plain->decoded == hashed->decoded);
+  CHECK(plain->index.serialize() == hashed->index.serialize());
+}

@@ -1,7 +1,9 @@
 // GzipDecoder: the StreamDecoder of a gzip layer (one or more members). Inflates with zlib in
 // Z_BLOCK mode and records a zran-style GzipCheckpoint about every ScanOptions::gzip_span decoded
 // bytes at a deflate block boundary (member starts need no window and are preferred when due).
-// Hashes every raw blob byte, and the decoded stream on request. One per scan; not synchronised.
+// Hashes every raw blob byte (unless ScanOptions::hash_compressed is off), and the decoded stream
+// on request. Checkpoint windows are deflated on a worker thread. One per scan; not synchronised
+// (the worker is internal).
 #pragma once
 
 #include <memory>
@@ -13,6 +15,7 @@
 namespace ocifs::compress {
 
 class ZlibInflater;
+class WindowDeflater;
 
 class GzipDecoder final : public StreamDecoder {
  public:
@@ -44,6 +47,7 @@ class GzipDecoder final : public StreamDecoder {
   bool hash_raw_;
   bool hash_decoded_;
   std::unique_ptr<ZlibInflater> inflater_;
+  std::unique_ptr<WindowDeflater> deflater_;
   State state_ = State::member_start;
   std::uint64_t members_ = 0;
   std::vector<std::byte> in_;
@@ -54,7 +58,6 @@ class GzipDecoder final : public StreamDecoder {
   std::size_t pending_size_ = 0;
   std::uint64_t decoded_ = 0;  // decoded bytes produced by inflate
   std::vector<GzipCheckpoint> points_;
-  std::vector<unsigned char> window_;  // scratch for inflateGetDictionary
   util::Sha256 raw_hasher_;
   util::Sha256 decoded_hasher_;
   std::string compressed_digest_;

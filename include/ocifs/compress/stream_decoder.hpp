@@ -1,5 +1,6 @@
 // StreamDecoder: the one sequential pass over a layer blob. It yields the decoded stream (for the
-// tar walker), hashes the raw blob bytes as they are read (for digest verification) and records
+// tar walker), hashes the raw blob bytes as they are read (for digest verification, unless the
+// caller does that itself: ScanOptions::hash_compressed) and records
 // what later random access needs (gzip checkpoints, zstd frame table). One per scan; not
 // synchronised.
 #pragma once
@@ -20,8 +21,12 @@ struct ScanOptions {
   std::uint64_t gzip_span = 1u << 20;
   bool hash_decoded = false;  // also hash the decoded stream (docker-archive diff_id checks)
   // false: only walk (listing an archive's members); an uncompressed stream then seeks over
-  // skipped data instead of reading it.
+  // skipped data instead of reading it, and nothing is hashed.
   bool hash = true;
+  // With `hash`: false still reads every raw byte but leaves hashing them to the caller, who
+  // sees them all on the way in (the layer scanner hashes on its read-ahead thread, off the
+  // decoding thread); compressed_sha256() is then empty. Ignored without `hash`.
+  bool hash_compressed = true;
 };
 
 class StreamDecoder {
@@ -42,7 +47,8 @@ class StreamDecoder {
   // an error (a truncated or corrupt blob), except zero padding after gzip as tar writers add.
   virtual Result<SeekIndex> finish() = 0;
 
-  // Hex sha256 of every raw blob byte read; valid after finish().
+  // Hex sha256 of every raw blob byte read; valid after finish(); empty unless
+  // ScanOptions::hash and hash_compressed.
   virtual std::string compressed_sha256() const = 0;
   // Hex sha256 of the decoded stream when ScanOptions::hash_decoded; valid after finish().
   virtual std::string decoded_sha256() const = 0;
