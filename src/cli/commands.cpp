@@ -1,6 +1,7 @@
 #include "commands.hpp"
 
 #include <fmt/chrono.h>
+#include <malloc.h>
 #include <fmt/format.h>
 #include <spdlog/sinks/syslog_sink.h>
 #include <spdlog/spdlog.h>
@@ -153,6 +154,10 @@ int run_mount(MountArgs args) {
     logger->set_level(spdlog::get_level());
     spdlog::set_default_logger(logger);
   }
+  // Decoded spans (512 KiB-1 MiB each) come and go all the time. glibc's adaptive mmap threshold
+  // would move them onto the heap after the first few frees, where freed spans stay resident:
+  // pinning the threshold keeps each span its own mapping, returned to the kernel when evicted.
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   auto done = (*server)->run();
   if (!done) return fail(done.error());
   return 0;

@@ -21,11 +21,12 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
   // Index layers in parallel: each is one independent streaming pass (decode + hash), CPU-bound.
   std::vector<std::optional<Result<layer::OpenLayer>>> opened(blobs.size());
   std::atomic<std::size_t> next{0};
+  auto spans = std::make_shared<compress::SpanCache>();  // one budget for all layers
   auto worker = [&] {
     for (std::size_t i; (i = next.fetch_add(1)) < blobs.size();) {
       layer::ProgressFn progress;
       if (options.on_progress) progress = [&, i](std::uint64_t bytes) { options.on_progress(i, bytes); };
-      opened[i] = layer::open_layer(blobs[i], cache, progress);
+      opened[i] = layer::open_layer(blobs[i], cache, progress, spans);
     }
   };
   unsigned jobs = options.jobs ? options.jobs : std::max(1u, std::thread::hardware_concurrency());

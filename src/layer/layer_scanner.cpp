@@ -236,7 +236,8 @@ Result<LayerIndex> scan_layer(const LayerBlob& layer, const cache::Cache& cache,
 namespace {
 
 Result<OpenLayer> open_reader(const LayerBlob& layer, const cache::Cache& cache,
-                              std::shared_ptr<const LayerIndex> index, bool from_cache) {
+                              std::shared_ptr<const LayerIndex> index, bool from_cache,
+                              const std::shared_ptr<compress::SpanCache>& spans) {
   // Every byte served is checked against the block digests recorded in the verified scan.
   if (!index->blob_blocks().covers(layer.blob->size())) {
     return make_error(std::errc::io_error, "cannot open {}: its index describes a blob of {} bytes, not {}",
@@ -252,7 +253,7 @@ Result<OpenLayer> open_reader(const LayerBlob& layer, const cache::Cache& cache,
     }
     decoded = std::make_shared<io::VerifiedSource>(std::move(file), index->decoded_blocks());
   }
-  OCIFS_ASSIGN(auto reader, compress::make_seekable_reader(index->seek_index(), blob, decoded));
+  OCIFS_ASSIGN(auto reader, compress::make_seekable_reader(index->seek_index(), blob, decoded, spans));
   return OpenLayer{std::move(index), std::move(reader), from_cache};
 }
 
@@ -268,7 +269,8 @@ Result<std::shared_ptr<const LayerIndex>> scan_and_store(const LayerBlob& layer,
 
 }  // namespace
 
-Result<OpenLayer> open_layer(const LayerBlob& layer, const cache::Cache& cache, const ProgressFn& progress) {
+Result<OpenLayer> open_layer(const LayerBlob& layer, const cache::Cache& cache, const ProgressFn& progress,
+                             const std::shared_ptr<compress::SpanCache>& spans) {
   auto stored = cache.read_index(layer.digest);
   if (!stored) {
     spdlog::warn("cannot read the cached index of {}: {}; rebuilding it", layer.name, stored.error().message);
@@ -280,14 +282,14 @@ Result<OpenLayer> open_layer(const LayerBlob& layer, const cache::Cache& cache, 
       spdlog::warn("cached index of {} describes {}; rebuilding it", layer.name, loaded->digest());
     } else {
       auto opened =
-          open_reader(layer, cache, std::make_shared<const LayerIndex>(std::move(loaded).value()), true);
+          open_reader(layer, cache, std::make_shared<const LayerIndex>(std::move(loaded).value()), true, spans);
       if (opened) return opened;
       // E.g. the decoded stream of a zstd layer was evicted: scan again to recreate it.
       spdlog::warn("{}; rescanning {}", opened.error().message, layer.name);
     }
   }
   OCIFS_ASSIGN(auto index, scan_and_store(layer, cache, progress));
-  return open_reader(layer, cache, std::move(index), false);
+  return open_reader(layer, cache, std::move(index), false, spans);
 }
 
 }  // namespace ocifs::layer

@@ -21,9 +21,10 @@ namespace ocifs::compress {
 
 class SpanCache {
  public:
-  // 32 MiB holds 64 spans of 512 KiB: the working set of reading files in tar order is one span,
-  // of several readers a few each.
-  static constexpr std::size_t kDefaultBudget = 32u << 20;
+  // 24 MiB holds 24-48 spans (1 MiB-512 KiB): reading files in tar order needs two at a time
+  // (one being read, one read ahead), several readers a few each; and it keeps the daemon well
+  // inside its 64 MiB RSS target.
+  static constexpr std::size_t kDefaultBudget = 24u << 20;
 
   struct Entry {
     std::mutex mutex;                     // guards everything below

@@ -8,6 +8,7 @@
 
 #include "ocifs/cache/cache.hpp"
 #include "ocifs/compress/seekable_reader.hpp"
+#include "ocifs/compress/span_cache.hpp"
 #include "ocifs/io/blob_source.hpp"
 #include "ocifs/layer/layer_index.hpp"
 
@@ -38,6 +39,8 @@ struct OpenLayer {
 
 // Loads the layer's index from the cache (rebuilding it if missing, damaged or of another
 // format version), scanning and persisting it otherwise, and opens a reader on its stream.
-Result<OpenLayer> open_layer(const LayerBlob& layer, const cache::Cache& cache, const ProgressFn& progress = {});
+// Gzip readers keep decoded spans in `spans` (shared by an image's layers; null: their own).
+Result<OpenLayer> open_layer(const LayerBlob& layer, const cache::Cache& cache, const ProgressFn& progress = {},
+                             const std::shared_ptr<compress::SpanCache>& spans = nullptr);
 
 }  // namespace ocifs::layer
