@@ -2,8 +2,9 @@
 // between two checkpoints) kept in a SpanCache: a span is inflated from its checkpoint as far as
 // a read needs and extended by later reads, so reading files in layer order inflates each byte
 // once, and a random read costs on average half a span of inflate (~1 ms at 512 KiB spans).
-// A read that finishes a span it had been extending (a file read in order) has the next span
-// inflated on the cache's read-ahead thread, so inflate overlaps with whoever consumes the bytes.
+// Once a span has served several reads and one passes its middle (files read in layer order),
+// the next two spans are inflated on the cache's read-ahead thread, so inflate runs ahead of
+// whoever consumes the bytes instead of in turn with them.
 // Concurrent reads of one span wait for each other (one inflate); of different spans run in
 // parallel. The index and blob are shared read-only: safe to call from many threads at once.
 #pragma once
@@ -33,9 +34,9 @@ class GzipReader final : public SeekableReader, public std::enable_shared_from_t
   // Copies [offset, offset + out.size()) out of span `span` (the range lies in the span),
   // inflating what is missing.
   Result<void> read_span(std::size_t span, std::uint64_t offset, std::span<std::byte> out) const;
-  // Inflates span `span` up to decoded offset `want` (at least); true if this completed a span
-  // that earlier reads had begun, i.e. someone is reading in order.
-  Result<bool> fill_span(std::size_t span, std::uint64_t want, SpanCache::Entry& entry) const;
+  // Inflates span `span` up to decoded offset `want` (at least).
+  Result<void> fill_span(std::size_t span, std::uint64_t want, SpanCache::Entry& entry) const;
+  void read_ahead(std::size_t span) const;
   std::uint64_t span_end(std::size_t span) const;
 
   std::shared_ptr<const SeekIndex> index_;

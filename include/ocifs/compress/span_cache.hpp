@@ -31,6 +31,9 @@ class SpanCache {
     std::vector<std::byte> data;          // the span's decoded bytes from its start, so far
     std::unique_ptr<ReadCursor> cursor;   // live stream at start + data.size(); gone once complete
     bool charged = false;                 // its full size has been charged to the budget
+    unsigned reads = 0;                   // reads served: more than one means someone reads on
+    bool prefetched = false;              // filled by read-ahead: its reader reads in order
+    bool read_ahead = false;              // read-ahead past it has been asked for
   };
 
   explicit SpanCache(std::size_t budget = kDefaultBudget) : budget_(budget) {}
