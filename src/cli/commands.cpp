@@ -144,6 +144,7 @@ int run_mount(MountArgs args) {
   }
   auto image = open_image(args.common, args.ref);
   if (!image) return fail(image.error());
+  malloc_trim(0);  // indexing's buffers are gone; the daemon forked from here need not keep them
   auto server = fuse::FuseServer::mount(**image, args.mountpoint, parsed.fuse);
   if (!server) return fail(server.error());
   if (!args.foreground) {
