@@ -9,60 +9,14 @@
 #include "ocifs/compress/stream_decoder.hpp"
 #include "ocifs/io/blob_source.hpp"
 #include "ocifs/util/sha256.hpp"
+#include "sample_data.hpp"
 
 using namespace ocifs;
 using namespace ocifs::compress;
+using ocifs::test::gzip_member;
+using ocifs::test::make_data;
 
 namespace {
-
-// Random bytes and word salad in runs of 1-64 KiB: some blocks deflate well, some do not.
-std::string make_data(std::size_t size, std::uint64_t seed) {
-  static const char* words[] = {"layer ",
-                                "image ",
-                                "tar ",
-                                "gzip ",
-                                "checkpoint ",
-                                "window ",
-                                "\n",
-                                "usr/lib/",
-                                "0123456789",
-                                "the quick brown fox ",
-                                "{\"key\": \"value\"}, "};
-  std::mt19937_64 rng(seed);
-  std::string out;
-  out.reserve(size);
-  while (out.size() < size) {
-    std::size_t run = 1024 + rng() % (64 * 1024);
-    bool random = rng() % 3 == 0;
-    for (std::size_t i = 0; i < run && out.size() < size;) {
-      if (random) {
-        out.push_back(static_cast<char>(rng()));
-        ++i;
-      } else {
-        std::string_view w = words[rng() % std::size(words)];
-        out += w;
-        i += w.size();
-      }
-    }
-  }
-  out.resize(size);
-  return out;
-}
-
-// One gzip member (header, raw deflate, CRC-32 + ISIZE) made with zlib.
-std::string gzip_member(std::string_view data, int level = 6) {
-  z_stream strm{};
-  REQUIRE(deflateInit2(&strm, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK);
-  std::string out(deflateBound(&strm, data.size()) + 64, '\0');
-  strm.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  strm.avail_in = static_cast<uInt>(data.size());
-  strm.next_out = reinterpret_cast<Bytef*>(out.data());
-  strm.avail_out = static_cast<uInt>(out.size());
-  REQUIRE(deflate(&strm, Z_FINISH) == Z_STREAM_END);
-  out.resize(strm.total_out);
-  deflateEnd(&strm);
-  return out;
-}
 
 // A gzip member whose header carries the optional fields RFC 1952 allows (FEXTRA, FNAME,
 // FCOMMENT, FHCRC), as some tar.gz writers set them; zlib writes a correct header CRC-16.

@@ -7,25 +7,13 @@
 #include "ocifs/compress/seek_index.hpp"
 #include "ocifs/compress/stream_decoder.hpp"
 #include "ocifs/io/blob_source.hpp"
+#include "sample_data.hpp"
 
 using namespace ocifs;
 using namespace ocifs::compress;
 
 namespace {
 
-std::string gzip_of(std::string_view data) {
-  z_stream strm{};
-  REQUIRE(deflateInit2(&strm, 6, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) == Z_OK);
-  std::string out(deflateBound(&strm, data.size()) + 64, '\0');
-  strm.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  strm.avail_in = static_cast<uInt>(data.size());
-  strm.next_out = reinterpret_cast<Bytef*>(out.data());
-  strm.avail_out = static_cast<uInt>(out.size());
-  REQUIRE(deflate(&strm, Z_FINISH) == Z_STREAM_END);
-  out.resize(strm.total_out);
-  deflateEnd(&strm);
-  return out;
-}
 
 // A real gzip index: 2 MiB of mixed data at 64 KiB spans.
 SeekIndex gzip_index() {
@@ -38,7 +26,7 @@ SeekIndex gzip_index() {
     else
       for (int i = 0; i < 4096; ++i) data.push_back(static_cast<char>(rng()));
   }
-  auto blob = std::make_shared<io::MemorySource>(gzip_of(data), "x.gz");
+  auto blob = std::make_shared<io::MemorySource>(test::gzip_member(data), "x.gz");
   auto decoder = make_stream_decoder(Encoding::gzip, blob, ScanOptions{64 << 10, false, true});
   REQUIRE(decoder.ok());
   auto index = (*decoder)->finish();

@@ -10,39 +10,13 @@
 #include "ocifs/compress/span_cache.hpp"
 #include "ocifs/compress/stream_decoder.hpp"
 #include "ocifs/io/block_digests.hpp"
+#include "sample_data.hpp"
 
 using namespace ocifs;
 
 namespace {
 
-std::string sample(std::size_t size, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::string out;
-  out.reserve(size);
-  while (out.size() < size) {
-    if (rng() % 3 == 0) {
-      for (int i = 0; i < 512; ++i) out.push_back(static_cast<char>(rng()));
-    } else {
-      out += "line " + std::to_string(rng() % 1000) + " of some compressible text\n";
-    }
-  }
-  out.resize(size);
-  return out;
-}
 
-std::string gzip(const std::string& data) {
-  z_stream s{};
-  REQUIRE(deflateInit2(&s, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK);
-  std::string out(deflateBound(&s, data.size()), '\0');
-  s.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  s.avail_in = static_cast<uInt>(data.size());
-  s.next_out = reinterpret_cast<Bytef*>(out.data());
-  s.avail_out = static_cast<uInt>(out.size());
-  REQUIRE(deflate(&s, Z_FINISH) == Z_STREAM_END);
-  out.resize(s.total_out);
-  deflateEnd(&s);
-  return out;
-}
 
 struct Layer {
   std::string data;
@@ -52,8 +26,8 @@ struct Layer {
 
 Layer make_layer(std::size_t size, unsigned seed) {
   Layer l;
-  l.data = sample(size, seed);
-  l.blob = std::make_shared<io::MemorySource>(gzip(l.data), "layer.gz");
+  l.data = test::make_data(size, seed);
+  l.blob = std::make_shared<io::MemorySource>(test::gzip_member(l.data), "layer.gz");
   compress::ScanOptions options;
   options.gzip_span = 64u << 10;
   auto decoder = compress::make_stream_decoder(compress::Encoding::gzip, l.blob, options);

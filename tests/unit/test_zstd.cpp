@@ -8,45 +8,14 @@
 #include "ocifs/compress/stream_decoder.hpp"
 #include "ocifs/io/blob_source.hpp"
 #include "ocifs/util/sha256.hpp"
+#include "sample_data.hpp"
 
 using namespace ocifs;
 using namespace ocifs::compress;
 
-namespace {
+using ocifs::test::make_data;
 
-// Random bytes and word salad in runs of 1-64 KiB.
-std::string make_data(std::size_t size, std::uint64_t seed) {
-  static const char* words[] = {"layer ",
-                                "image ",
-                                "tar ",
-                                "zstd ",
-                                "frame ",
-                                "window ",
-                                "\n",
-                                "usr/share/",
-                                "0123456789",
-                                "lorem ipsum dolor ",
-                                "{\"key\": \"value\"}, "};
-  std::mt19937_64 rng(seed);
-  std::string out;
-  out.reserve(size);
-  while (out.size() < size) {
-    std::size_t run = 1024 + rng() % (64 * 1024);
-    bool random = rng() % 3 == 0;
-    for (std::size_t i = 0; i < run && out.size() < size;) {
-      if (random) {
-        out.push_back(static_cast<char>(rng()));
-        ++i;
-      } else {
-        std::string_view w = words[rng() % std::size(words)];
-        out += w;
-        i += w.size();
-      }
-    }
-  }
-  out.resize(size);
-  return out;
-}
+namespace {
 
 // One frame; with `stream`, made by ZSTD_compressStream2 without a pledged size (no content size
 // in the header), as streaming producers write them.

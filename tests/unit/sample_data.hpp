@@ -1,0 +1,64 @@
+// Test data shared by the compression tests: mixed compressible / random samples and gzip
+// members made with zlib. Header-only, for tests (Catch2 assertions inside).
+#pragma once
+
+#include <zlib.h>
+
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <string_view>
+
+namespace ocifs::test {
+
+// Random bytes and word salad in runs of 1-64 KiB: some blocks deflate well, some do not.
+inline std::string make_data(std::size_t size, std::uint64_t seed) {
+  static const char* words[] = {"layer ",
+                                "image ",
+                                "tar ",
+                                "gzip ",
+                                "checkpoint ",
+                                "window ",
+                                "\n",
+                                "usr/lib/",
+                                "0123456789",
+                                "the quick brown fox ",
+                                "{\"key\": \"value\"}, "};
+  std::mt19937_64 rng(seed);
+  std::string out;
+  out.reserve(size);
+  while (out.size() < size) {
+    std::size_t run = 1024 + rng() % (64 * 1024);
+    bool random = rng() % 3 == 0;
+    for (std::size_t i = 0; i < run && out.size() < size;) {
+      if (random) {
+        out.push_back(static_cast<char>(rng()));
+        ++i;
+      } else {
+        std::string_view w = words[rng() % std::size(words)];
+        out += w;
+        i += w.size();
+      }
+    }
+  }
+  out.resize(size);
+  return out;
+}
+
+// One gzip member (header, raw deflate, CRC-32 + ISIZE) made with zlib.
+inline std::string gzip_member(std::string_view data, int level = 6) {
+  z_stream strm{};
+  REQUIRE(deflateInit2(&strm, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+  std::string out(deflateBound(&strm, data.size()) + 64, '\0');
+  strm.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  strm.avail_in = static_cast<uInt>(data.size());
+  strm.next_out = reinterpret_cast<Bytef*>(out.data());
+  strm.avail_out = static_cast<uInt>(out.size());
+  REQUIRE(deflate(&strm, Z_FINISH) == Z_STREAM_END);
+  out.resize(strm.total_out);
+  deflateEnd(&strm);
+  return out;
+}
+
+}  // namespace ocifs::test
