@@ -3,7 +3,6 @@
 #include <fmt/chrono.h>
 #include <malloc.h>
 #include <fmt/format.h>
-#include <spdlog/sinks/syslog_sink.h>
 #include <spdlog/spdlog.h>
 #include <spawn.h>
 #include <sys/mount.h>
@@ -14,10 +13,12 @@
 
 #include <cstdio>
 #include <ctime>
+#include <optional>
 
 #include "ocifs/fuse/fuse_server.hpp"
 #include "ocifs/image/image.hpp"
 #include "ocifs/oci/inspect_document.hpp"
+#include "daemon.hpp"
 #include "progress.hpp"
 
 extern char** environ;
@@ -142,18 +143,19 @@ int run_mount(MountArgs args) {
     spdlog::error("cannot mount {} at {}: the mountpoint is not an existing directory", args.ref, args.mountpoint);
     return kExitFailure;
   }
+  std::optional<Daemon> daemon;  // forked before any thread exists (daemon.hpp)
+  if (!args.foreground) {
+    auto detached = Daemon::detach();
+    if (!detached) return fail(detached.error());
+    daemon.emplace(std::move(detached).value());
+  }
   auto image = open_image(args.common, args.ref);
   if (!image) return fail(image.error());
-  malloc_trim(0);  // indexing's buffers are gone; the daemon forked from here need not keep them
+  malloc_trim(0);  // indexing's buffers are gone; the daemon need not keep them
   auto server = fuse::FuseServer::mount(**image, args.mountpoint, parsed.fuse);
   if (!server) return fail(server.error());
-  if (!args.foreground) {
-    // After the fork nobody reads stderr: later warnings and errors go to syslog.
-    if (auto detached = (*server)->daemonize(); !detached) return fail(detached.error());
-    auto logger = std::make_shared<spdlog::logger>(
-        "ocifs", std::make_shared<spdlog::sinks::syslog_sink_mt>("ocifs", LOG_PID, LOG_DAEMON, false));
-    logger->set_level(spdlog::get_level());
-    spdlog::set_default_logger(logger);
+  if (daemon) {
+    if (auto ready = daemon->ready(); !ready) return fail(ready.error());
   }
   // Decoded spans (512 KiB-1 MiB each) come and go all the time. glibc's adaptive mmap threshold
   // would move them onto the heap after the first few frees, where freed spans stay resident:

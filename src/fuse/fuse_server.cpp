@@ -74,11 +74,6 @@ Result<std::unique_ptr<FuseServer>> FuseServer::mount(const image::Image& image,
   return std::unique_ptr<FuseServer>(new FuseServer(std::move(impl)));
 }
 
-Result<void> FuseServer::daemonize() {
-  if (fuse_daemonize(0) != 0) return make_error(std::errc::io_error, "cannot detach from the terminal");
-  return util::success();
-}
-
 Result<void> FuseServer::run() {
   fuse_loop_config* config = fuse_loop_cfg_create();
   fuse_loop_cfg_set_clone_fd(config, 0);

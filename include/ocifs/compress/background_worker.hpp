@@ -1,5 +1,5 @@
-// BackgroundWorker: one thread that runs queued tasks in order, started on the first task (so a
-// process that forks to daemonize has no thread to lose), with a short queue: a task offered
+// BackgroundWorker: one thread that runs queued tasks in order, started on the first task (idle
+// readers cost no thread), with a short queue: a task offered
 // when the queue is full is dropped, because read-ahead that falls behind is worth nothing.
 // Thread-safe. Destruction stops the thread after the running task; queued tasks are dropped.
 // It may be destroyed from inside one of its own tasks (the thread then finishes on its own).

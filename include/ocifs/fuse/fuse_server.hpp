@@ -28,9 +28,6 @@ class FuseServer {
                                                    const MountOptions& options);
   ~FuseServer();
 
-  // Detaches from the terminal (fork + setsid); the parent exits 0 once the child is ready. The
-  // mount already exists, so a caller waiting on the parent finds it live.
-  Result<void> daemonize();
   // Serves requests until the filesystem is unmounted or a signal arrives.
   Result<void> run();
 

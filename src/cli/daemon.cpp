@@ -1,0 +1,74 @@
+#include "daemon.hpp"
+
+#include <fcntl.h>
+#include <spdlog/sinks/syslog_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <utility>
+
+namespace ocifs::cli {
+
+namespace {
+
+constexpr char kReady = 'R';
+
+// The parent: waits for the child's ready byte; without it, the child failed (or died) and its
+// exit status is ours.
+[[noreturn]] void wait_for_child(pid_t child, int notify_fd) {
+  char byte = 0;
+  ssize_t n;
+  while ((n = ::read(notify_fd, &byte, 1)) < 0 && errno == EINTR) {
+  }
+  if (n == 1 && byte == kReady) std::_Exit(0);
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  std::_Exit(WIFEXITED(status) && WEXITSTATUS(status) != 0 ? WEXITSTATUS(status) : 1);
+}
+
+}  // namespace
+
+Result<Daemon> Daemon::detach() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return util::errno_error(errno, "cannot detach: pipe");
+  std::fflush(nullptr);
+  pid_t child = ::fork();
+  if (child < 0) return util::errno_error(errno, "cannot detach: fork");
+  if (child > 0) {
+    ::close(fds[1]);
+    wait_for_child(child, fds[0]);
+  }
+  ::close(fds[0]);
+  return Daemon(fds[1]);
+}
+
+Daemon::Daemon(Daemon&& other) noexcept : notify_fd_(std::exchange(other.notify_fd_, -1)) {}
+
+Daemon::~Daemon() {
+  if (notify_fd_ >= 0) ::close(notify_fd_);  // without ready(): the parent reports our failure
+}
+
+Result<void> Daemon::ready() {
+  ::setsid();
+  if (::chdir("/") != 0) return util::errno_error(errno, "cannot detach: chdir /");
+  int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null < 0) return util::errno_error(errno, "cannot detach: /dev/null");
+  for (int fd : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO}) ::dup2(null, fd);
+  ::close(null);
+  // Nobody reads stderr any more: warnings and errors go to syslog.
+  auto logger = std::make_shared<spdlog::logger>(
+      "ocifs", std::make_shared<spdlog::sinks::syslog_sink_mt>("ocifs", LOG_PID, LOG_DAEMON, false));
+  logger->set_level(spdlog::get_level());
+  spdlog::set_default_logger(logger);
+  char byte = kReady;
+  while (::write(notify_fd_, &byte, 1) < 0 && errno == EINTR) {
+  }
+  ::close(std::exchange(notify_fd_, -1));
+  return util::success();
+}
+
+}  // namespace ocifs::cli
