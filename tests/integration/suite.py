@@ -108,6 +108,29 @@ def _variant(kind):
     return fn
 
 
+def case_zstd_frames(work):
+    """Multi-frame zstd layers (1 MiB frames, as chunked producers write them): read frame by
+    frame, with real FUSE opens carrying a cursor per open file; compared with the unpack."""
+    if not shutil.which('zstd'):
+        raise Skip('zstd is not installed')
+    layout, reference = umoci_image(work)
+    frames = 0
+    for i, digest in enumerate(layer_digests(layout)):
+        tar = gzip.decompress(open(blob_path(layout, digest), 'rb').read())
+        chunks = [tar[at:at + (1 << 20)] for at in range(0, len(tar), 1 << 20)]
+        data = b''.join(subprocess.run(['zstd', '-q', '-3', '-c'], input=c, stdout=subprocess.PIPE,
+                                       check=True).stdout for c in chunks)
+        frames += len(chunks)
+        _replace_layer_blob(layout, i, data)
+
+        def media(man, i=i):
+            man['layers'][i]['mediaType'] = 'application/vnd.oci.image.layer.v1.tar+zstd'
+        _rewrite_manifest(layout, media)
+    log('  %d zstd frames in %d layers' % (frames, len(layer_digests(layout))))
+    check(frames > len(layer_digests(layout)), 'some layer has several frames')
+    mount_and_compare(work, 'oci:%s:%s' % (layout, TAG), reference, 'zstd-frames')
+
+
 def case_docker_archive_forms(work):
     """docker-archive:FILE:NAME:TAG and docker-archive:FILE (single image) refer to the same."""
     layout, reference = umoci_image(work)
@@ -967,6 +990,7 @@ CASES = {
     'docker_archive_forms': case_docker_archive_forms,
     'gzip_docker_archive': _variant('gzip-docker-archive'),
     'zstd': _variant('zstd'),
+    'zstd_frames': case_zstd_frames,
     'uncompressed': _variant('uncompressed'),
     'edge': case_edge,
     'gnu_sparse': case_gnu_sparse,
