@@ -21,8 +21,8 @@
 //                 compressed ranges are non-empty, ascending, disjoint and inside the blob.
 //   end-4   4     CRC-32 (zlib) of every byte before it
 //
-// Size: ~22 bytes + ~10 KiB of window per gzip checkpoint (~1% of the decoded size at 1 MiB
-// spans); 32 bytes per zstd frame.
+// Size: ~22 bytes + ~10 KiB of window per gzip checkpoint (~2% of the decoded size at the
+// default 512 KiB spans); 32 bytes per zstd frame.
 #include "ocifs/compress/seek_index.hpp"
 
 #include <zlib.h>
