@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <random>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -46,11 +47,13 @@ inline std::string make_data(std::size_t size, std::uint64_t seed) {
   return out;
 }
 
-// One gzip member (header, raw deflate, CRC-32 + ISIZE) made with zlib.
-inline std::string gzip_member(std::string_view data, int level = 6) {
+// One gzip member (header, raw deflate, CRC-32 + ISIZE) made with zlib; `header` sets the
+// optional header fields (FEXTRA, FNAME, FCOMMENT, FHCRC).
+inline std::string gzip_member(std::string_view data, int level = 6, gz_header* header = nullptr) {
   z_stream strm{};
   REQUIRE(deflateInit2(&strm, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK);
-  std::string out(deflateBound(&strm, data.size()) + 64, '\0');
+  if (header) REQUIRE(deflateSetHeader(&strm, header) == Z_OK);
+  std::string out(deflateBound(&strm, data.size()) + 256, '\0');
   strm.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
   strm.avail_in = static_cast<uInt>(data.size());
   strm.next_out = reinterpret_cast<Bytef*>(out.data());
@@ -59,6 +62,23 @@ inline std::string gzip_member(std::string_view data, int level = 6) {
   out.resize(strm.total_out);
   deflateEnd(&strm);
   return out;
+}
+
+// Reads through a reader or cursor; a failed read fails the test with its message.
+template <class Reader>
+std::string read_string(Reader& reader, std::uint64_t offset, std::size_t length) {
+  std::string out(length, '\0');
+  auto n = reader.read_at(offset, std::as_writable_bytes(std::span(out)));
+  INFO((n.ok() ? std::string() : n.error().message));
+  REQUIRE(n.ok());
+  out.resize(*n);
+  return out;
+}
+
+// What a read of `length` bytes at `offset` must return: short at the end, empty past it.
+inline std::string expected_at(const std::string& data, std::uint64_t offset, std::size_t length) {
+  if (offset >= data.size()) return {};
+  return data.substr(offset, length);
 }
 
 }  // namespace ocifs::test

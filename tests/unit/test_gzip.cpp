@@ -14,15 +14,15 @@
 using namespace ocifs;
 using namespace ocifs::compress;
 using ocifs::test::gzip_member;
+using ocifs::test::expected_at;
 using ocifs::test::make_data;
+using ocifs::test::read_string;
 
 namespace {
 
 // A gzip member whose header carries the optional fields RFC 1952 allows (FEXTRA, FNAME,
 // FCOMMENT, FHCRC), as some tar.gz writers set them; zlib writes a correct header CRC-16.
 std::string gzip_member_with_header(std::string_view data, bool extra, bool name, bool comment, bool hcrc) {
-  z_stream strm{};
-  REQUIRE(deflateInit2(&strm, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK);
   std::string extra_field("Xy\x05\x00hello", 9);  // subfield "Xy", 5 bytes
   std::string file_name = "layer.tar", file_comment = "made by the ocifs tests";
   gz_header header{};
@@ -34,16 +34,7 @@ std::string gzip_member_with_header(std::string_view data, bool extra, bool name
   if (name) header.name = reinterpret_cast<Bytef*>(file_name.data());
   if (comment) header.comment = reinterpret_cast<Bytef*>(file_comment.data());
   header.hcrc = hcrc ? 1 : 0;
-  REQUIRE(deflateSetHeader(&strm, &header) == Z_OK);
-  std::string out(deflateBound(&strm, data.size()) + 256, '\0');
-  strm.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  strm.avail_in = static_cast<uInt>(data.size());
-  strm.next_out = reinterpret_cast<Bytef*>(out.data());
-  strm.avail_out = static_cast<uInt>(out.size());
-  REQUIRE(deflate(&strm, Z_FINISH) == Z_STREAM_END);
-  out.resize(strm.total_out);
-  deflateEnd(&strm);
-  return out;
+  return gzip_member(data, 6, &header);
 }
 
 io::BlobSourcePtr blob_of(std::string bytes, std::string name = "test.tar.gz") {
@@ -95,28 +86,6 @@ Result<Scan> scan(io::BlobSourcePtr blob, const ScanOptions& options, std::strin
   result.compressed_sha256 = decoder->compressed_sha256();
   result.decoded_sha256 = decoder->decoded_sha256();
   return result;
-}
-
-std::string read_string(const SeekableReader& reader, std::uint64_t offset, std::size_t length) {
-  std::string out(length, '\0');
-  auto n = reader.read_at(offset, std::as_writable_bytes(std::span(out)));
-  REQUIRE(n.ok());
-  out.resize(*n);
-  return out;
-}
-
-std::string read_string(ReadCursor& cursor, std::uint64_t offset, std::size_t length) {
-  std::string out(length, '\0');
-  auto n = cursor.read_at(offset, std::as_writable_bytes(std::span(out)));
-  INFO((n.ok() ? std::string() : n.error().message));
-  REQUIRE(n.ok());
-  out.resize(*n);
-  return out;
-}
-
-std::string expected_at(const std::string& data, std::uint64_t offset, std::size_t length) {
-  if (offset >= data.size()) return {};
-  return data.substr(offset, length);
 }
 
 // Random reads with the stateless reader, then sequential and random reads through cursors.

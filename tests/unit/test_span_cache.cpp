@@ -39,14 +39,6 @@ Layer make_layer(std::size_t size, unsigned seed) {
   return l;
 }
 
-std::string read(const compress::SeekableReader& reader, std::uint64_t offset, std::size_t n) {
-  std::string out(n, '\0');
-  auto r = reader.read_at(offset, std::as_writable_bytes(std::span(out)));
-  REQUIRE(r);
-  out.resize(*r);
-  return out;
-}
-
 }  // namespace
 
 TEST_CASE("SpanCache evicts the least recently used entries beyond its budget") {
@@ -78,14 +70,14 @@ TEST_CASE("GzipReader serves every read shape from spans, within any budget") {
     for (int i = 0; i < 300; ++i) {
       std::uint64_t off = rng() % layer.data.size();
       std::size_t n = rng() % 3 == 0 ? rng() % 300000 : rng() % 5000;
-      CHECK(read(**reader, off, n) == layer.data.substr(off, n));
+      CHECK(test::read_string(**reader, off, n) == layer.data.substr(off, n));
     }
     // Sequentially, 128 KiB at a time, as the kernel reads a file.
     std::string all;
-    for (std::uint64_t off = 0; off < layer.data.size(); off += 128u << 10) all += read(**reader, off, 128u << 10);
+    for (std::uint64_t off = 0; off < layer.data.size(); off += 128u << 10) all += test::read_string(**reader, off, 128u << 10);
     CHECK(all == layer.data);
     CHECK(cache->used() <= std::max<std::size_t>(budget, 256u << 10));
-    CHECK(read(**reader, layer.data.size(), 10).empty());
+    CHECK(test::read_string(**reader, layer.data.size(), 10).empty());
   }
 }
 
@@ -140,5 +132,5 @@ TEST_CASE("a damaged span is an error every time, never cached") {
   auto second = (*reader)->read_at(inside + 10, std::span(buf).first(100));  // the failed span was not kept
   CHECK_FALSE(second.ok());
   // Spans before the damage still read correctly.
-  CHECK(read(**reader, 0, 1000) == layer.data.substr(0, 1000));
+  CHECK(test::read_string(**reader, 0, 1000) == layer.data.substr(0, 1000));
 }

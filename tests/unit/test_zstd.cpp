@@ -13,7 +13,9 @@
 using namespace ocifs;
 using namespace ocifs::compress;
 
+using ocifs::test::expected_at;
 using ocifs::test::make_data;
+using ocifs::test::read_string;
 
 namespace {
 
@@ -106,29 +108,6 @@ bool same_except_skipped(const std::string& scanned, const std::string& data) {
     if (scanned[i] != data[i] && scanned[i] != '?') return false;
   }
   return true;
-}
-
-std::string read_string(const SeekableReader& reader, std::uint64_t offset, std::size_t length) {
-  std::string out(length, '\0');
-  auto n = reader.read_at(offset, std::as_writable_bytes(std::span(out)));
-  INFO((n.ok() ? std::string() : n.error().message));
-  REQUIRE(n.ok());
-  out.resize(*n);
-  return out;
-}
-
-std::string read_string(ReadCursor& cursor, std::uint64_t offset, std::size_t length) {
-  std::string out(length, '\0');
-  auto n = cursor.read_at(offset, std::as_writable_bytes(std::span(out)));
-  INFO((n.ok() ? std::string() : n.error().message));
-  REQUIRE(n.ok());
-  out.resize(*n);
-  return out;
-}
-
-std::string expected_at(const std::string& data, std::uint64_t offset, std::size_t length) {
-  if (offset >= data.size()) return {};
-  return data.substr(offset, length);
 }
 
 void check_reads(const SeekableReader& reader, const std::string& data, int count = 300) {
