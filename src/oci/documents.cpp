@@ -20,6 +20,19 @@ Error schema1_error(std::string_view where) {
   return make_error(std::errc::not_supported, "cannot use manifest {}: {}", where, kSchema1Reason);
 }
 
+// Manifests and indexes alike: schema 1 is refused with its own explanation, anything but 2 as
+// unsupported.
+Result<void> require_schema2(int version, std::string_view media, std::string_view kind, std::string_view where) {
+  if (version == 1 || media == media_type::kDockerSchema1 || media == media_type::kDockerSchema1Signed) {
+    return schema1_error(where);
+  }
+  if (version != 2) {
+    return make_error(std::errc::not_supported, "cannot use {} {}: schemaVersion {} is not supported", kind, where,
+                      version);
+  }
+  return util::success();
+}
+
 Result<const json*> require_object(const json& doc, std::string_view where) {
   if (!doc.is_object())
     return make_error(std::errc::invalid_argument, "cannot parse {}: not a JSON object", where);
@@ -118,14 +131,7 @@ Result<Manifest> parse_manifest(std::string_view text, std::string_view where) {
   Manifest m;
   OCIFS_ASSIGN(m.schema_version, parse_schema_version(doc, where));
   OCIFS_ASSIGN(m.media_type, get_string(doc, "mediaType", where, ""));
-  if (m.schema_version == 1 || m.media_type == media_type::kDockerSchema1 ||
-      m.media_type == media_type::kDockerSchema1Signed) {
-    return schema1_error(where);
-  }
-  if (m.schema_version != 2) {
-    return make_error(std::errc::not_supported, "cannot use manifest {}: schemaVersion {} is not supported",
-                      where, m.schema_version);
-  }
+  OCIFS_TRY(require_schema2(m.schema_version, m.media_type, "manifest", where));
   if (is_index_media_type(m.media_type)) {
     return make_error(std::errc::invalid_argument,
                       "cannot use manifest {}: it is an image index ({}), not a manifest", where,
@@ -157,14 +163,7 @@ Result<Index> parse_index(std::string_view text, std::string_view where) {
   Index index;
   OCIFS_ASSIGN(index.schema_version, parse_schema_version(doc, where));
   OCIFS_ASSIGN(index.media_type, get_string(doc, "mediaType", where, ""));
-  if (index.schema_version == 1 || index.media_type == media_type::kDockerSchema1 ||
-      index.media_type == media_type::kDockerSchema1Signed) {
-    return schema1_error(where);
-  }
-  if (index.schema_version != 2) {
-    return make_error(std::errc::not_supported, "cannot use index {}: schemaVersion {} is not supported",
-                      where, index.schema_version);
-  }
+  OCIFS_TRY(require_schema2(index.schema_version, index.media_type, "index", where));
   if (!index.media_type.empty() && !is_index_media_type(index.media_type)) {
     return make_error(std::errc::invalid_argument,
                       "cannot use index {}: media type \"{}\" is not an image index", where,
