@@ -7,9 +7,12 @@ OCIFS_BUILD_PACKAGES=(
   fuse3 libfuse3-dev libcurl4-openssl-dev libarchive-dev libzstd-dev zlib1g-dev
   nlohmann-json3-dev libssl-dev catch2 libcli11-dev libfmt-dev libspdlog-dev
 )
-# What the demo and the tests run: image tools, a static busybox for chroot, xattr tools.
+# What the demo and the tests run: image tools, a static busybox for chroot, xattr tools;
+# a real registry (distribution 2.8.2), bcrypt htpasswd, a JWT issuer's libraries and curl for
+# the registry tests (tests/integration/registry.py).
 OCIFS_TOOL_PACKAGES=(
   umoci skopeo busybox-static attr libcap2-bin python3 zstd gzip tar util-linux
+  docker-registry apache2-utils python3-jwt python3-cryptography curl
 )
 
 as_root() {
