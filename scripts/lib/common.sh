@@ -5,7 +5,7 @@
 OCIFS_BUILD_PACKAGES=(
   meson ninja-build pkg-config g++
   fuse3 libfuse3-dev libcurl4-openssl-dev libarchive-dev libzstd-dev zlib1g-dev
-  nlohmann-json3-dev libssl-dev catch2 libcli11-dev libfmt-dev libspdlog-dev
+  nlohmann-json3-dev libssl-dev catch2 libcli11-dev libfmt-dev libspdlog-dev libtomlplusplus-dev
 )
 # What the demo and the tests run: image tools, a static busybox for chroot, xattr tools;
 # a real registry (distribution 2.8.2), bcrypt htpasswd, a JWT issuer's libraries and curl for

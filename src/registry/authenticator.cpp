@@ -1,0 +1,292 @@
+#include "ocifs/registry/authenticator.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cctype>
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+#include "ocifs/registry/base64.hpp"
+#include "ocifs/registry/registry_url.hpp"
+
+namespace ocifs::registry {
+
+namespace {
+
+const AuthChallenge* find_scheme(const std::vector<AuthChallenge>& challenges, std::string_view scheme) {
+  for (const auto& c : challenges) {
+    if (c.scheme == scheme) return &c;
+  }
+  return nullptr;
+}
+
+bool header_safe(std::string_view value) {
+  return std::none_of(value.begin(), value.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; });
+}
+
+std::vector<std::string> split_scopes(std::string_view text) {
+  std::vector<std::string> out;
+  while (!text.empty()) {
+    auto sp = text.find(' ');
+    auto part = text.substr(0, sp);
+    if (!part.empty()) out.emplace_back(part);
+    if (sp == std::string_view::npos) break;
+    text.remove_prefix(sp + 1);
+  }
+  return out;
+}
+
+int digits(std::string_view s, std::size_t pos, std::size_t n) {
+  if (pos + n > s.size()) return -1;
+  int v = 0;
+  for (std::size_t i = pos; i < pos + n; ++i) {
+    if (!std::isdigit(static_cast<unsigned char>(s[i]))) return -1;
+    v = v * 10 + (s[i] - '0');
+  }
+  return v;
+}
+
+}  // namespace
+
+std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view s) {
+  // YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)
+  int year = digits(s, 0, 4), month = digits(s, 5, 2), day = digits(s, 8, 2);
+  int hour = digits(s, 11, 2), minute = digits(s, 14, 2), second = digits(s, 17, 2);
+  if (year < 0 || month < 1 || month > 12 || day < 1 || day > 31 || hour < 0 || hour > 23 || minute < 0 ||
+      minute > 59 || second < 0 || second > 60 || s[4] != '-' || s[7] != '-' ||
+      (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || s[13] != ':' || s[16] != ':') {
+    return std::nullopt;
+  }
+  std::size_t pos = 19;
+  std::chrono::nanoseconds frac{0};
+  if (pos < s.size() && s[pos] == '.') {
+    ++pos;
+    std::int64_t scale = 100'000'000;
+    std::size_t start = pos;
+    while (pos < s.size() && std::isdigit(static_cast<unsigned char>(s[pos]))) {
+      frac += std::chrono::nanoseconds((s[pos] - '0') * scale);
+      scale /= 10;
+      ++pos;
+    }
+    if (pos == start) return std::nullopt;
+  }
+  int offset_minutes = 0;
+  if (pos < s.size() && (s[pos] == 'Z' || s[pos] == 'z')) {
+    ++pos;
+  } else if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
+    int oh = digits(s, pos + 1, 2), om = digits(s, pos + 4, 2);
+    if (oh < 0 || om < 0 || s[pos + 3] != ':') return std::nullopt;
+    offset_minutes = (oh * 60 + om) * (s[pos] == '-' ? -1 : 1);
+    pos += 6;
+  } else {
+    return std::nullopt;
+  }
+  if (pos != s.size()) return std::nullopt;
+  std::tm tm{};
+  tm.tm_year = year - 1900;
+  tm.tm_mon = month - 1;
+  tm.tm_mday = day;
+  tm.tm_hour = hour;
+  tm.tm_min = minute;
+  tm.tm_sec = second;
+  time_t t = timegm(&tm);
+  auto tp = std::chrono::system_clock::from_time_t(t) - std::chrono::minutes(offset_minutes);
+  return tp + std::chrono::duration_cast<std::chrono::system_clock::duration>(frac);
+}
+
+Result<TokenAnswer> TokenAnswer::parse(std::string_view json_text) {
+  auto doc = nlohmann::json::parse(json_text, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    return make_error(std::errc::protocol_error, "the token server's answer is not a JSON object");
+  }
+  TokenAnswer answer;
+  for (const char* key : {"token", "access_token"}) {
+    auto it = doc.find(key);
+    if (it != doc.end() && it->is_string() && !it->get<std::string>().empty()) {
+      answer.token = it->get<std::string>();
+      break;
+    }
+  }
+  if (answer.token.empty()) {
+    return make_error(std::errc::protocol_error, "the token server's answer has no \"token\" or \"access_token\"");
+  }
+  if (!header_safe(answer.token)) {
+    return make_error(std::errc::protocol_error, "the token server's token contains control characters");
+  }
+  if (auto it = doc.find("expires_in"); it != doc.end() && it->is_number() && it->get<double>() > 0) {
+    answer.expires_in = std::chrono::seconds(static_cast<std::int64_t>(it->get<double>()));
+  }
+  if (auto it = doc.find("issued_at"); it != doc.end() && it->is_string()) {
+    answer.issued_at = parse_rfc3339(it->get<std::string>());
+  }
+  return answer;
+}
+
+std::chrono::milliseconds TokenAnswer::usable_for(std::chrono::system_clock::time_point now) const {
+  using namespace std::chrono;
+  milliseconds lifetime = expires_in;
+  if (issued_at && *issued_at <= now) {
+    auto age = duration_cast<milliseconds>(now - *issued_at);
+    if (age < lifetime) lifetime -= age;
+  }
+  milliseconds margin = std::min<milliseconds>(duration_cast<milliseconds>(expires_in) / 4, seconds(10));
+  return lifetime > margin ? lifetime - margin : milliseconds(0);
+}
+
+Authenticator::Authenticator(Context context, std::string host, std::string repository,
+                             CredentialSource credentials)
+    : ctx_(std::move(context)),
+      host_(std::move(host)),
+      repository_(std::move(repository)),
+      credential_source_(std::move(credentials)),
+      scopes_{fmt::format("repository:{}:pull", repository_)} {}
+
+void Authenticator::set_challenges(std::vector<AuthChallenge> challenges) {
+  std::lock_guard lock(mutex_);
+  challenges_ = std::move(challenges);
+}
+
+std::string Authenticator::scope_key() const {
+  std::string key;
+  for (const auto& s : scopes_) {
+    if (!key.empty()) key += ' ';
+    key += s;
+  }
+  return key;
+}
+
+Result<const std::optional<FoundCredentials>*> Authenticator::credentials_locked() {
+  if (!credentials_loaded_) {
+    credentials_loaded_ = true;
+    auto found = credential_source_ ? credential_source_() : Result<std::optional<FoundCredentials>>(std::nullopt);
+    if (found) {
+      credentials_ = std::move(found).value();
+      if (credentials_) spdlog::debug("{}: using credentials from {}", host_, credentials_->source);
+    } else {
+      credentials_error_ = std::move(found).error();
+    }
+  }
+  if (credentials_error_) return *credentials_error_;
+  return &credentials_;
+}
+
+Result<std::string> Authenticator::authorization(Deadline deadline) {
+  std::lock_guard lock(mutex_);
+  if (const auto* bearer = find_scheme(challenges_, "bearer")) {
+    auto key = scope_key();
+    auto it = tokens_.find(key);
+    if (it != tokens_.end() && Clock::now() < it->second.refresh_at) return "Bearer " + it->second.value;
+    OCIFS_ASSIGN(auto token, fetch_token_locked(*bearer, deadline));
+    return "Bearer " + token;
+  }
+  if (find_scheme(challenges_, "basic")) {
+    OCIFS_ASSIGN(auto creds, credentials_locked());
+    if (*creds && !(*creds)->credentials.username.empty()) {
+      const auto& c = (*creds)->credentials;
+      return "Basic " + base64_encode(c.username + ":" + c.password);
+    }
+  }
+  return std::string();
+}
+
+Result<std::string> Authenticator::fetch_token_locked(const AuthChallenge& bearer, Deadline deadline) {
+  std::string realm = bearer.param("realm");
+  auto fail = [&](std::errc code, std::string_view why) {
+    return make_error(code, "cannot authenticate to {} for {}: {}", host_, repository_, why);
+  };
+  if (realm.empty()) return fail(std::errc::protocol_error, "its Bearer challenge names no token server (realm)");
+  if (!realm.starts_with("https://") && !realm.starts_with("http://")) {
+    return fail(std::errc::protocol_error, fmt::format("its token server \"{}\" is not an http(s) URL", redact_url(realm)));
+  }
+  std::string service = bearer.param("service");
+  OCIFS_ASSIGN(auto creds_ptr, credentials_locked());
+  const auto& creds = *creds_ptr;
+
+  HttpRequest req;
+  req.connect_timeout = ctx_.connect_timeout;
+  req.deadline = deadline;
+  req.max_body = 1 << 20;
+  req.tls = ctx_.tls_for ? ctx_.tls_for(url_authority(realm)) : nullptr;
+  if (creds && !creds->credentials.identity_token.empty()) {
+    // OAuth2 refresh-token grant, as `docker login` with an identity token does.
+    req.method = "POST";
+    req.url = realm;
+    req.post_body = fmt::format("grant_type=refresh_token&client_id=ocifs&refresh_token={}",
+                                percent_encode(creds->credentials.identity_token));
+    if (!service.empty()) req.post_body += "&service=" + percent_encode(service);
+    req.post_body += "&scope=" + percent_encode(scope_key());
+  } else {
+    req.url = token_url(realm, service, scopes_);
+    if (creds && !creds->credentials.username.empty()) {
+      req.headers.push_back("Authorization: Basic " +
+                            base64_encode(creds->credentials.username + ":" + creds->credentials.password));
+    }
+  }
+  RetryBudget budget(deadline, ctx_.max_attempts, ctx_.retries);
+  while (true) {
+    auto answer = ctx_.http->perform(req);
+    if (ctx_.requests) ctx_.requests->fetch_add(1, std::memory_order_relaxed);
+    if (!answer.transport_ok()) {
+      if (answer.retryable_transport() && budget.wait_before_retry()) continue;
+      return fail(std::errc::io_error, fmt::format("token server {}: {}", redact_url(realm), answer.transport_error));
+    }
+    if (answer.status == 429 || answer.status >= 500) {
+      if (budget.wait_before_retry(parse_retry_after(answer.header("retry-after"), std::chrono::system_clock::now())))
+        continue;
+    }
+    if (answer.status == 401 || answer.status == 403) {
+      return fail(std::errc::permission_denied,
+                  fmt::format("the token server {} refused {} (HTTP {})", redact_url(realm),
+                              creds ? "the credentials from " + creds->source : "anonymous access", answer.status));
+    }
+    if (answer.status != 200) {
+      return fail(std::errc::io_error,
+                  fmt::format("the token server {} answered HTTP {}", redact_url(realm), answer.status));
+    }
+    auto parsed = TokenAnswer::parse(answer.body);
+    if (!parsed) return fail(std::errc::protocol_error, parsed.error().message);
+    auto usable = parsed->usable_for(std::chrono::system_clock::now());
+    tokens_[scope_key()] = Token{parsed->token, Clock::now() + usable};
+    spdlog::debug("{}: token for {} from {}, good for {} ms", host_, scope_key(), redact_url(realm), usable.count());
+    return parsed->token;
+  }
+}
+
+bool Authenticator::on_unauthorized(const HttpResponse& answer, std::string_view sent) {
+  std::lock_guard lock(mutex_);
+  auto fresh = AuthChallenge::parse_all(answer.header_values("www-authenticate"));
+  if (!fresh.empty()) challenges_ = std::move(fresh);
+  if (const auto* bearer = find_scheme(challenges_, "bearer")) {
+    if (bearer->param("error") == "insufficient_scope") {
+      bool widened = false;
+      for (auto& scope : split_scopes(bearer->param("scope"))) {
+        if (std::find(scopes_.begin(), scopes_.end(), scope) == scopes_.end()) {
+          scopes_.push_back(std::move(scope));
+          widened = true;
+        }
+      }
+      if (widened) return true;
+    }
+    // Forget the token that failed (another thread may already have replaced it).
+    auto it = tokens_.find(scope_key());
+    if (it != tokens_.end() && sent == "Bearer " + it->second.value) tokens_.erase(it);
+    return true;
+  }
+  if (find_scheme(challenges_, "basic")) {
+    // Credentials not sent yet (the ping said anonymous) may help; rejected ones will not.
+    auto creds = credentials_locked();
+    return sent.empty() && creds && **creds && !(**creds)->credentials.username.empty();
+  }
+  return false;
+}
+
+std::string Authenticator::unauthorized_reason() {
+  std::lock_guard lock(mutex_);
+  if (!credentials_loaded_) return "authentication required";
+  if (credentials_error_) return credentials_error_->message;
+  if (!credentials_) return "authentication required and no credentials found (--creds, --authfile, auth.json, docker config.json)";
+  return fmt::format("the credentials from {} were not accepted", credentials_->source);
+}
+
+}  // namespace ocifs::registry

@@ -1,0 +1,807 @@
+// registry/: RegistryClient against a small fake registry on 127.0.0.1 (python3 http.server,
+// written to a temp dir and started per test): Bearer and Basic auth, token refresh and scope
+// widening, redirects to a "CDN" on another port (no Authorization there, signed URL cached and
+// re-resolved), Range answers 206/200/416, dropped connections, 429/503 retries, deadlines,
+// mirrors, concurrent readers. Tests talk only to servers they start and stop.
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "ocifs/registry/http_client.hpp"
+#include "ocifs/registry/registry_client.hpp"
+#include "ocifs/util/sha256.hpp"
+
+extern char** environ;
+
+using namespace ocifs;
+using namespace ocifs::registry;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+const char* kServer = R"PY(
+import base64, hashlib, json, re, secrets, socket, sys, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit, parse_qs
+
+cfg = json.loads(sys.argv[1])
+lock = threading.Lock()
+blobs, manifests, tokens, ports = {}, {}, {}, {}
+state = dict(redirect=0, ranges=1, fail_5xx=0, ratelimit=0, retry_after='1', drop_after=-1, slow_ms=0,
+             sig_gen=0, token_ttl=60, required_scope='', access_token=0,
+             auth=cfg.get('auth', 'bearer'), user=cfg.get('user', ''), password=cfg.get('password', ''))
+stats = dict(token_requests=0, token_scopes=[], token_auth=[], cdn_with_auth=0, cdn_requests=0,
+             registry_blob_requests=0, range_ignored=0, manifest_requests=0, pings=0, blob_bytes=0)
+
+def basic(user, password):
+    return 'Basic ' + base64.b64encode(('%s:%s' % (user, password)).encode()).decode()
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def log_message(self, *a):
+        pass
+    def reply(self, code, body=b'', headers=()):
+        self.send_response(code)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def error(self, code, errcode, msg, headers=()):
+        body = json.dumps({'errors': [{'code': errcode, 'message': msg, 'detail': None}]}).encode()
+        self.reply(code, body, [('Content-Type', 'application/json')] + list(headers))
+    def serve_blob(self, data):
+        rng = self.headers.get('Range')
+        with lock:
+            drop, state['drop_after'] = state['drop_after'], -1
+        headers = [('Content-Type', 'application/octet-stream')]
+        m = re.match(r'bytes=(\d+)-(\d*)$', rng or '')
+        if m and state['ranges']:
+            start = int(m[1])
+            end = min(int(m[2]) if m[2] else len(data) - 1, len(data) - 1)
+            if start >= len(data):
+                return self.reply(416, b'', [('Content-Range', 'bytes */%d' % len(data))])
+            body, code = data[start:end + 1], 206
+            headers.append(('Content-Range', 'bytes %d-%d/%d' % (start, end, len(data))))
+        else:
+            if rng:
+                with lock:
+                    stats['range_ignored'] += 1
+            body, code = data, 200
+        if state['slow_ms']:
+            time.sleep(state['slow_ms'] / 1000)
+        if 0 <= drop < len(body):
+            self.send_response(code)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[:drop])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            with lock:
+                stats['blob_bytes'] += drop
+            return
+        with lock:
+            stats['blob_bytes'] += len(body)
+        self.reply(code, body, headers)
+
+    def authorized(self, path, name):
+        auth = state['auth']
+        h = self.headers.get('Authorization', '')
+        if auth == 'none':
+            return True
+        if auth == 'basic':
+            if h == basic(state['user'], state['password']):
+                return True
+            self.error(401, 'UNAUTHORIZED', 'authentication required', [('WWW-Authenticate', 'Basic realm="fake"')])
+            return False
+        tok = h[7:] if h.startswith('Bearer ') else None
+        with lock:
+            info = tokens.get(tok)
+        need = 'repository:%s:pull' % name if name else None
+        fresh = info is not None and time.time() - info[0] < state['token_ttl']
+        ok = fresh and (need is None or (need in info[1] and (not state['required_scope'] or state['required_scope'] in info[1])))
+        if ok:
+            return True
+        chal = 'Bearer realm="http://127.0.0.1:%d/token",service="fake-registry"' % ports['registry']
+        if fresh and need and state['required_scope'] and state['required_scope'] not in info[1]:
+            chal += ',scope="%s",error="insufficient_scope"' % state['required_scope']
+        elif need:
+            chal += ',scope="%s"' % need
+        self.error(401, 'UNAUTHORIZED', 'authentication required', [('WWW-Authenticate', chal)])
+        return False
+
+    def token(self, q):
+        with lock:
+            stats['token_requests'] += 1
+            stats['token_scopes'].append(' '.join(q.get('scope', [])))
+            stats['token_auth'].append(self.headers.get('Authorization', ''))
+        if state['user'] and self.headers.get('Authorization') != basic(state['user'], state['password']):
+            return self.reply(401, b'{"details":"incorrect username or password"}', [('Content-Type', 'application/json')])
+        scopes = set()
+        for s in q.get('scope', []):
+            parts = s.split(':')
+            scopes.add(s)
+            if len(parts) >= 3:
+                for a in parts[-1].split(','):
+                    scopes.add(':'.join(parts[:-1]) + ':' + a)
+        tok = secrets.token_hex(16)
+        with lock:
+            tokens[tok] = (time.time(), scopes)
+        key = 'access_token' if state['access_token'] else 'token'
+        body = {key: tok, 'expires_in': state['token_ttl'],
+                'issued_at': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
+        self.reply(200, json.dumps(body).encode(), [('Content-Type', 'application/json')])
+
+    def do_POST(self):
+        u = urlsplit(self.path)
+        body = self.rfile.read(int(self.headers.get('Content-Length', 0)))
+        q = parse_qs(u.query)
+        if u.path == '/control/blob':
+            d = 'sha256:' + hashlib.sha256(body).hexdigest()
+            blobs[d] = body
+            return self.reply(200, d.encode())
+        m = re.match(r'^/control/manifest/(.+)/([^/]+)$', u.path)
+        if m:
+            d = 'sha256:' + hashlib.sha256(body).hexdigest()
+            entry = (q.get('type', [''])[0], body)
+            manifests[(m[1], m[2])] = entry
+            manifests[(m[1], d)] = entry
+            return self.reply(200, d.encode())
+        if u.path == '/control/set':
+            for k, v in q.items():
+                state[k] = int(v[0]) if re.match(r'^-?\d+$', v[0]) else v[0]
+            return self.reply(200, b'ok')
+        if u.path == '/control/revoke':
+            with lock:
+                tokens.clear()
+            return self.reply(200, b'ok')
+        self.reply(404)
+
+    def do_GET(self):
+        u = urlsplit(self.path)
+        path, q = u.path, parse_qs(u.query)
+        if path == '/control/stats':
+            with lock:
+                return self.reply(200, json.dumps(stats).encode())
+        if path == '/token':
+            return self.token(q)
+        if not path.startswith('/v2/'):
+            return self.reply(404)
+        m = re.match(r'^/v2/(.+)/(manifests|blobs)/([^/]+)$', path)
+        name = m[1] if m else None
+        if m:
+            with lock:
+                rl = state['ratelimit'] > 0
+                f5 = not rl and state['fail_5xx'] > 0
+                if rl:
+                    state['ratelimit'] -= 1
+                if f5:
+                    state['fail_5xx'] -= 1
+            if rl:
+                return self.error(429, 'TOOMANYREQUESTS', 'slow down', [('Retry-After', str(state['retry_after']))])
+            if f5:
+                return self.error(503, 'UNAVAILABLE', 'try later')
+        elif path == '/v2/':
+            with lock:
+                stats['pings'] += 1
+        if not self.authorized(path, name):
+            return
+        if path == '/v2/':
+            return self.reply(200, b'{}', [('Content-Type', 'application/json')])
+        if not m:
+            return self.error(404, 'NAME_UNKNOWN', 'no such thing')
+        if m[2] == 'manifests':
+            with lock:
+                stats['manifest_requests'] += 1
+            if 'application/vnd.oci.image.manifest.v1+json' not in self.headers.get('Accept', ''):
+                return self.error(404, 'MANIFEST_UNKNOWN', 'OCI manifest found, but accept header does not support OCI manifests')
+            entry = manifests.get((name, m[3]))
+            if not entry:
+                return self.error(404, 'MANIFEST_UNKNOWN', 'manifest unknown')
+            d = 'sha256:' + hashlib.sha256(entry[1]).hexdigest()
+            headers = [('Docker-Content-Digest', d)]
+            if entry[0]:
+                headers.append(('Content-Type', entry[0]))
+            return self.reply(200, entry[1], headers)
+        data = blobs.get(m[3])
+        if data is None:
+            return self.error(404, 'BLOB_UNKNOWN', 'blob unknown to registry')
+        with lock:
+            stats['registry_blob_requests'] += 1
+        if state['redirect']:
+            loc = 'http://127.0.0.1:%d/cdn/%s?sig=%d&X-Amz-Signature=secret' % (ports['cdn'], m[3], state['sig_gen'])
+            return self.reply(307, b'', [('Location', loc)])
+        self.serve_blob(data)
+
+class Cdn(Handler):
+    def do_GET(self):
+        u = urlsplit(self.path)
+        q = parse_qs(u.query)
+        with lock:
+            stats['cdn_requests'] += 1
+        if 'Authorization' in self.headers:
+            with lock:
+                stats['cdn_with_auth'] += 1
+            return self.reply(400, b'<Error>Authorization header not allowed</Error>', [('Content-Type', 'application/xml')])
+        if int(q.get('sig', ['-1'])[0]) != state['sig_gen']:
+            return self.reply(403, b'<Error>Request has expired</Error>', [('Content-Type', 'application/xml')])
+        data = blobs.get(u.path[len('/cdn/'):])
+        if data is None:
+            return self.reply(404)
+        self.serve_blob(data)
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    def handle_error(self, request, client_address):
+        pass  # connections the tests cut on purpose
+
+def start(handler):
+    srv = Server(('127.0.0.1', 0), handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv.server_address[1]
+
+ports['registry'] = start(Handler)
+ports['cdn'] = start(Cdn)
+print(ports['registry'], ports['cdn'], flush=True)
+threading.Event().wait()
+)PY";
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "ocifs-reg-XXXXXX").string();
+    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    path = tmpl;
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+std::string bytes_of(std::span<const std::byte> s) { return std::string(reinterpret_cast<const char*>(s.data()), s.size()); }
+
+std::string random_blob(std::size_t size, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::string s(size, '\0');
+  for (auto& c : s) c = static_cast<char>(rng());
+  return s;
+}
+
+class FakeRegistry {
+ public:
+  explicit FakeRegistry(const json& config = json::object()) {
+    // Tests only talk to 127.0.0.1: never through a proxy from the environment.
+    ::setenv("NO_PROXY", "*", 1);
+    ::setenv("no_proxy", "*", 1);
+    auto script = dir_.path / "fake_registry.py";
+    std::ofstream(script) << kServer;
+    int out[2];
+    REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+    std::string python = "/usr/bin/python3", cfg = config.dump(), path = script.string();
+    char* argv[] = {python.data(), path.data(), cfg.data(), nullptr};
+    REQUIRE(posix_spawn(&pid_, python.c_str(), &actions, nullptr, argv, environ) == 0);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(out[1]);
+    std::string line;
+    pollfd pfd{out[0], POLLIN, 0};
+    char c;
+    while (line.find('\n') == std::string::npos && ::poll(&pfd, 1, 10'000) > 0 && ::read(out[0], &c, 1) == 1) line += c;
+    ::close(out[0]);
+    REQUIRE(std::sscanf(line.c_str(), "%d %d", &port_, &cdn_port_) == 2);
+  }
+  ~FakeRegistry() {
+    ::kill(pid_, SIGTERM);
+    int status;
+    ::waitpid(pid_, &status, 0);
+  }
+
+  std::string host() const { return fmt::format("127.0.0.1:{}", port_); }
+  oci::Reference ref(const std::string& repo = "test/repo") const {
+    auto r = oci::Reference::parse(host() + "/" + repo);
+    REQUIRE(r.ok());
+    return *r;
+  }
+  RegistryOptions options() const {
+    RegistryOptions o;
+    o.plain_http = true;
+    o.registries_conf = (dir_.path / "no-registries.conf").string();
+    o.authfile = (dir_.path / "no-auth.json").string();
+    o.certs_dirs = "";
+    return o;
+  }
+  std::string post(const std::string& path, const std::string& body = "") {
+    HttpRequest req;
+    req.method = "POST";
+    req.url = fmt::format("http://{}{}", host(), path);
+    req.post_body = body;
+    auto r = http_.perform(req);
+    REQUIRE(r.transport_ok());
+    REQUIRE(r.status == 200);
+    return r.body;
+  }
+  std::string put_blob(const std::string& data) { return post("/control/blob", data); }
+  std::string put_manifest(const std::string& repo, const std::string& tag, const std::string& type,
+                           const std::string& bytes) {
+    return post(fmt::format("/control/manifest/{}/{}?type={}", repo, tag, type), bytes);
+  }
+  void set(const std::string& key, const std::string& value) { post(fmt::format("/control/set?{}={}", key, value)); }
+  json stats() {
+    HttpRequest req;
+    req.url = fmt::format("http://{}/control/stats", host());
+    auto r = http_.perform(req);
+    REQUIRE(r.status == 200);
+    return json::parse(r.body);
+  }
+
+ private:
+  TempDir dir_;
+  HttpClient http_{"ocifs-test"};
+  pid_t pid_ = -1;
+  int port_ = 0, cdn_port_ = 0;
+};
+
+std::shared_ptr<RegistryClient> make_client(const FakeRegistry& reg, RegistryOptions options,
+                                            const std::string& repo = "test/repo") {
+  auto c = RegistryClient::create(reg.ref(repo), std::move(options));
+  if (!c) FAIL(c.error().message);
+  return *c;
+}
+
+const std::string kOciManifestType = "application/vnd.oci.image.manifest.v1+json";
+
+std::string manifest_for(const std::string& config_digest, std::size_t config_size) {
+  return json{{"schemaVersion", 2},
+              {"mediaType", kOciManifestType},
+              {"config",
+               {{"mediaType", "application/vnd.oci.image.config.v1+json"},
+                {"digest", config_digest},
+                {"size", config_size}}},
+              {"layers", json::array()}}
+      .dump();
+}
+
+bool python_available() { return ::access("/usr/bin/python3", X_OK) == 0; }
+
+}  // namespace
+
+TEST_CASE("registry: Bearer flow — ping, anonymous token, manifest by tag and digest, config blob") {
+  if (!python_available()) return;
+  FakeRegistry reg;
+  std::string config = R"({"architecture":"amd64","os":"linux"})";
+  auto config_digest = reg.put_blob(config);
+  auto manifest = manifest_for(config_digest, config.size());
+  auto manifest_digest = reg.put_manifest("test/repo", "v1", kOciManifestType, manifest);
+
+  auto client = make_client(reg, reg.options());
+  auto m = client->get_manifest("v1");
+  if (!m) FAIL(m.error().message);
+  CHECK(m->media_type == kOciManifestType);
+  CHECK(m->digest == manifest_digest);
+  CHECK(m->bytes == manifest);
+  auto by_digest = client->get_manifest(manifest_digest);
+  REQUIRE(by_digest.ok());
+  CHECK(by_digest->bytes == manifest);
+
+  auto blob = client->get_blob(config_digest, 1 << 20);
+  if (!blob) FAIL(blob.error().message);
+  CHECK(*blob == config);
+
+  // Too small a limit is refused, without reading the whole blob.
+  auto small = client->get_blob(config_digest, 4);
+  REQUIRE_FALSE(small.ok());
+  CHECK(small.error().code == std::errc::file_too_large);
+
+  auto s = reg.stats();
+  CHECK(s["pings"] == 1);
+  CHECK(s["token_requests"] == 1);  // one token, cached for every request
+  CHECK(s["token_scopes"][0] == "repository:test/repo:pull");
+  CHECK(s["token_auth"][0] == "");  // anonymous
+  CHECK(client->stats().requests >= 5);
+  // The blob once whole, and the first chunk of the refused one (received before it was refused).
+  CHECK(client->stats().blob_bytes == 2 * config.size());
+  CHECK(client->describe() == reg.host() + "/test/repo");
+}
+
+TEST_CASE("registry: manifests — media type from the body, schema 1, digest mismatch, unknown") {
+  if (!python_available()) return;
+  FakeRegistry reg(json{{"auth", "none"}});
+  auto client = make_client(reg, reg.options());
+
+  // No Content-Type: the document's mediaType decides.
+  auto index = json{{"schemaVersion", 2}, {"mediaType", "application/vnd.oci.image.index.v1+json"},
+                    {"manifests", json::array()}}.dump();
+  reg.put_manifest("test/repo", "idx", "", index);
+  auto m = client->get_manifest("idx");
+  REQUIRE(m.ok());
+  CHECK(m->media_type == "application/vnd.oci.image.index.v1+json");
+
+  // application/json without mediaType: guessed from the fields.
+  reg.put_manifest("test/repo", "guess", "application/json", R"({"schemaVersion":2,"manifests":[]})");
+  auto g = client->get_manifest("guess");
+  REQUIRE(g.ok());
+  CHECK(g->media_type == "application/vnd.oci.image.index.v1+json");
+
+  reg.put_manifest("test/repo", "old", "application/vnd.docker.distribution.manifest.v1+prettyjws",
+                   R"({"schemaVersion":1,"name":"test/repo"})");
+  auto old = client->get_manifest("old");
+  REQUIRE_FALSE(old.ok());
+  CHECK(old.error().code == std::errc::not_supported);
+  CHECK_THAT(old.error().message, Catch::Contains("schema 1") && Catch::Contains("old"));
+  reg.put_manifest("test/repo", "old2", "application/json", R"({"schemaVersion":1,"fsLayers":[]})");
+  CHECK_THAT(client->get_manifest("old2").error().message, Catch::Contains("schema 1"));
+
+  auto missing = client->get_manifest("nope");
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.error().code == std::errc::no_such_file_or_directory);
+  CHECK_THAT(missing.error().message, Catch::Contains("MANIFEST_UNKNOWN: manifest unknown") &&
+                                          Catch::Contains(reg.host() + "/test/repo") && Catch::Contains("HTTP 404"));
+
+  auto bad_tag = client->get_manifest("a/../b");
+  REQUIRE_FALSE(bad_tag.ok());
+  CHECK(bad_tag.error().code == std::errc::invalid_argument);
+
+  // A by-digest pull whose bytes hash differently is refused.
+  std::string other = R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]})";
+  auto real = reg.put_manifest("test/repo", "x", kOciManifestType, other);
+  std::string fake = "sha256:" + std::string(64, 'a');
+  reg.put_manifest("test/repo", fake, kOciManifestType, other);  // served under a digest it does not have
+  auto mismatch = client->get_manifest(fake);
+  REQUIRE_FALSE(mismatch.ok());
+  CHECK_THAT(mismatch.error().message, Catch::Contains(real));
+}
+
+TEST_CASE("registry: Basic auth with --creds; rejected credentials never show the password") {
+  if (!python_available()) return;
+  FakeRegistry reg(json{{"auth", "basic"}, {"user", "alice"}, {"password", "pa55:word"}});
+  auto digest = reg.put_blob("hello");
+  auto opts = reg.options();
+  opts.creds = "alice:pa55:word";
+  auto client = make_client(reg, opts);
+  auto blob = client->get_blob(digest, 100);
+  if (!blob) FAIL(blob.error().message);
+  CHECK(*blob == "hello");
+
+  opts.creds = "alice:wrong-secret";
+  auto bad = make_client(reg, opts);
+  auto r = bad->get_blob(digest, 100);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == std::errc::permission_denied);
+  CHECK_THAT(r.error().message, Catch::Contains("HTTP 401") && Catch::Contains("--creds") &&
+                                    Catch::Contains("not accepted") && Catch::Contains(digest));
+  CHECK_THAT(r.error().message, !Catch::Contains("wrong-secret"));
+
+  auto anonymous = make_client(reg, reg.options());
+  auto a = anonymous->get_blob(digest, 100);
+  REQUIRE_FALSE(a.ok());
+  CHECK_THAT(a.error().message, Catch::Contains("no credentials found"));
+}
+
+TEST_CASE("registry: token server with credentials from an auth file; access_token; refused credentials") {
+  if (!python_available()) return;
+  FakeRegistry reg(json{{"auth", "bearer"}, {"user", "bob"}, {"password", "s3cret"}});
+  auto digest = reg.put_blob("payload");
+  reg.set("access_token", "1");
+  TempDir dir;
+  auto authfile = (dir.path / "auth.json").string();
+  std::ofstream(authfile) << json{{"auths", {{"http://" + reg.host() + "/v2/", {{"auth", "Ym9iOnMzY3JldA=="}}}}}}.dump();
+  auto opts = reg.options();
+  opts.authfile = authfile;
+  auto client = make_client(reg, opts);
+  auto blob = client->get_blob(digest, 100);
+  if (!blob) FAIL(blob.error().message);
+  CHECK(*blob == "payload");
+  auto s = reg.stats();
+  CHECK(s["token_auth"].back() == "Basic Ym9iOnMzY3JldA==");
+
+  opts.creds = "bob:nope";
+  auto refused = make_client(reg, opts)->get_blob(digest, 100);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().code == std::errc::permission_denied);
+  CHECK_THAT(refused.error().message, Catch::Contains("token server") && Catch::Contains("--creds"));
+  CHECK_THAT(refused.error().message, !Catch::Contains("nope"));
+}
+
+TEST_CASE("registry: tokens are refreshed on expiry, on revocation mid-read, and widened on insufficient_scope") {
+  if (!python_available()) return;
+  FakeRegistry reg;
+  auto data = random_blob(100'000, 1);
+  auto digest = reg.put_blob(data);
+  auto client = make_client(reg, reg.options());
+  std::vector<std::byte> buf(1000);
+  REQUIRE(client->read_blob_range(digest, 0, buf).ok());
+  CHECK(reg.stats()["token_requests"] == 1);
+
+  // Revoked (as if expired early on the server): the 401 fetches a new token and the read succeeds.
+  reg.post("/control/revoke");
+  auto n = client->read_blob_range(digest, 5000, buf);
+  if (!n) FAIL(n.error().message);
+  CHECK(bytes_of(std::span(buf)) == data.substr(5000, 1000));
+  CHECK(reg.stats()["token_requests"] == 2);
+
+  // A short-lived token is refreshed before it expires, without a 401 round trip.
+  reg.set("token_ttl", "2");
+  reg.post("/control/revoke");
+  REQUIRE(client->read_blob_range(digest, 0, buf).ok());
+  int before = reg.stats()["token_requests"];
+  std::this_thread::sleep_for(std::chrono::milliseconds(1700));
+  REQUIRE(client->read_blob_range(digest, 0, buf).ok());
+  CHECK(reg.stats()["token_requests"] == before + 1);
+
+  // insufficient_scope: the next token asks for both scopes.
+  reg.set("token_ttl", "60");
+  reg.set("required_scope", "repository:other/repo:pull");
+  reg.post("/control/revoke");
+  auto w = client->read_blob_range(digest, 10, buf);
+  if (!w) FAIL(w.error().message);
+  auto scopes = reg.stats()["token_scopes"];
+  CHECK(scopes.back() == "repository:test/repo:pull repository:other/repo:pull");
+}
+
+TEST_CASE("registry: redirects to a CDN — no Authorization there, URL cached, expired URL re-resolved") {
+  if (!python_available()) return;
+  FakeRegistry reg;
+  auto data = random_blob(300'000, 2);
+  auto digest = reg.put_blob(data);
+  reg.set("redirect", "1");
+  auto client = make_client(reg, reg.options());
+
+  std::vector<std::byte> buf(4096);
+  for (std::uint64_t off : {0u, 4096u, 100'000u, 299'000u}) {
+    auto n = client->read_blob_range(digest, off, buf);
+    if (!n) FAIL(n.error().message);
+    auto expect = data.substr(off, 4096);
+    CHECK(*n == expect.size());
+    CHECK(bytes_of(std::span(buf).first(*n)) == expect);
+  }
+  auto s = reg.stats();
+  CHECK(s["cdn_with_auth"] == 0);
+  CHECK(s["registry_blob_requests"] == 1);  // resolved once, then straight to the CDN
+  CHECK(s["cdn_requests"] == 4);
+
+  // The signed URL expires: 403 from the CDN, the registry is asked again, the read succeeds.
+  reg.set("sig_gen", "1");
+  auto n = client->read_blob_range(digest, 7, buf);
+  if (!n) FAIL(n.error().message);
+  CHECK(bytes_of(std::span(buf)) == data.substr(7, 4096));
+  CHECK(reg.stats()["registry_blob_requests"] == 2);
+
+  // Streaming and whole small blobs follow the same path.
+  std::string streamed;
+  auto st = client->stream_blob(digest, 0, [&](std::span<const std::byte> chunk) -> Result<void> {
+    streamed += bytes_of(chunk);
+    return util::success();
+  });
+  if (!st) FAIL(st.error().message);
+  CHECK(streamed == data);
+  auto whole = client->get_blob(digest, 1 << 20);
+  REQUIRE(whole.ok());
+  CHECK(reg.stats()["cdn_with_auth"] == 0);
+}
+
+TEST_CASE("registry: range answers — 206, short at the end, 416 past it, 200 ignoring Range") {
+  if (!python_available()) return;
+  FakeRegistry reg(json{{"auth", "none"}});
+  auto data = random_blob(50'000, 3);
+  auto digest = reg.put_blob(data);
+  auto client = make_client(reg, reg.options());
+  std::vector<std::byte> buf(10'000);
+
+  auto n = client->read_blob_range(digest, 45'000, buf);
+  REQUIRE(n.ok());
+  CHECK(*n == 5'000);  // short only at the end
+  CHECK(bytes_of(std::span(buf).first(5'000)) == data.substr(45'000));
+  auto past = client->read_blob_range(digest, 50'000, buf);
+  REQUIRE(past.ok());
+  CHECK(*past == 0);
+  auto far = client->read_blob_range(digest, 1'000'000, buf);
+  REQUIRE(far.ok());
+  CHECK(*far == 0);
+  std::vector<std::byte> none;
+  CHECK(*client->read_blob_range(digest, 0, none) == 0);
+
+  reg.set("ranges", "0");
+  auto whole = client->read_blob_range(digest, 20'000, buf);
+  REQUIRE(whole.ok());
+  CHECK(*whole == buf.size());
+  CHECK(bytes_of(std::span(buf)) == data.substr(20'000, 10'000));
+  auto tail = client->read_blob_range(digest, 48'000, buf);
+  REQUIRE(tail.ok());
+  CHECK(*tail == 2'000);
+  CHECK(reg.stats()["range_ignored"] == 2);
+
+  // stream_blob from an offset, with the server ignoring Range: skipped to the offset.
+  std::string streamed;
+  REQUIRE(client
+              ->stream_blob(digest, 30'000,
+                            [&](std::span<const std::byte> c) -> Result<void> {
+                              streamed += bytes_of(c);
+                              return util::success();
+                            })
+              .ok());
+  CHECK(streamed == data.substr(30'000));
+
+  auto unknown = client->read_blob_range("sha256:" + std::string(64, 'b'), 0, buf);
+  REQUIRE_FALSE(unknown.ok());
+  CHECK(unknown.error().code == std::errc::io_error);
+  CHECK_THAT(unknown.error().message, Catch::Contains("BLOB_UNKNOWN") && Catch::Contains("offset 0"));
+}
+
+TEST_CASE("registry: dropped connections resume with Range from the byte reached") {
+  if (!python_available()) return;
+  FakeRegistry reg(json{{"auth", "none"}});
+  auto data = random_blob(2'000'000, 4);
+  auto digest = reg.put_blob(data);
+  auto client = make_client(reg, reg.options());
+
+  reg.set("drop_after", "700000");
+  std::string streamed;
+  auto st = client->stream_blob(digest, 0, [&](std::span<const std::byte> c) -> Result<void> {
+    streamed += bytes_of(c);
+    return util::success();
+  });
+  if (!st) FAIL(st.error().message);
+  CHECK(streamed == data);
+  CHECK(client->stats().retries >= 1);
+
+  reg.set("drop_after", "3000");
+  std::vector<std::byte> buf(100'000);
+  auto n = client->read_blob_range(digest, 123'456, buf);
+  if (!n) FAIL(n.error().message);
+  CHECK(*n == buf.size());
+  CHECK(bytes_of(std::span(buf)) == data.substr(123'456, 100'000));
+
+  // A sink error stops the stream and is returned as is.
+  auto stopped = client->stream_blob(digest, 0, [&](std::span<const std::byte>) -> Result<void> {
+    return make_error(std::errc::no_space_on_device, "cache full");
+  });
+  REQUIRE_FALSE(stopped.ok());
+  CHECK(stopped.error().message == "cache full");
+}
+
+TEST_CASE("registry: 429 with Retry-After and 503 are retried; exhausted retries name the status") {
+  if (!python_available()) return;
+  FakeRegistry reg(json{{"auth", "none"}});
+  auto digest = reg.put_blob("retry me");
+  auto opts = reg.options();
+  opts.max_attempts = 3;
+  auto client = make_client(reg, opts);
+
+  reg.set("ratelimit", "1");
+  auto start = std::chrono::steady_clock::now();
+  auto r = client->get_blob(digest, 100);
+  REQUIRE(r.ok());
+  CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(900));  // Retry-After: 1
+  reg.set("fail_5xx", "2");
+  REQUIRE(client->get_blob(digest, 100).ok());
+  CHECK(client->stats().retries == 3);
+
+  reg.set("fail_5xx", "5");
+  auto failed = client->get_blob(digest, 100);
+  REQUIRE_FALSE(failed.ok());
+  CHECK_THAT(failed.error().message, Catch::Contains("HTTP 503") && Catch::Contains("UNAVAILABLE") &&
+                                         Catch::Contains("after 3 attempts"));
+  reg.set("fail_5xx", "0");
+
+  // A Retry-After longer than the read deadline fails at once, saying so.
+  reg.set("ratelimit", "1");
+  reg.set("retry_after", "3600");
+  std::vector<std::byte> buf(4);
+  start = std::chrono::steady_clock::now();
+  auto limited = client->read_blob_range(digest, 0, buf);
+  REQUIRE_FALSE(limited.ok());
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+  CHECK_THAT(limited.error().message, Catch::Contains("HTTP 429") && Catch::Contains("rate limited") &&
+                                          Catch::Contains("3600"));
+}
+
+TEST_CASE("registry: a range read that outlives read_deadline fails with EIO naming digest and offset") {
+  if (!python_available()) return;
+  FakeRegistry reg(json{{"auth", "none"}});
+  auto digest = reg.put_blob(random_blob(10'000, 5));
+  auto opts = reg.options();
+  opts.read_deadline = std::chrono::milliseconds(800);
+  auto client = make_client(reg, opts);
+  std::vector<std::byte> buf(100);
+  REQUIRE(client->read_blob_range(digest, 0, buf).ok());  // ping done, connection warm
+  reg.set("slow_ms", "3000");
+  auto start = std::chrono::steady_clock::now();
+  auto r = client->read_blob_range(digest, 4242, buf);
+  auto took = std::chrono::steady_clock::now() - start;
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == std::errc::io_error);
+  CHECK_THAT(r.error().message, Catch::Contains(digest) && Catch::Contains("offset 4242") &&
+                                    Catch::Contains("deadline"));
+  CHECK(took < std::chrono::milliseconds(2500));
+}
+
+TEST_CASE("registry: loopback falls back from HTTPS to HTTP; mirrors are tried in order") {
+  if (!python_available()) return;
+  FakeRegistry reg(json{{"auth", "none"}});
+  auto digest = reg.put_blob("mirrored");
+  reg.put_manifest("test/repo", "t", kOciManifestType, manifest_for(digest, 8));
+
+  auto opts = reg.options();
+  opts.plain_http = false;  // 127.0.0.1: HTTPS fails (plain server), HTTP is used
+  auto client = make_client(reg, opts);
+  auto m = client->get_manifest("t");
+  if (!m) FAIL(m.error().message);
+
+  // A mirror on a closed port, then one without the image, then the primary.
+  TempDir dir;
+  auto conf = (dir.path / "registries.conf").string();
+  std::ofstream(conf) << fmt::format(R"(
+[[registry]]
+prefix = "{0}/test"
+[[registry.mirror]]
+location = "127.0.0.1:1/closed"
+[[registry.mirror]]
+location = "{0}/empty-mirror"
+)",
+                                     reg.host());
+  opts = reg.options();
+  opts.registries_conf = conf;
+  opts.max_attempts = 2;
+  auto mirrored = make_client(reg, opts);
+  auto mm = mirrored->get_manifest("t");
+  if (!mm) FAIL(mm.error().message);
+  auto blob = mirrored->get_blob(digest, 100);
+  REQUIRE(blob.ok());
+  CHECK(*blob == "mirrored");
+
+  // When all fail, the primary's error is reported and the others are named.
+  auto missing = mirrored->get_manifest("missing");
+  REQUIRE_FALSE(missing.ok());
+  CHECK_THAT(missing.error().message, Catch::Contains("MANIFEST_UNKNOWN") && Catch::Contains("tried") &&
+                                          Catch::Contains("127.0.0.1:1/closed/repo"));
+
+  // A blocked registry is refused when the client is created.
+  std::ofstream(conf) << fmt::format("[[registry]]\nprefix = \"{}\"\nblocked = true\n", reg.host());
+  auto blocked = RegistryClient::create(reg.ref(), opts);
+  REQUIRE_FALSE(blocked.ok());
+  CHECK_THAT(blocked.error().message, Catch::Contains("blocked"));
+}
+
+TEST_CASE("registry: many threads reading ranges at once share one client") {
+  if (!python_available()) return;
+  FakeRegistry reg;
+  auto data = random_blob(1'000'000, 6);
+  auto digest = reg.put_blob(data);
+  reg.set("redirect", "1");
+  auto client = make_client(reg, reg.options());
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(t);
+      std::vector<std::byte> buf(8192);
+      for (int i = 0; i < 25; ++i) {
+        std::uint64_t off = rng() % data.size();
+        auto n = client->read_blob_range(digest, off, buf);
+        if (!n || bytes_of(std::span(buf).first(*n)) != data.substr(off, 8192)) ++failures;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(failures == 0);
+  auto s = reg.stats();
+  CHECK(s["token_requests"] == 1);
+  CHECK(s["pings"] == 1);
+  CHECK(s["cdn_with_auth"] == 0);
+}
