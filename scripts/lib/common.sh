@@ -4,7 +4,7 @@
 # Debian 12 packages: build tools and libraries.
 OCIFS_BUILD_PACKAGES=(
   meson ninja-build pkg-config g++
-  fuse3 libfuse3-dev libcurl4-openssl-dev libarchive-dev libzstd-dev zlib1g-dev
+  fuse3 libfuse3-dev libcurl4-openssl-dev libarchive-dev libzstd-dev zlib1g-dev libisal-dev
   nlohmann-json3-dev libssl-dev catch2 libcli11-dev libfmt-dev libspdlog-dev libtomlplusplus-dev
 )
 # What the demo and the tests run: image tools, a static busybox for chroot, xattr tools;

@@ -1,32 +1,34 @@
-// Resuming inflate at a checkpoint follows zlib examples/zran.c: raw inflate, prime the leftover
-// bits of the byte before the checkpoint, set the 32 KiB window as dictionary, inflate forward.
+// Resuming at a checkpoint: a fresh decoder at a member start, else the inflate state snapshot
+// restored and fed the blob from the byte it had reached.
 #include "ocifs/compress/gzip_cursor.hpp"
+
+#include <zstd.h>
 
 #include <algorithm>
 
-#include "zlib_inflater.hpp"
+#include "isal_inflater.hpp"
 
 namespace ocifs::compress {
 namespace {
 
-// 64 KiB blob reads: a random read inflates ~half a 1 MiB span, i.e. ~150-300 KiB of
-// compressed input, so larger reads would mostly fetch bytes nobody needs.
+// 64 KiB blob reads: a random read inflates ~half a 512 KiB span, i.e. ~100 KiB of compressed
+// input, so larger reads would mostly fetch bytes nobody needs.
 constexpr std::size_t kInputChunk = 64u << 10;
-constexpr std::size_t kScratch = 128u << 10;
-constexpr std::size_t kWindowSize = 32u << 10;
-constexpr std::uint64_t kTrailerSize = 8;  // CRC-32 + ISIZE after each member's deflate data
+// Bytes before the offset asked for are decoded here and dropped. Large, because every
+// isal_inflate() call also saves 32 KiB of history.
+constexpr std::size_t kScratch = 512u << 10;
 
 }  // namespace
 
 GzipCursor::GzipCursor(std::shared_ptr<const SeekIndex> index, io::BlobSourcePtr blob)
     : index_(std::move(index)),
       blob_(std::move(blob)),
-      inflater_(std::make_unique<ZlibInflater>()),
+      inflater_(std::make_unique<IsalInflater>()),
       in_(kInputChunk) {}
 
 GzipCursor::~GzipCursor() = default;
 
-std::uint64_t GzipCursor::consumed() const { return in_offset_ + in_size_ - inflater_->stream().avail_in; }
+std::uint64_t GzipCursor::consumed() const { return in_offset_ + in_size_ - inflater_->state().avail_in; }
 
 Error GzipCursor::error(std::string_view reason) const {
   return make_error(std::errc::io_error, "cannot inflate {} at compressed offset {} (decoded offset {}): {}",
@@ -34,92 +36,62 @@ Error GzipCursor::error(std::string_view reason) const {
 }
 
 Result<void> GzipCursor::refill() {
-  z_stream& strm = inflater_->stream();
-  if (strm.avail_in > 0) return util::success();
+  inflate_state& s = inflater_->state();
+  if (s.avail_in > 0 || eof_) return util::success();
   in_offset_ += in_size_;
   in_size_ = 0;
   OCIFS_ASSIGN(std::size_t n, blob_->read_at(in_offset_, in_));
   in_size_ = n;
-  strm.next_in = reinterpret_cast<Bytef*>(in_.data());
-  strm.avail_in = static_cast<uInt>(n);
+  eof_ = n == 0;
+  s.next_in = reinterpret_cast<std::uint8_t*>(in_.data());
+  s.avail_in = static_cast<std::uint32_t>(n);
   return util::success();
 }
 
 Result<void> GzipCursor::restart(const GzipCheckpoint& point) {
   live_ = false;
-  raw_ = !point.member_start;
-  member_end_ = false;
-  OCIFS_TRY(inflater_->reset(raw_ ? ZlibInflater::kRawBits : ZlibInflater::kGzipBits));
-  z_stream& strm = inflater_->stream();
-  strm.next_in = nullptr;
-  strm.avail_in = 0;
+  inflate_state& s = inflater_->state();
+  s.next_in = nullptr;
+  s.avail_in = 0;
+  if (point.member_start) {
+    inflater_->start_member();
+  } else {
+    std::string state(sizeof(inflate_state), '\0');
+    std::size_t n = ZSTD_decompress(state.data(), state.size(), point.state.data(), point.state.size());
+    if (ZSTD_isError(n) || n != state.size()) return error("the checkpoint state is corrupt");
+    auto restored = inflater_->restore(state);
+    if (!restored) return error(restored.error().message);
+  }
   in_offset_ = point.compressed_offset;
   in_size_ = 0;
+  eof_ = false;
   position_ = point.decoded_offset;
-  if (raw_) {
-    if (point.bits > 0) {
-      std::byte last{};
-      OCIFS_TRY(blob_->read_exact(point.compressed_offset - 1, std::span(&last, 1)));
-      int value = std::to_integer<int>(last) >> (8 - point.bits);
-      if (inflatePrime(&strm, point.bits, value) != Z_OK) return error("cannot prime the checkpoint bits");
-    }
-    if (!point.window_deflated.empty()) {
-      std::vector<Bytef> window(kWindowSize);
-      uLongf length = window.size();
-      int ret =
-          uncompress(window.data(), &length, reinterpret_cast<const Bytef*>(point.window_deflated.data()),
-                     point.window_deflated.size());
-      if (ret != Z_OK) return error(fmt::format("the checkpoint window is corrupt (zlib error {})", ret));
-      if (inflateSetDictionary(&strm, window.data(), static_cast<uInt>(length)) != Z_OK) {
-        return error("cannot set the checkpoint window");
-      }
-    }
-  }
   live_ = true;
   return util::success();
 }
 
 Result<void> GzipCursor::inflate_into(std::span<std::byte> out) {
-  z_stream& strm = inflater_->stream();
+  inflate_state& s = inflater_->state();
   std::size_t produced = 0;
   while (produced < out.size()) {
-    if (member_end_) {
-      // Next member: past our own trailer skip when resumed raw (zlib checks it otherwise),
-      // then let zlib parse the gzip header.
-      if (raw_) {
-        std::uint64_t next = consumed() + kTrailerSize;
-        in_offset_ = next;
-        in_size_ = 0;
-        strm.avail_in = 0;
-        raw_ = false;
-      }
-      OCIFS_TRY(inflater_->reset(ZlibInflater::kGzipBits));
-      member_end_ = false;
-    }
-    if (strm.avail_in == 0) {
-      OCIFS_TRY(refill());
-      if (strm.avail_in == 0) {
+    // ISA-L leaves the input just past a member's trailer: the next member's header follows.
+    if (inflater_->member_done()) inflater_->start_member();
+    OCIFS_TRY(refill());
+    std::size_t room = std::min<std::size_t>(out.size() - produced, 1u << 30);
+    s.next_out = reinterpret_cast<std::uint8_t*>(out.data() + produced);
+    s.avail_out = static_cast<std::uint32_t>(room);
+    std::uint32_t before_in = s.avail_in;
+    int ret = isal_inflate(&s);
+    std::size_t n = room - s.avail_out;
+    produced += n;
+    position_ += n;
+    if (ret < 0 || ret == ISAL_NEED_DICT) return error(IsalInflater::message(ret));
+    if (n == 0 && before_in == s.avail_in && !inflater_->member_done()) {
+      if (eof_) {
         return error(fmt::format("unexpected end of data, {} decoded bytes short of the indexed size",
                                  index_->decoded_size - position_));
       }
-    }
-    strm.next_out = reinterpret_cast<Bytef*>(out.data() + produced);
-    strm.avail_out = static_cast<uInt>(std::min<std::size_t>(out.size() - produced, 1u << 30));
-    uInt before_out = strm.avail_out;
-    uInt before_in = strm.avail_in;
-    int ret = inflate(&strm, Z_NO_FLUSH);
-    std::size_t n = before_out - strm.avail_out;
-    produced += n;
-    position_ += n;
-    if (ret == Z_STREAM_END) {
-      member_end_ = true;
-      continue;
-    }
-    if (ret == Z_BUF_ERROR && n == 0 && before_in == strm.avail_in && strm.avail_in > 0) {
-      return error("inflate made no progress");
-    }
-    if (ret != Z_OK && ret != Z_BUF_ERROR) {
-      return error(ret == Z_NEED_DICT ? std::string("needs a preset dictionary") : inflater_->message(ret));
+      if (s.avail_in > 0) return error("inflate made no progress");
     }
   }
   return util::success();
@@ -153,8 +125,29 @@ Result<std::size_t> GzipCursor::read_at(std::uint64_t offset, std::span<std::byt
     }
   }
   OCIFS_TRY(inflate_into(buf.first(length)));
+  if (position_ == size) OCIFS_TRY(check_trailer());
   live_ = true;
   return length;
+}
+
+// A read that reaches the end of the stream also reads the last member's trailer, so that its
+// CRC-32 and length are checked whatever checkpoint the decoding started from.
+Result<void> GzipCursor::check_trailer() {
+  inflate_state& s = inflater_->state();
+  std::uint8_t extra[16];
+  while (!inflater_->member_done()) {
+    OCIFS_TRY(refill());
+    s.next_out = extra;
+    s.avail_out = sizeof extra;
+    std::uint32_t before_in = s.avail_in;
+    int ret = isal_inflate(&s);
+    if (ret < 0 || ret == ISAL_NEED_DICT) return error(IsalInflater::message(ret));
+    if (s.avail_out != sizeof extra) return error("the stream decodes to more bytes than indexed");
+    if (!inflater_->member_done() && before_in == s.avail_in && (eof_ || s.avail_in > 0)) {
+      return error("unexpected end of data in the gzip trailer");
+    }
+  }
+  return util::success();
 }
 
 }  // namespace ocifs::compress

@@ -1,6 +1,9 @@
-// The gzip StreamDecoder: one Z_BLOCK inflate pass that also records checkpoints (zlib
-// examples/zran.c), extended to multi-member streams and trailing zero padding.
+// The gzip StreamDecoder: one ISA-L inflate pass over every member that also records
+// checkpoints (snapshots of the inflate state, see isal_inflater.hpp), extended to multi-member
+// streams and trailing zero padding.
 #include "ocifs/compress/gzip_decoder.hpp"
+
+#include <zstd.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -11,31 +14,34 @@
 #include <string>
 #include <thread>
 
-#include "zlib_inflater.hpp"
+#include "isal_inflater.hpp"
 
 namespace ocifs::compress {
 namespace {
 
 // 1 MiB blob reads: few syscalls / range requests, while staying small next to a layer.
 constexpr std::size_t kInputBlock = 1u << 20;
-// Small reads (tar headers are 512 bytes) are served from a 256 KiB buffer, because inflate's
-// fast path needs at least 258 bytes of output room and per-call overhead dominates below ~4 KiB.
-constexpr std::size_t kOutputBlock = 256u << 10;
+// Small reads (tar headers are 512 bytes) are served from a 1 MiB buffer: every isal_inflate()
+// call ends by saving 32 KiB of history and starts by decoding into its own buffer, so calls
+// must be large for that to stay negligible.
+constexpr std::size_t kOutputBlock = 1u << 20;
 // Reads at least this large inflate straight into the caller's buffer.
-constexpr std::size_t kDirectRead = 64u << 10;
-constexpr std::size_t kWindowSize = 32u << 10;  // deflate's maximum distance
+constexpr std::size_t kDirectRead = 256u << 10;
+// Smallest distance between checkpoints: each is an 87 KiB state copied and compressed, and
+// the call before it stops short, so denser points would cost more than they save.
+constexpr std::uint64_t kMinSpan = 16u << 10;
 
 }  // namespace
 
-// Deflates checkpoint windows (zlib level 1) on one worker thread: ~0.3 ms per 32 KiB window,
-// one window per span (512 KiB decoded by default), i.e. 10-18% of the decoding thread's time
-// in a scan if it were done inline. At most
-// kMaxQueued windows (2 MiB) wait; submit() blocks beyond that. Used by one decoder thread;
-// the worker shares only the queue and results, under mutex_.
-class WindowDeflater {
+// Compresses checkpoint states (zstd level 1) on one worker thread: a state is 87 KiB, ~19 KiB
+// packed, ~0.1 ms each; one per span (512 KiB decoded by default), so done inline it would cost
+// the decoding thread ~10% of a scan. At most kMaxQueued states (5.5 MiB) wait; submit() blocks
+// beyond that. Used by one decoder thread; the worker shares only the queue and results, under
+// mutex_.
+class StatePacker {
  public:
-  WindowDeflater() = default;
-  ~WindowDeflater() {
+  StatePacker() = default;
+  ~StatePacker() {
     {
       std::lock_guard lock(mutex_);
       closing_ = true;
@@ -44,24 +50,24 @@ class WindowDeflater {
     wake_.notify_all();
     if (worker_.joinable()) worker_.join();
   }
-  WindowDeflater(const WindowDeflater&) = delete;
-  WindowDeflater& operator=(const WindowDeflater&) = delete;
+  StatePacker(const StatePacker&) = delete;
+  StatePacker& operator=(const StatePacker&) = delete;
 
-  // Queues the window of checkpoint number `point`.
-  void submit(std::size_t point, std::vector<unsigned char> window) {
+  // Queues the state of checkpoint number `point`.
+  void submit(std::size_t point, std::string state) {
     std::unique_lock lock(mutex_);
     if (!worker_.joinable()) worker_ = std::thread([this] { run(); });
     room_.wait(lock, [&] { return queue_.size() < kMaxQueued; });
-    queue_.push_back(Job{point, std::move(window)});
+    queue_.push_back(Job{point, std::move(state)});
     lock.unlock();
     wake_.notify_one();
   }
 
   struct Done {
     std::size_t point;
-    std::string deflated;  // GzipCheckpoint::window_deflated
+    std::string packed;  // GzipCheckpoint::state
   };
-  // Waits for every queued window; returns them deflated, or the first failure.
+  // Waits for every queued state; returns them packed, or the first failure.
   Result<std::vector<Done>> finish() {
     {
       std::lock_guard lock(mutex_);
@@ -77,13 +83,16 @@ class WindowDeflater {
   static constexpr std::size_t kMaxQueued = 64;
   struct Job {
     std::size_t point;
-    std::vector<unsigned char> window;
+    std::string state;
   };
 
   void run() {
-    z_stream strm{};
-    // Same parameters as compress2(level 1), once per thread instead of once per window.
-    bool ready = deflateInit(&strm, 1) == Z_OK;
+    std::unique_ptr<ZSTD_CCtx, decltype(&ZSTD_freeCCtx)> cctx(ZSTD_createCCtx(), &ZSTD_freeCCtx);
+    // Level 1; the content checksum lets a reader tell a damaged state from a good one.
+    if (cctx && (ZSTD_isError(ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, 1)) ||
+                 ZSTD_isError(ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_checksumFlag, 1)))) {
+      cctx.reset();
+    }
     std::unique_lock lock(mutex_);
     for (;;) {
       wake_.wait(lock, [&] { return !queue_.empty() || closing_; });
@@ -93,25 +102,20 @@ class WindowDeflater {
       lock.unlock();
       room_.notify_one();
       Done done{job.point, {}};
-      int ret = ready ? deflateReset(&strm) : Z_MEM_ERROR;
-      if (ret == Z_OK) {
-        done.deflated.resize(deflateBound(&strm, job.window.size()));
-        strm.next_in = job.window.data();
-        strm.avail_in = static_cast<uInt>(job.window.size());
-        strm.next_out = reinterpret_cast<Bytef*>(done.deflated.data());
-        strm.avail_out = static_cast<uInt>(done.deflated.size());
-        ret = deflate(&strm, Z_FINISH);
-        if (ret == Z_STREAM_END) ret = Z_OK;
-        done.deflated.resize(strm.total_out);
+      std::size_t ret = 0;
+      if (cctx) {
+        done.packed.resize(ZSTD_compressBound(job.state.size()));
+        ret = ZSTD_compress2(cctx.get(), done.packed.data(), done.packed.size(), job.state.data(),
+                             job.state.size());
+        if (!ZSTD_isError(ret)) done.packed.resize(ret);
       }
       lock.lock();
-      if (ret != Z_OK && !error_) {
-        error_ = make_error(std::errc::io_error,
-                            "cannot deflate the window of gzip checkpoint {}: zlib error {}", job.point, ret);
+      if ((!cctx || ZSTD_isError(ret)) && !error_) {
+        error_ = make_error(std::errc::io_error, "cannot pack the state of gzip checkpoint {}: {}", job.point,
+                            cctx ? ZSTD_getErrorName(ret) : "out of memory");
       }
       done_.push_back(std::move(done));
     }
-    if (ready) deflateEnd(&strm);
   }
 
   std::mutex mutex_;
@@ -127,17 +131,17 @@ class WindowDeflater {
 
 GzipDecoder::GzipDecoder(io::BlobSourcePtr blob, const ScanOptions& options)
     : blob_(std::move(blob)),
-      span_(std::max<std::uint64_t>(options.gzip_span, 1)),
+      span_(std::max(options.gzip_span, kMinSpan)),
       hash_raw_(options.hash && options.hash_compressed),
       hash_decoded_(options.hash_decoded),
-      inflater_(std::make_unique<ZlibInflater>()),
-      deflater_(std::make_unique<WindowDeflater>()),
+      inflater_(std::make_unique<IsalInflater>()),
+      packer_(std::make_unique<StatePacker>()),
       in_(kInputBlock),
       out_(kOutputBlock) {}
 
 GzipDecoder::~GzipDecoder() = default;
 
-std::uint64_t GzipDecoder::consumed() const { return in_offset_ + in_size_ - inflater_->stream().avail_in; }
+std::uint64_t GzipDecoder::consumed() const { return in_offset_ + in_size_ - inflater_->state().avail_in; }
 
 Error GzipDecoder::decode_error(std::string_view reason) const {
   return make_error(std::errc::io_error, "cannot inflate {} at compressed offset {}: {}", blob_->describe(),
@@ -145,130 +149,121 @@ Error GzipDecoder::decode_error(std::string_view reason) const {
 }
 
 Result<void> GzipDecoder::refill() {
-  z_stream& strm = inflater_->stream();
-  if (strm.avail_in > 0) return util::success();
+  inflate_state& s = inflater_->state();
+  if (s.avail_in > 0 || eof_) return util::success();
   in_offset_ += in_size_;
   in_size_ = 0;
   OCIFS_ASSIGN(std::size_t n, blob_->read_at(in_offset_, in_));
   if (hash_raw_) raw_hasher_.update(std::span(in_).first(n));
   in_size_ = n;
-  strm.next_in = reinterpret_cast<Bytef*>(in_.data());
-  strm.avail_in = static_cast<uInt>(n);
+  eof_ = n == 0;
+  s.next_in = reinterpret_cast<std::uint8_t*>(in_.data());
+  s.avail_in = static_cast<std::uint32_t>(n);
   return util::success();
 }
 
-Result<void> GzipDecoder::record_point(bool member_start) {
-  z_stream& strm = inflater_->stream();
+Result<void> GzipDecoder::ensure_input(std::size_t count) {
+  inflate_state& s = inflater_->state();
+  if (s.avail_in >= count || eof_) return util::success();
+  // Move what is left to the front and read the blob on from where in_ ended: reads stay in
+  // order (the scanner's source requires it) and every byte is hashed once.
+  std::memmove(in_.data(), s.next_in, s.avail_in);
+  std::uint64_t next = in_offset_ + in_size_;
+  in_offset_ = next - s.avail_in;
+  in_size_ = s.avail_in;
+  OCIFS_ASSIGN(std::size_t n, blob_->read_at(next, std::span(in_).subspan(in_size_)));
+  if (hash_raw_) raw_hasher_.update(std::span(in_).subspan(in_size_, n));
+  in_size_ += n;
+  eof_ = n == 0;
+  s.next_in = reinterpret_cast<std::uint8_t*>(in_.data());
+  s.avail_in = static_cast<std::uint32_t>(in_size_);
+  return util::success();
+}
+
+void GzipDecoder::record_point(bool member_start) {
   GzipCheckpoint point;
   point.compressed_offset = consumed();
   point.decoded_offset = decoded_;
   point.member_start = member_start;
-  if (!member_start) {
-    point.bits = static_cast<std::uint8_t>(strm.data_type & 7);
-    std::vector<unsigned char> window(kWindowSize);
-    uInt length = static_cast<uInt>(window.size());
-    if (inflateGetDictionary(&strm, window.data(), &length) != Z_OK) {
-      return decode_error("cannot copy the inflate window");
-    }
-    window.resize(length);
-    // Level 1 (on the worker): ~0.3 ms per 32 KiB window and about 3x smaller; higher levels
-    // gain little here.
-    deflater_->submit(points_.size(), std::move(window));
-  }
+  if (!member_start) packer_->submit(points_.size(), inflater_->snapshot());
   points_.push_back(std::move(point));
-  return util::success();
 }
 
 Result<void> GzipDecoder::start_member() {
-  z_stream& strm = inflater_->stream();
+  inflate_state& s = inflater_->state();
   OCIFS_TRY(refill());
-  if (strm.avail_in == 0) {
+  if (s.avail_in == 0) {
     if (members_ == 0) return decode_error("the blob is empty, not a gzip stream");
     state_ = State::done;
     return util::success();
   }
-  auto first = static_cast<unsigned char>(*strm.next_in);
+  auto first = *s.next_in;
   if (members_ > 0 && first == 0) {
     // Zero padding after the last member, as tar writers add to fill a record: allowed, but
     // nothing else may follow it.
     for (;;) {
-      const Bytef* p = strm.next_in;
-      const Bytef* end = p + strm.avail_in;
-      const Bytef* bad = std::find_if(p, end, [](Bytef b) { return b != 0; });
+      const std::uint8_t* p = s.next_in;
+      const std::uint8_t* end = p + s.avail_in;
+      const std::uint8_t* bad = std::find_if(p, end, [](std::uint8_t b) { return b != 0; });
       if (bad != end) {
-        strm.next_in += bad - p;
-        strm.avail_in -= static_cast<uInt>(bad - p);
+        s.next_in += bad - p;
+        s.avail_in -= static_cast<std::uint32_t>(bad - p);
         return decode_error("trailing garbage after zero padding");
       }
-      strm.next_in += strm.avail_in;
-      strm.avail_in = 0;
+      s.next_in += s.avail_in;
+      s.avail_in = 0;
       OCIFS_TRY(refill());
-      if (strm.avail_in == 0) break;
+      if (s.avail_in == 0) break;
     }
     state_ = State::done;
     return util::success();
   }
   if (members_ > 0 && first != 0x1f) return decode_error("trailing garbage after the last gzip member");
-  if (points_.empty() || decoded_ - points_.back().decoded_offset >= span_) OCIFS_TRY(record_point(true));
-  // zlib parses the header and checks the trailer. Its CRC-32 (~6% of a scan's CPU) is not
-  // redundant with the blob's sha256: the digest says the blob is the one named, the CRC that
-  // its deflate data decodes to what was compressed (a corrupt stream can inflate without error).
-  OCIFS_TRY(inflater_->reset(ZlibInflater::kGzipBits));
+  // RFC 1952: a reader must refuse reserved header flags (zlib does; ISA-L does not look).
+  OCIFS_TRY(ensure_input(4));
+  if (s.avail_in >= 4 && (s.next_in[3] & 0xe0)) return decode_error("reserved gzip header flags are set");
+  if (points_.empty() || decoded_ - points_.back().decoded_offset >= span_) record_point(true);
+  // ISA-L parses the header and checks the trailer. The CRC-32 is not redundant with the blob's
+  // sha256: the digest says the blob is the one named, the CRC that its deflate data decodes to
+  // what was compressed (a corrupt stream can inflate without error).
+  inflater_->start_member();
   ++members_;
   state_ = State::in_member;
   return util::success();
 }
 
 Result<std::size_t> GzipDecoder::inflate_some(std::span<std::byte> out) {
-  z_stream& strm = inflater_->stream();
+  inflate_state& s = inflater_->state();
   std::size_t produced = 0;
   while (produced < out.size() && state_ != State::done) {
     if (state_ == State::member_start) {
       OCIFS_TRY(start_member());
       continue;
     }
-    if (strm.avail_in == 0) {
-      OCIFS_TRY(refill());
-      if (strm.avail_in == 0)
-        return decode_error("unexpected end of data inside a gzip member (truncated blob)");
-    }
-    // Until a checkpoint is nearly due, inflate without stopping at block boundaries: each
-    // return copies up to 32 KiB into zlib's window, and deflate blocks are ~16-64 KiB decoded:
-    // stopping at every one cost ~35 ms of a 0.9 s cold index of the bench image. Stopping one byte short of
-    // the due point leaves every boundary at or after it to Z_BLOCK: the same checkpoints as Z_BLOCK
-    // throughout.
+    OCIFS_TRY(refill());
+    // Output stops exactly where the next checkpoint is due, so checkpoints land on span
+    // multiples of the decoded stream (unless a member ends or starts in between).
     std::size_t room = std::min<std::size_t>(out.size() - produced, 1u << 30);
-    int flush = Z_BLOCK;
     const std::uint64_t due = points_.back().decoded_offset + span_;
-    if (decoded_ + 1 < due) {
-      room = static_cast<std::size_t>(std::min<std::uint64_t>(room, due - 1 - decoded_));
-      flush = Z_NO_FLUSH;
-    }
-    strm.next_out = reinterpret_cast<Bytef*>(out.data() + produced);
-    strm.avail_out = static_cast<uInt>(room);
-    uInt before_out = strm.avail_out;
-    uInt before_in = strm.avail_in;
-    int ret = inflate(&strm, flush);
-    std::size_t n = before_out - strm.avail_out;
+    if (decoded_ < due) room = static_cast<std::size_t>(std::min<std::uint64_t>(room, due - decoded_));
+    s.next_out = reinterpret_cast<std::uint8_t*>(out.data() + produced);
+    s.avail_out = static_cast<std::uint32_t>(room);
+    std::uint32_t before_in = s.avail_in;
+    int ret = isal_inflate(&s);
+    std::size_t n = room - s.avail_out;
     if (n > 0 && hash_decoded_) decoded_hasher_.update(out.subspan(produced, n));
     produced += n;
     decoded_ += n;
-    if (ret == Z_STREAM_END) {
+    if (ret < 0 || ret == ISAL_NEED_DICT) return decode_error(IsalInflater::message(ret));
+    if (inflater_->member_done()) {
       state_ = State::member_start;
       continue;
     }
-    if (ret == Z_BUF_ERROR && n == 0 && before_in == strm.avail_in && strm.avail_in > 0) {
-      return decode_error("inflate made no progress");  // cannot happen with zlib; never spin
+    if (n == 0 && before_in == s.avail_in) {
+      if (eof_) return decode_error("unexpected end of data inside a gzip member (truncated blob)");
+      if (s.avail_in > 0) return decode_error("inflate made no progress");  // never spin
     }
-    if (ret != Z_OK && ret != Z_BUF_ERROR) {
-      return decode_error(ret == Z_NEED_DICT ? std::string("needs a preset dictionary")
-                                             : inflater_->message(ret));
-    }
-    // A block boundary that is not the end of the member: a resume point, if one is due.
-    if (flush == Z_BLOCK && (strm.data_type & 128) && !(strm.data_type & 64) &&
-        decoded_ - points_.back().decoded_offset >= span_) {
-      OCIFS_TRY(record_point(false));
-    }
+    if (decoded_ >= due && inflater_->resumable()) record_point(false);
   }
   return produced;
 }
@@ -320,8 +315,8 @@ Result<SeekIndex> GzipDecoder::finish() {
     if (n == 0) break;
   }
   finished_ = true;
-  OCIFS_ASSIGN(auto windows, deflater_->finish());
-  for (auto& w : windows) points_[w.point].window_deflated = std::move(w.deflated);
+  OCIFS_ASSIGN(auto states, packer_->finish());
+  for (auto& packed : states) points_[packed.point].state = std::move(packed.packed);
   if (hash_raw_) compressed_digest_ = raw_hasher_.hex_digest();
   if (hash_decoded_) decoded_digest_ = decoded_hasher_.hex_digest();
   SeekIndex index;

@@ -1,31 +1,35 @@
-// SeekIndex binary form. Version 1; all integers little-endian; no padding.
+// SeekIndex binary form. Version 2; all integers little-endian; no padding.
 //
 //   offset  size  field
 //   0       4     magic "OCSX"
-//   4       2     version = 1
+//   4       2     version = 2
 //   6       1     encoding: 0 tar, 1 gzip, 2 zstd
 //   7       1     flags: bit 0 = zstd_spilled (zstd only); other bits 0
 //   8       8     compressed_size
 //   16      8     decoded_size
 //   24      4     P = number of gzip checkpoints (0 unless gzip)
 //   28      4     F = number of zstd frames (0 unless zstd)
-//   32      ...   P checkpoints, sorted by strictly increasing decoded_offset, each:
-//                   +0   8  compressed_offset      (< compressed_size, non-decreasing)
+//   32      4     gzip state format (IsalInflater::kSnapshotFormat; 0 unless gzip). Another value
+//                 means checkpoints from another ISA-L build: the index is refused and rebuilt.
+//   36      ...   P checkpoints, sorted by strictly increasing decoded_offset, each:
+//                   +0   8  compressed_offset      (<= compressed_size, < at member starts;
+//                                              non-decreasing)
 //                   +8   8  decoded_offset         (<= decoded_size; the first is 0)
-//                   +16  1  bits                   (0-7; 0 at member starts)
-//                   +17  1  flags: bit 0 = member_start (the first point is one)
-//                   +18  4  W = window length      (<= 65536; 0 at member starts)
-//                   +22  W  window, zlib stream of <= 32 KiB (deflate level 1)
+//                   +16  1  flags: bit 0 = member_start (the first point is one)
+//                   +17  4  S = state length       (<= 128 KiB; 0 exactly at member starts)
+//                   +21  S  inflate state snapshot, one zstd frame
 //   ...     32*F  F frames, each four u64: compressed_offset, compressed_size, decoded_offset,
 //                 decoded_size. Decoded ranges are contiguous from 0 and add up to decoded_size;
 //                 compressed ranges are non-empty, ascending, disjoint and inside the blob.
 //   end-4   4     CRC-32 (zlib) of every byte before it
 //
-// Size: ~22 bytes + ~10 KiB of window per gzip checkpoint (~2% of the decoded size at the
+// Size: ~21 bytes + ~19 KiB of state per gzip checkpoint (~3.7% of the decoded size at the
 // default 512 KiB spans); 32 bytes per zstd frame.
 #include "ocifs/compress/seek_index.hpp"
 
 #include <zlib.h>
+
+#include "isal_inflater.hpp"
 
 #include <cstring>
 
@@ -33,13 +37,14 @@ namespace ocifs::compress {
 namespace {
 
 constexpr char kMagic[4] = {'O', 'C', 'S', 'X'};
-constexpr std::uint16_t kVersion = 1;
-constexpr std::size_t kHeaderSize = 32;
-constexpr std::size_t kPointFixedSize = 22;
+constexpr std::uint16_t kVersion = 2;
+constexpr std::size_t kHeaderSize = 36;
+constexpr std::size_t kPointFixedSize = 21;
 constexpr std::size_t kFrameSize = 32;
 constexpr std::size_t kCrcSize = 4;
-// A deflated 32 KiB window is at most ~32.8 KiB (stored blocks); anything bigger is damage.
-constexpr std::uint32_t kMaxWindow = 64u << 10;
+// A packed 87 KiB state is at most ~87 KiB (zstd stores incompressible data raw); anything
+// bigger is damage.
+constexpr std::uint32_t kMaxState = 128u << 10;
 
 void put(std::string& out, std::uint64_t value, int bytes) {
   for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
@@ -77,9 +82,9 @@ Error corrupt(std::string_view why) {
 
 std::string SeekIndex::serialize() const {
   std::string out;
-  std::size_t windows = 0;
-  for (const auto& p : gzip_points) windows += p.window_deflated.size();
-  out.reserve(kHeaderSize + gzip_points.size() * kPointFixedSize + windows + zstd_frames.size() * kFrameSize +
+  std::size_t states = 0;
+  for (const auto& p : gzip_points) states += p.state.size();
+  out.reserve(kHeaderSize + gzip_points.size() * kPointFixedSize + states + zstd_frames.size() * kFrameSize +
               kCrcSize);
   out.append(kMagic, sizeof kMagic);
   put(out, kVersion, 2);
@@ -89,13 +94,13 @@ std::string SeekIndex::serialize() const {
   put(out, decoded_size, 8);
   put(out, gzip_points.size(), 4);
   put(out, zstd_frames.size(), 4);
+  put(out, encoding == Encoding::gzip ? IsalInflater::kSnapshotFormat : 0, 4);
   for (const auto& p : gzip_points) {
     put(out, p.compressed_offset, 8);
     put(out, p.decoded_offset, 8);
-    put(out, p.bits, 1);
     put(out, p.member_start ? 1 : 0, 1);
-    put(out, p.window_deflated.size(), 4);
-    out += p.window_deflated;
+    put(out, p.state.size(), 4);
+    out += p.state;
   }
   for (const auto& f : zstd_frames) {
     put(out, f.compressed_offset, 8);
@@ -119,7 +124,7 @@ Result<SeekIndex> SeekIndex::deserialize(std::string_view bytes) {
   }
   if (std::memcmp(body.data(), kMagic, sizeof kMagic) != 0) return corrupt("bad magic");
   Reader in(body.substr(sizeof kMagic));
-  std::uint64_t version = 0, encoding = 0, flags = 0, points = 0, frames = 0;
+  std::uint64_t version = 0, encoding = 0, flags = 0, points = 0, frames = 0, state_format = 0;
   SeekIndex index;
   in.get(version, 2);
   in.get(encoding, 1);
@@ -128,6 +133,7 @@ Result<SeekIndex> SeekIndex::deserialize(std::string_view bytes) {
   in.get(index.decoded_size, 8);
   in.get(points, 4);
   in.get(frames, 4);
+  in.get(state_format, 4);
   if (version != kVersion) return corrupt(fmt::format("format version {}, expected {}", version, kVersion));
   if (encoding > static_cast<std::uint64_t>(Encoding::zstd))
     return corrupt(fmt::format("unknown encoding {}", encoding));
@@ -137,6 +143,8 @@ Result<SeekIndex> SeekIndex::deserialize(std::string_view bytes) {
   if (index.zstd_spilled && index.encoding != Encoding::zstd)
     return corrupt("spilled flag on a non-zstd index");
   if (points > 0 && index.encoding != Encoding::gzip) return corrupt("gzip checkpoints in a non-gzip index");
+  if (state_format != (index.encoding == Encoding::gzip ? IsalInflater::kSnapshotFormat : 0))
+    return corrupt("gzip checkpoints made by another ISA-L build");
   if (frames > 0 && index.encoding != Encoding::zstd) return corrupt("zstd frames in a non-zstd index");
   if (index.encoding == Encoding::tar && index.compressed_size != index.decoded_size) {
     return corrupt("tar index with different sizes");
@@ -151,20 +159,18 @@ Result<SeekIndex> SeekIndex::deserialize(std::string_view bytes) {
   index.gzip_points.reserve(points);
   for (std::uint64_t i = 0; i < points; ++i) {
     GzipCheckpoint p;
-    std::uint64_t bits = 0, pflags = 0, window = 0;
-    if (!in.get(p.compressed_offset, 8) || !in.get(p.decoded_offset, 8) || !in.get(bits, 1) ||
-        !in.get(pflags, 1) || !in.get(window, 4)) {
+    std::uint64_t pflags = 0, state = 0;
+    if (!in.get(p.compressed_offset, 8) || !in.get(p.decoded_offset, 8) || !in.get(pflags, 1) ||
+        !in.get(state, 4)) {
       return corrupt(fmt::format("checkpoint {} is cut short", i));
     }
-    if (bits > 7 || (pflags & ~std::uint64_t{1}) || window > kMaxWindow)
-      return corrupt(fmt::format("checkpoint {} is invalid", i));
-    p.bits = static_cast<std::uint8_t>(bits);
     p.member_start = pflags & 1;
-    if (p.member_start && (bits != 0 || window != 0))
+    if ((pflags & ~std::uint64_t{1}) || state > kMaxState || p.member_start != (state == 0))
       return corrupt(fmt::format("checkpoint {} is invalid", i));
-    if (!in.get(p.window_deflated, window)) return corrupt(fmt::format("checkpoint {} is cut short", i));
-    if (p.compressed_offset >= index.compressed_size || p.decoded_offset > index.decoded_size ||
-        (p.bits > 0 && p.compressed_offset == 0)) {
+    if (!in.get(p.state, state)) return corrupt(fmt::format("checkpoint {} is cut short", i));
+    // A state may hold the last bytes of the blob in its bit buffer: it can sit at the end.
+    if (p.compressed_offset > index.compressed_size ||
+        (p.member_start && p.compressed_offset == index.compressed_size) || p.decoded_offset > index.decoded_size) {
       return corrupt(fmt::format("checkpoint {} lies outside the stream", i));
     }
     if (i == 0 && (p.decoded_offset != 0 || !p.member_start))

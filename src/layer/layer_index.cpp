@@ -47,7 +47,8 @@ namespace ocifs::layer {
 namespace {
 
 constexpr std::string_view kMagic = "OCIFSIDX";
-constexpr std::uint32_t kFormatVersion = 2;
+// 3: the embedded seek index holds ISA-L inflate states (seek index version 2).
+constexpr std::uint32_t kFormatVersion = 3;
 constexpr std::size_t kHeaderSize = 104;
 constexpr std::size_t kBlockDigestSize = 32;
 constexpr std::size_t kEntrySize = 81;

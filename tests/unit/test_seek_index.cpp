@@ -60,7 +60,7 @@ bool same(const SeekIndex& a, const SeekIndex& b) {
   for (std::size_t i = 0; i < a.gzip_points.size(); ++i) {
     const auto &p = a.gzip_points[i], &q = b.gzip_points[i];
     if (p.compressed_offset != q.compressed_offset || p.decoded_offset != q.decoded_offset ||
-        p.bits != q.bits || p.member_start != q.member_start || p.window_deflated != q.window_deflated) {
+        p.member_start != q.member_start || p.state != q.state) {
       return false;
     }
   }
@@ -118,7 +118,7 @@ TEST_CASE("seek index: round trips") {
     SeekIndex empty_gzip;
     empty_gzip.encoding = Encoding::gzip;
     empty_gzip.compressed_size = 20;
-    empty_gzip.gzip_points.push_back(GzipCheckpoint{0, 0, 0, {}, true});
+    empty_gzip.gzip_points.push_back(GzipCheckpoint{0, 0, true, {}});
     REQUIRE(SeekIndex::deserialize(empty_gzip.serialize()).ok());
   }
 }
@@ -164,7 +164,7 @@ TEST_CASE("seek index: inconsistent contents are rejected") {
   }
   SECTION("version and encoding") {
     std::string bytes = gzip_index().serialize();
-    bytes[4] = 2;
+    bytes[4] = 1;  // version 1 held zlib windows
     CHECK_THAT(SeekIndex::deserialize(with_crc(bytes)).error().message, Catch::Contains("version"));
     bytes = gzip_index().serialize();
     bytes[6] = 7;
@@ -179,10 +179,10 @@ TEST_CASE("seek index: inconsistent contents are rejected") {
     i2.gzip_points[0].decoded_offset = 1;
     expect_rejected(i2);
     SeekIndex i3 = base;
-    i3.gzip_points[2].bits = 9;
+    i3.gzip_points[2].member_start = true;  // a member start carrying a state
     expect_rejected(i3);
     SeekIndex i4 = base;
-    i4.gzip_points.back().compressed_offset = base.compressed_size;
+    i4.gzip_points.back().compressed_offset = base.compressed_size + 1;
     expect_rejected(i4);
     SeekIndex i5 = base;
     i5.gzip_points.back().decoded_offset = base.decoded_size + 1;
@@ -191,7 +191,7 @@ TEST_CASE("seek index: inconsistent contents are rejected") {
     i6.gzip_points[5].compressed_offset = i6.gzip_points[4].compressed_offset - 1;
     expect_rejected(i6);
     SeekIndex i7 = base;
-    i7.gzip_points[1].window_deflated.assign(70000, 'w');
+    i7.gzip_points[1].state.assign(140000, 'w');
     expect_rejected(i7);
     SeekIndex i8 = base;
     i8.gzip_points.clear();
@@ -199,6 +199,13 @@ TEST_CASE("seek index: inconsistent contents are rejected") {
     SeekIndex i9 = base;
     i9.encoding = Encoding::zstd;
     expect_rejected(i9);
+  }
+  SECTION("gzip checkpoints from another ISA-L build are refused") {
+    std::string bytes = gzip_index().serialize();
+    bytes[32] = static_cast<char>(bytes[32] ^ 1);  // the state format
+    auto loaded = SeekIndex::deserialize(with_crc(bytes));
+    REQUIRE(!loaded.ok());
+    CHECK_THAT(loaded.error().message, Catch::Contains("another ISA-L build"));
   }
   SECTION("zstd frames") {
     SeekIndex base = zstd_index(false);

@@ -1,4 +1,4 @@
-// GzipCursor: one live raw-inflate stream over a gzip blob, positioned by the checkpoints of its
+// GzipCursor: one live ISA-L inflate stream over a gzip blob, positioned by the checkpoints of its
 // SeekIndex. Reads at or after its position continue decoding as long as no checkpoint lies
 // between the position and the offset asked for; anything else restarts from the last checkpoint
 // at or before the offset. Crosses member boundaries. Not synchronised: one user at a time.
@@ -11,7 +11,7 @@
 
 namespace ocifs::compress {
 
-class ZlibInflater;
+class IsalInflater;
 
 class GzipCursor final : public ReadCursor {
  public:
@@ -25,16 +25,16 @@ class GzipCursor final : public ReadCursor {
   Result<void> restart(const GzipCheckpoint& point);
   // Fills `out` completely (callers clamp it to the decoded size) or fails.
   Result<void> inflate_into(std::span<std::byte> out);
+  Result<void> check_trailer();
   Result<void> refill();
   std::uint64_t consumed() const;
   Error error(std::string_view reason) const;
 
   std::shared_ptr<const SeekIndex> index_;
   io::BlobSourcePtr blob_;
-  std::unique_ptr<ZlibInflater> inflater_;
-  bool live_ = false;        // the stream is positioned at position_
-  bool raw_ = false;         // inflating raw deflate (resumed mid-member), so trailers are ours to skip
-  bool member_end_ = false;  // the current member's deflate stream has ended
+  std::unique_ptr<IsalInflater> inflater_;
+  bool live_ = false;  // the stream is positioned at position_
+  bool eof_ = false;   // the blob has no more bytes
   std::uint64_t position_ = 0;
   std::vector<std::byte> in_;
   std::uint64_t in_offset_ = 0;  // compressed offset of in_[0]

@@ -1,9 +1,8 @@
-// GzipDecoder: the StreamDecoder of a gzip layer (one or more members). Inflates with zlib in
-// Z_BLOCK mode and records a zran-style GzipCheckpoint about every ScanOptions::gzip_span decoded
-// bytes at a deflate block boundary (member starts need no window and are preferred when due).
-// Hashes every raw blob byte (unless ScanOptions::hash_compressed is off), and the decoded stream
-// on request. Checkpoint windows are deflated on a worker thread. One per scan; not synchronised
-// (the worker is internal).
+// GzipDecoder: the StreamDecoder of a gzip layer (one or more members). Inflates with ISA-L and
+// records a GzipCheckpoint every ScanOptions::gzip_span decoded bytes (a snapshot of the inflate
+// state; member starts need none and are preferred when due). Hashes every raw blob byte (unless
+// ScanOptions::hash_compressed is off), and the decoded stream on request. Checkpoint states are
+// compressed on a worker thread. One per scan; not synchronised (the worker is internal).
 #pragma once
 
 #include <memory>
@@ -14,8 +13,8 @@
 
 namespace ocifs::compress {
 
-class ZlibInflater;
-class WindowDeflater;
+class IsalInflater;
+class StatePacker;
 
 class GzipDecoder final : public StreamDecoder {
  public:
@@ -34,25 +33,28 @@ class GzipDecoder final : public StreamDecoder {
 
   // Inflates up to out.size() bytes; returns 0 only at the end of the stream.
   Result<std::size_t> inflate_some(std::span<std::byte> out);
-  // Reads the next block of the blob into in_ once zlib has consumed the previous one.
+  // Reads the next block of the blob into in_ once ISA-L has consumed the previous one.
   Result<void> refill();
+  // Makes at least `count` bytes available at next_in unless the blob ends first.
+  Result<void> ensure_input(std::size_t count);
   // Handles the bytes after a member: another member, zero padding to the end, or the end.
   Result<void> start_member();
-  Result<void> record_point(bool member_start);
-  std::uint64_t consumed() const;  // compressed offset of the next byte zlib has not taken
+  void record_point(bool member_start);
+  std::uint64_t consumed() const;  // compressed offset of the next byte ISA-L has not taken
   Error decode_error(std::string_view reason) const;
 
   io::BlobSourcePtr blob_;
   std::uint64_t span_;
   bool hash_raw_;
   bool hash_decoded_;
-  std::unique_ptr<ZlibInflater> inflater_;
-  std::unique_ptr<WindowDeflater> deflater_;
+  std::unique_ptr<IsalInflater> inflater_;
+  std::unique_ptr<StatePacker> packer_;
   State state_ = State::member_start;
   std::uint64_t members_ = 0;
   std::vector<std::byte> in_;
   std::uint64_t in_offset_ = 0;  // compressed offset of in_[0]
   std::size_t in_size_ = 0;      // valid bytes in in_
+  bool eof_ = false;             // the blob has no more bytes
   std::vector<std::byte> out_;   // decoded bytes not yet handed out, for small reads and skip
   std::size_t pending_offset_ = 0;
   std::size_t pending_size_ = 0;

@@ -1,7 +1,7 @@
 // GzipReader: the SeekableReader of a gzip layer. Reads are served from decoded spans (the bytes
 // between two checkpoints) kept in a SpanCache: a span is inflated from its checkpoint as far as
 // a read needs and extended by later reads, so reading files in layer order inflates each byte
-// once, and a random read costs on average half a span of inflate (~1 ms at 512 KiB spans).
+// once, and a random read costs on average half a span of inflate (~0.5 ms at 512 KiB spans).
 // Once a span has served several reads and one passes its middle (files read in layer order),
 // the next two spans are inflated on the cache's read-ahead thread, so inflate runs ahead of
 // whoever consumes the bytes instead of in turn with them.

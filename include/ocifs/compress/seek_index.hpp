@@ -11,16 +11,15 @@
 
 namespace ocifs::compress {
 
-// A zran-style resume point inside a gzip stream (zlib examples/zran.c).
+// A resume point inside a gzip stream: either the start of a member, or a snapshot of the
+// ISA-L inflate state taken between two calls (it holds the bit buffer, the current block's
+// decoding tables and the last 32 KiB of output; see src/compress/isal_inflater.hpp).
 struct GzipCheckpoint {
-  std::uint64_t compressed_offset = 0;  // first byte not yet consumed (after `bits` leftover bits)
+  std::uint64_t compressed_offset = 0;  // the next blob byte the decoder reads from here
   std::uint64_t decoded_offset = 0;     // decoded stream position of this point
-  std::uint8_t bits = 0;                // 0-7 bits of the byte before compressed_offset to prime
-  // The 32 KiB of output before this point (less at the start of a member), deflated with zlib
-  // level 1 to keep the index near 1% of the decoded size instead of 3%. Empty at the start of
-  // a gzip member, where no dictionary is needed (then compressed_offset is the member header).
-  std::string window_deflated;
-  bool member_start = false;  // the point is the beginning of a gzip member (header)
+  bool member_start = false;            // the point is a gzip member header: no state needed
+  // The inflate state, zstd-compressed (~19 KiB of 87 KiB); empty at member starts.
+  std::string state;
 };
 
 // One zstd frame: where it starts in the blob and in the decoded stream.
@@ -35,7 +34,7 @@ struct SeekIndex {
   Encoding encoding = Encoding::tar;
   std::uint64_t compressed_size = 0;
   std::uint64_t decoded_size = 0;
-  std::vector<GzipCheckpoint> gzip_points;  // sorted by decoded_offset; first at 0
+  std::vector<GzipCheckpoint> gzip_points;  // sorted by decoded_offset; first at 0, a member start
   std::vector<ZstdFrame> zstd_frames;       // sorted; skippable frames are not listed
   // zstd whose frames are too large to decode per read (one frame, or frames over
   // kSpillFrameSize): the decoded stream is kept in the cache and read with pread.
