@@ -398,7 +398,11 @@ struct RegistryClient::Impl {
           continue;
         return resp;
       }
-      if (redirected && !x.blob_digest.empty() && is_success(resp.status)) remember_url(ep, x.blob_digest, url);
+      // Only URLs on another origin are kept: they are the signed CDN URLs that save a round trip
+      // to the registry (and are used without Authorization).
+      if (redirected && !at_registry && !x.blob_digest.empty() && is_success(resp.status)) {
+        remember_url(ep, x.blob_digest, url);
+      }
       return resp;
     }
   }

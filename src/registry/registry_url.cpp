@@ -172,17 +172,28 @@ std::string redact_url(std::string_view url) {
 std::string redact_header(std::string_view line) {
   static constexpr std::array<std::string_view, 4> kSecret = {"authorization", "proxy-authorization", "cookie",
                                                                "set-cookie"};
-  auto colon = line.find(':');
+  std::string_view ending = line.ends_with("\r\n") ? "\r\n" : line.ends_with('\n') ? "\n" : "";
+  std::string_view body = line.substr(0, line.size() - ending.size());
+  // A request line ("GET /path?query HTTP/1.1"): signed URLs carry their signature in the query.
+  auto sp = body.find(' ');
+  if (sp != std::string_view::npos && sp > 0 && body.rfind(" HTTP/") > sp &&
+      std::all_of(body.begin(), body.begin() + sp, [](unsigned char c) { return std::isupper(c); })) {
+    auto end = body.rfind(" HTTP/");
+    auto target = body.substr(sp + 1, end - sp - 1);
+    return fmt::format("{} {}{}{}", body.substr(0, sp), redact_url(target), body.substr(end), ending);
+  }
+  auto colon = body.find(':');
   if (colon == std::string_view::npos) return std::string(line);
-  auto name = lower(line.substr(0, colon));
+  auto name = lower(body.substr(0, colon));
   while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.pop_back();
+  if (name == "location" || name == "content-location") {
+    auto value = body.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    return fmt::format("{}: {}{}", body.substr(0, colon), redact_url(value), ending);
+  }
   if (std::find(kSecret.begin(), kSecret.end(), name) == kSecret.end()) return std::string(line);
-  std::string out(line.substr(0, colon));
-  out += ": <redacted>";
   // Keep the line ending, so multi-line debug blocks stay readable.
-  if (line.ends_with("\r\n")) out += "\r\n";
-  else if (line.ends_with('\n')) out += '\n';
-  return out;
+  return fmt::format("{}: <redacted>{}", body.substr(0, colon), ending);
 }
 
 }  // namespace ocifs::registry

@@ -255,4 +255,7 @@ TEST_CASE("redaction keeps secrets out of logs") {
   CHECK(redact_header("Set-Cookie: a=b") == "Set-Cookie: <redacted>");
   CHECK(redact_header("Accept: application/json") == "Accept: application/json");
   CHECK(redact_header("GET /v2/ HTTP/1.1") == "GET /v2/ HTTP/1.1");
+  CHECK(redact_header("GET /cdn/blob?X-Amz-Signature=abc HTTP/1.1\r\n") == "GET /cdn/blob?<redacted> HTTP/1.1\r\n");
+  CHECK(redact_header("location: https://cdn/x?sig=secret") == "location: https://cdn/x?<redacted>");
+  CHECK(redact_header("HTTP/1.1 307 Temporary Redirect") == "HTTP/1.1 307 Temporary Redirect");
 }

@@ -16,6 +16,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+#include <sstream>
 #include <thread>
 
 #include "ocifs/registry/http_client.hpp"
@@ -804,4 +807,40 @@ TEST_CASE("registry: many threads reading ranges at once share one client") {
   CHECK(s["token_requests"] == 1);
   CHECK(s["pings"] == 1);
   CHECK(s["cdn_with_auth"] == 0);
+}
+
+TEST_CASE("registry: debug and trace logs never show credentials, tokens or URL signatures") {
+  if (!python_available()) return;
+  std::ostringstream log;
+  auto previous = spdlog::default_logger();
+  auto logger = std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::ostream_sink_mt>(log));
+  logger->set_level(spdlog::level::trace);
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::trace);
+  {
+    FakeRegistry basic(json{{"auth", "basic"}, {"user", "carol"}, {"password", "hunter2hunter2"}});
+    auto digest = basic.put_blob(random_blob(5000, 9));
+    basic.set("redirect", "1");
+    auto opts = basic.options();
+    opts.creds = "carol:hunter2hunter2";
+    std::vector<std::byte> buf(100);
+    auto r = make_client(basic, opts)->read_blob_range(digest, 10, buf);
+    if (!r) FAIL(r.error().message);
+
+    FakeRegistry bearer;
+    auto d2 = bearer.put_blob("x");
+    REQUIRE(make_client(bearer, bearer.options())->get_blob(d2, 10).ok());
+  }
+  spdlog::set_default_logger(previous);
+  spdlog::set_level(spdlog::level::warn);
+  auto text = log.str();
+  CHECK_THAT(text, Catch::Contains("Authorization: <redacted>"));
+  CHECK_THAT(text, Catch::Contains("?<redacted>"));
+  CHECK_THAT(text, Catch::Contains("GET http://127.0.0.1:"));  // the request summaries are there
+  CHECK_THAT(text, !Catch::Contains("hunter2"));
+  CHECK_THAT(text, !Catch::Contains("Y2Fyb2w6aHVudGVyMmh1bnRlcjI="));  // base64 of carol:hunter2hunter2
+  CHECK_THAT(text, !Catch::Contains("X-Amz-Signature=secret"));
+  CHECK_THAT(text, !Catch::Contains("Authorization: Bearer"));
+  CHECK_THAT(text, Catch::Contains("WWW-Authenticate: Bearer realm="));  // challenges are no secret
+  CHECK_THAT(text, !Catch::Contains("\"token\""));
 }

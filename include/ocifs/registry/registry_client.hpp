@@ -4,9 +4,12 @@
 // backoff and deadlines.
 //
 // Thread-safe: one instance per registry host + repository, shared by all FUSE and indexing
-// threads. Per-endpoint state (ping result, TLS settings) is set up once under that endpoint's
-// mutex; the resolved blob URLs have their own mutex; the Authenticator locks itself (see
-// authenticator.hpp); these locks never nest with each other. TransferStats are atomics.
+// threads. Each endpoint's ping runs once under that endpoint's mutex (other threads wait for
+// it); the resolved blob URLs have their own mutex; the Authenticator locks itself (see
+// authenticator.hpp); TLS settings of other hosts (CDNs, token servers) sit behind one more.
+// Lock order where they nest: endpoint ping mutex, then the Authenticator's, then the TLS
+// settings mutex; the URL mutex is never held with another. No lock is held while a blob
+// request runs (a token fetch holds the Authenticator's). TransferStats are atomics.
 #pragma once
 
 #include <chrono>

@@ -38,7 +38,8 @@ bool is_loopback_host(std::string_view host);
 // their signature in the query): "https://cdn.example.com/blob?<redacted>".
 std::string redact_url(std::string_view url);
 // For debug logs of header lines: the value of Authorization, Proxy-Authorization, Cookie and
-// Set-Cookie becomes "<redacted>"; other lines are returned unchanged.
+// Set-Cookie becomes "<redacted>"; Location values and request-line targets lose their query
+// (redact_url); other lines are returned unchanged.
 std::string redact_header(std::string_view line);
 
 }  // namespace ocifs::registry
