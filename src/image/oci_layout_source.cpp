@@ -13,8 +13,6 @@ namespace {
 // largest configs (long histories) a few hundred KiB.
 constexpr std::uint64_t kMaxDocument = 16u << 20;
 constexpr std::uint64_t kMaxConfig = 64u << 20;
-// Nested indexes followed before giving up (real images nest at most once).
-constexpr int kMaxDepth = 8;
 
 constexpr std::string_view kRefName = "org.opencontainers.image.ref.name";
 constexpr std::string_view kContainerdName = "io.containerd.image.name";
@@ -68,44 +66,6 @@ Result<std::string> read_verified(const Context& ctx, const oci::Descriptor& d, 
                       ctx.name, what, blob->describe(), actual);
   }
   return bytes;
-}
-
-bool is_attestation(const oci::Descriptor& d) {
-  if (annotation(d, "vnd.docker.reference.type") == "attestation-manifest") return true;
-  return d.platform && d.platform->os == "unknown" && d.platform->architecture == "unknown";
-}
-
-std::string platform_list(const std::vector<oci::Descriptor>& list) {
-  std::string out;
-  for (const auto& d : list) {
-    if (is_attestation(d)) continue;
-    if (!out.empty()) out += ", ";
-    out += d.platform ? d.platform->normalized().str() : fmt::format("{} (no platform)", d.digest);
-  }
-  return out.empty() ? std::string("none") : out;
-}
-
-// The best entry of a manifest list for `wanted`: highest platform_match_score, first on ties;
-// attestation manifests never; entries without a platform only when nothing matches better.
-Result<oci::Descriptor> choose_platform(const Context& ctx, const std::vector<oci::Descriptor>& list,
-                                        const oci::Platform& wanted) {
-  const oci::Descriptor* best = nullptr;
-  int best_score = 0;
-  for (const auto& d : list) {
-    if (is_attestation(d)) continue;
-    int score = d.platform ? oci::platform_match_score(wanted, *d.platform) : 1;
-    if (score > best_score) {
-      best = &d;
-      best_score = score;
-    }
-  }
-  if (!best) {
-    return make_error(
-        std::errc::no_such_file_or_directory,
-        "cannot resolve {}: no image for platform {} (available: {}); choose one with --platform", ctx.name,
-        wanted.normalized().str(), platform_list(list));
-  }
-  return *best;
 }
 
 // Reference-normalised form of a name for loose matching ("busybox:latest" ==
@@ -203,68 +163,17 @@ Result<ResolvedImage> resolve_oci_layout(const LayoutFiles& files, const oci::Im
     chosen = candidates.front();
   } else {
     image.platform_choices = candidates;
-    OCIFS_ASSIGN(chosen, choose_platform(ctx, candidates, wanted));
+    OCIFS_ASSIGN(chosen, detail::choose_platform(ctx.name, candidates, wanted));
   }
 
-  std::string manifest_json;
-  for (int depth = 0;; ++depth) {
-    if (depth > kMaxDepth) {
-      return make_error(std::errc::too_many_symbolic_link_levels,
-                        "cannot resolve {}: indexes nest more than {} deep (a loop?)", ctx.name, kMaxDepth);
-    }
-    const bool index_type = oci::is_index_media_type(chosen.media_type);
-    OCIFS_ASSIGN(auto bytes, read_verified(ctx, chosen, index_type ? "index" : "manifest", kMaxDocument));
-    auto media_type = chosen.media_type;
-    if (media_type.empty()) {
-      OCIFS_ASSIGN(media_type, oci::sniff_media_type(bytes, chosen.digest));
-    }
-    if (oci::is_index_media_type(media_type)) {
-      OCIFS_ASSIGN(auto nested, oci::parse_index(bytes, fmt::format("index {}", chosen.digest)));
-      image.platform_choices = nested.manifests;
-      OCIFS_ASSIGN(chosen, choose_platform(ctx, nested.manifests, wanted));
-      continue;
-    }
-    if (!oci::is_manifest_media_type(media_type) && media_type != oci::media_type::kDockerSchema1 &&
-        media_type != oci::media_type::kDockerSchema1Signed) {
-      return make_error(
-          std::errc::not_supported,
-          "cannot resolve {}: {} has media type \"{}\", which is neither an image manifest nor an index",
-          ctx.name, chosen.digest, media_type);
-    }
-    manifest_json = std::move(bytes);
-    break;
-  }
-  OCIFS_ASSIGN(image.manifest,
-               oci::parse_manifest(manifest_json, fmt::format("{} ({})", chosen.digest, ctx.name)));
-  image.manifest_json = std::move(manifest_json);
-  image.manifest_descriptor = chosen;
-  if (image.manifest_descriptor.media_type.empty())
-    image.manifest_descriptor.media_type = image.manifest.media_type;
-
-  const auto& config_desc = image.manifest.config;
-  if (!config_desc.media_type.empty() && config_desc.media_type != oci::media_type::kOciConfig &&
-      config_desc.media_type != oci::media_type::kDockerConfig) {
-    return make_error(std::errc::not_supported,
-                      "cannot resolve {}: manifest {} is not a container image (config media type \"{}\")",
-                      ctx.name, chosen.digest, config_desc.media_type);
-  }
-  OCIFS_ASSIGN(image.config_json, read_verified(ctx, config_desc, "config", kMaxConfig));
-  OCIFS_ASSIGN(image.config,
-               oci::parse_config(image.config_json, fmt::format("config {}", config_desc.digest)));
-  if (!image.manifest_descriptor.platform && !image.config.platform.architecture.empty()) {
-    image.manifest_descriptor.platform = image.config.platform;
-  }
-  OCIFS_TRY(detail::check_platform(ctx.name, options.platform, image.config.platform));
-
-  const auto& layers = image.manifest.layers;
-  for (std::size_t i = 0; i < layers.size(); ++i) {
-    const auto& d = layers[i];
-    auto name = detail::layer_name(i, d.digest);
-    if (!oci::is_layer_media_type(d.media_type)) {
-      return make_error(std::errc::not_supported,
-                        "cannot resolve {}: {} has media type \"{}\", which is not a container image layer",
-                        ctx.name, name, d.media_type.empty() ? std::string("(none)") : d.media_type);
-    }
+  auto fetch = [&](const oci::Descriptor& d, std::string_view what) {
+    return read_verified(ctx, d, what, what == "config" ? kMaxConfig : kMaxDocument);
+  };
+  OCIFS_TRY(detail::follow_indexes(ctx.name, chosen, wanted, fetch, image));
+  OCIFS_TRY(detail::read_config(ctx.name, options, fetch, image));
+  for (std::size_t i = 0; i < image.manifest.layers.size(); ++i) {
+    const auto& d = image.manifest.layers[i];
+    OCIFS_ASSIGN(auto name, detail::checked_layer_name(ctx.name, i, d));
     OCIFS_ASSIGN(auto blob, open_blob(ctx, d, name));
     image.layers.push_back(layer::LayerBlob{std::move(blob), d.digest, false, std::move(name)});
   }
