@@ -8,6 +8,7 @@
 #include <random>
 
 #include "ocifs/io/file_source.hpp"
+#include "ocifs/util/sha256.hpp"
 
 namespace ocifs::cache {
 
@@ -48,7 +49,7 @@ fs::path Cache::default_root() {
 
 Result<Cache> Cache::open(fs::path root) {
   std::error_code ec;
-  for (const char* sub : {"index/sha256", "decoded/sha256", "tmp"}) {
+  for (const char* sub : {"index/sha256", "decoded/sha256", "documents/sha256", "refs", "tmp"}) {
     fs::create_directories(root / sub, ec);
     if (ec) return util::errno_error(ec.value(), fmt::format("cannot create cache directory {}", (root / sub).string()));
   }
@@ -89,6 +90,72 @@ void Cache::remove_index(std::string_view digest) const {
     path += ".idx";
     ::unlink(path.c_str());
   }
+}
+
+Result<std::optional<std::string>> Cache::read_document(std::string_view digest) const {
+  OCIFS_ASSIGN(auto rel, digest_path(digest));
+  auto path = root_ / "documents" / rel;
+  auto bytes = io::read_file(path, std::uint64_t{64} << 20);
+  if (!bytes) {
+    if (bytes.error().code == std::errc::no_such_file_or_directory) return std::optional<std::string>();
+    return std::move(bytes).error();
+  }
+  if ("sha256:" + util::sha256_hex(*bytes) != digest) {
+    ::unlink(path.c_str());
+    return std::optional<std::string>();
+  }
+  return std::optional<std::string>(std::move(bytes).value());
+}
+
+Result<void> Cache::write_document(std::string_view digest, std::string_view bytes) const {
+  OCIFS_ASSIGN(auto rel, digest_path(digest));
+  return io::write_file_atomic(root_ / "documents" / rel, bytes);
+}
+
+Result<fs::path> Cache::ref_path(std::string_view host, std::string_view repository, std::string_view tag) const {
+  // Hosts, repository components and tags are [A-Za-z0-9._:-] plus '[' ']' for IPv6; anything
+  // else, and '.' or '..' as a component, cannot be a path here.
+  auto safe = [](std::string_view part) {
+    return !part.empty() && part != "." && part != ".." &&
+           part.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-[]") ==
+               std::string_view::npos;
+  };
+  fs::path path = root_ / "refs";
+  bool ok = safe(host) && safe(tag);
+  path /= std::string(host);
+  for (std::size_t start = 0; ok;) {
+    auto slash = repository.find('/', start);
+    auto part = repository.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+    ok = safe(part);
+    path /= std::string(part);
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  if (!ok) {
+    return make_error(std::errc::invalid_argument, "cannot use {}/{}:{} as a cache key", host, repository, tag);
+  }
+  return path / std::string(tag);
+}
+
+Result<std::optional<std::string>> Cache::read_ref(std::string_view host, std::string_view repository,
+                                                   std::string_view tag) const {
+  OCIFS_ASSIGN(auto path, ref_path(host, repository, tag));
+  auto bytes = io::read_file(path, 1024);
+  if (!bytes) {
+    if (bytes.error().code == std::errc::no_such_file_or_directory) return std::optional<std::string>();
+    return std::move(bytes).error();
+  }
+  if (!digest_path(*bytes)) return std::optional<std::string>();  // damaged: as if never resolved
+  return std::optional<std::string>(std::move(bytes).value());
+}
+
+Result<void> Cache::write_ref(std::string_view host, std::string_view repository, std::string_view tag,
+                              std::string_view digest) const {
+  OCIFS_ASSIGN(auto path, ref_path(host, repository, tag));
+  std::error_code ec;
+  fs::create_directories(path.parent_path(), ec);
+  if (ec) return util::errno_error(ec.value(), fmt::format("cannot create {}", path.parent_path().string()));
+  return io::write_file_atomic(path, digest);
 }
 
 fs::path Cache::decoded_path(std::string_view digest) const {

@@ -77,6 +77,25 @@ TEST_CASE("atomic files and the cache layout") {
   REQUIRE(pending->write("abc").ok());
   REQUIRE(pending->commit().ok());
   CHECK(*io::read_file(cache->decoded_path(digest), 100) == "abc");
+
+  // Documents are checked against their digest on read; a damaged one reads as absent.
+  std::string doc = R"({"schemaVersion":2})";
+  std::string doc_digest = "sha256:" + util::sha256_hex(doc);
+  CHECK_FALSE(cache->read_document(doc_digest)->has_value());
+  REQUIRE(cache->write_document(doc_digest, doc).ok());
+  CHECK(cache->read_document(doc_digest)->value() == doc);
+  REQUIRE(cache->write_document(digest, doc).ok());  // stored under the wrong digest
+  CHECK_FALSE(cache->read_document(digest)->has_value());
+
+  // Refs: one file per host/repository/tag; nothing can name a path outside refs/.
+  CHECK_FALSE(cache->read_ref("127.0.0.1:5000", "team/app", "v1")->has_value());
+  REQUIRE(cache->write_ref("127.0.0.1:5000", "team/app", "v1", doc_digest).ok());
+  CHECK(cache->read_ref("127.0.0.1:5000", "team/app", "v1")->value() == doc_digest);
+  CHECK(cache->write_ref("[::1]:5000", "library/debian", "bookworm", doc_digest).ok());
+  CHECK_FALSE(cache->write_ref("host", "../../etc", "x", doc_digest).ok());
+  CHECK_FALSE(cache->write_ref("host", "a//b", "x", doc_digest).ok());
+  CHECK_FALSE(cache->write_ref("..", "a", "x", doc_digest).ok());
+  CHECK_FALSE(cache->write_ref("host", "a", "x/y", doc_digest).ok());
   std::filesystem::remove_all(dir);
 }
 

@@ -2,6 +2,8 @@
 //
 //   ROOT/index/sha256/<hex>.idx      layer indexes (LayerIndex::serialize)
 //   ROOT/decoded/sha256/<hex>        decoded streams of zstd layers that cannot be read per frame
+//   ROOT/documents/sha256/<hex>      registry manifests, indexes and configs (checked on read)
+//   ROOT/refs/<host>/<repository>/<tag>  the manifest digest a registry tag last resolved to
 //   ROOT/tmp/                        temp files, renamed into place when complete
 //
 // Every write is a temp file + rename, so readers never see half a file and two processes
@@ -51,6 +53,16 @@ class Cache {
   Result<void> write_index(std::string_view digest, std::string_view bytes) const;
   void remove_index(std::string_view digest) const;
 
+  // A manifest, index or config by digest; nullopt when absent. The bytes are checked against
+  // the digest: a damaged copy is removed and reported absent.
+  Result<std::optional<std::string>> read_document(std::string_view digest) const;
+  Result<void> write_document(std::string_view digest, std::string_view bytes) const;
+  // The digest `tag` of `repository` at `host` last resolved to (for --offline); nullopt if never.
+  Result<std::optional<std::string>> read_ref(std::string_view host, std::string_view repository,
+                                              std::string_view tag) const;
+  Result<void> write_ref(std::string_view host, std::string_view repository, std::string_view tag,
+                         std::string_view digest) const;
+
   std::filesystem::path decoded_path(std::string_view digest) const;
   Result<PendingFile> create_decoded(std::string_view digest) const;
 
@@ -58,6 +70,9 @@ class Cache {
   explicit Cache(std::filesystem::path root) : root_(std::move(root)) {}
   // "sha256:<hex>" -> "sha256/<hex>", refusing anything that is not a plain digest.
   Result<std::filesystem::path> digest_path(std::string_view digest) const;
+  // refs/<host>/<repository>/<tag>, refusing components that could leave the refs directory.
+  Result<std::filesystem::path> ref_path(std::string_view host, std::string_view repository,
+                                         std::string_view tag) const;
 
   std::filesystem::path root_;
 };
