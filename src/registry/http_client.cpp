@@ -115,6 +115,18 @@ bool HttpResponse::retryable_transport() const {
   }
 }
 
+bool HttpResponse::certificate_problem() const {
+  switch (static_cast<CURLcode>(curl_code)) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+      return true;
+    default:
+      return false;
+  }
+}
+
 std::string_view HttpResponse::header(std::string_view name) const {
   for (const auto& [k, v] : headers) {
     if (k == name) return v;

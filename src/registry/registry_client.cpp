@@ -318,6 +318,11 @@ struct RegistryClient::Impl {
           retry_after = parse_retry_after(r.header("retry-after"), std::chrono::system_clock::now());
         } else {
           why += fmt::format("{}: {}", base, r.transport_error);
+          if (r.certificate_problem()) {
+            auto dir = options.certs_dirs.substr(0, options.certs_dirs.find(':'));
+            why += fmt::format(" (trust its CA with {}/{}/ca.crt, or --tls-verify=false)",
+                               dir.empty() ? "/etc/containers/certs.d" : dir, ep.api_host);
+          }
           retryable = retryable || r.retryable_transport();
         }
       }
@@ -594,7 +599,9 @@ Result<std::string> RegistryClient::get_blob(std::string_view digest_text, std::
         data.append(reinterpret_cast<const char*>(chunk.data()), chunk.size());
         return true;
       };
-      OCIFS_ASSIGN(auto resp, d.send(ep, x, budget));
+      auto sent = d.send(ep, x, budget);
+      if (!sent) return std::move(sent).error().with_context(context);
+      auto& resp = *sent;
       if (too_large) {
         return make_error(std::errc::file_too_large, "{}: larger than the limit of {} bytes", context, max_size);
       }
@@ -668,11 +675,13 @@ Result<void> RegistryClient::stream_blob(std::string_view digest_text, std::uint
         pos += chunk.size();
         return true;
       };
-      OCIFS_ASSIGN(auto resp, d.send(ep, x, budget));
+      auto sent = d.send(ep, x, budget);
       if (sink_error) {
         final = true;
         return *sink_error;
       }
+      if (!sent) return std::move(sent).error().with_context(context);
+      auto& resp = *sent;
       if (range_error) return *range_error;
       if (!resp.transport_ok()) {
         if (pos - start >= kProgressToForgive) budget.forgive();

@@ -23,6 +23,7 @@
 
 #include "ocifs/registry/http_client.hpp"
 #include "ocifs/registry/registry_client.hpp"
+#include "ocifs/registry/tls_settings.hpp"
 #include "ocifs/util/sha256.hpp"
 
 extern char** environ;
@@ -253,13 +254,21 @@ class Server(ThreadingHTTPServer):
     def handle_error(self, request, client_address):
         pass  # connections the tests cut on purpose
 
-def start(handler):
+def start(handler, tls=None):
     srv = Server(('127.0.0.1', 0), handler)
+    if tls:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(tls['cert'], tls['key'])
+        if tls.get('client_ca'):
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(tls['client_ca'])
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
     srv.daemon_threads = True
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv.server_address[1]
 
-ports['registry'] = start(Handler)
+ports['registry'] = start(Handler, cfg.get('tls'))
 ports['cdn'] = start(Cdn)
 print(ports['registry'], ports['cdn'], flush=True)
 threading.Event().wait()
@@ -286,7 +295,12 @@ std::string random_blob(std::size_t size, unsigned seed) {
 
 class FakeRegistry {
  public:
-  explicit FakeRegistry(const json& config = json::object()) {
+  explicit FakeRegistry(const json& config = json::object()) : tls_(config.contains("tls")) {
+    control_tls_.verify = false;
+    if (tls_ && config["tls"].contains("control_cert")) {  // for a server that wants client certificates
+      control_tls_.client_cert = config["tls"]["control_cert"];
+      control_tls_.client_key = config["tls"]["control_key"];
+    }
     // Tests only talk to 127.0.0.1: never through a proxy from the environment.
     ::setenv("NO_PROXY", "*", 1);
     ::setenv("no_proxy", "*", 1);
@@ -332,7 +346,8 @@ class FakeRegistry {
   std::string post(const std::string& path, const std::string& body = "") {
     HttpRequest req;
     req.method = "POST";
-    req.url = fmt::format("http://{}{}", host(), path);
+    req.url = fmt::format("{}://{}{}", tls_ ? "https" : "http", host(), path);
+    req.tls = &control_tls_;
     req.post_body = body;
     auto r = http_.perform(req);
     REQUIRE(r.transport_ok());
@@ -347,7 +362,8 @@ class FakeRegistry {
   void set(const std::string& key, const std::string& value) { post(fmt::format("/control/set?{}={}", key, value)); }
   json stats() {
     HttpRequest req;
-    req.url = fmt::format("http://{}/control/stats", host());
+    req.url = fmt::format("{}://{}/control/stats", tls_ ? "https" : "http", host());
+    req.tls = &control_tls_;
     auto r = http_.perform(req);
     REQUIRE(r.status == 200);
     return json::parse(r.body);
@@ -355,6 +371,8 @@ class FakeRegistry {
 
  private:
   TempDir dir_;
+  bool tls_ = false;
+  TlsSettings control_tls_;
   HttpClient http_{"ocifs-test"};
   pid_t pid_ = -1;
   int port_ = 0, cdn_port_ = 0;
@@ -843,4 +861,75 @@ TEST_CASE("registry: debug and trace logs never show credentials, tokens or URL 
   CHECK_THAT(text, !Catch::Contains("Authorization: Bearer"));
   CHECK_THAT(text, Catch::Contains("WWW-Authenticate: Bearer realm="));  // challenges are no secret
   CHECK_THAT(text, !Catch::Contains("\"token\""));
+}
+
+TEST_CASE("registry: TLS — certs.d CAs and client certificates, --tls-verify=false") {
+  if (!python_available() || ::access("/usr/bin/openssl", X_OK) != 0) return;
+  TempDir pki;
+  auto p = [&](const char* name) { return (pki.path / name).string(); };
+  auto cmd = fmt::format(
+      "cd '{0}' && exec >openssl.log 2>&1 && "
+      "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj '/CN=ocifs test CA' && "
+      "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=127.0.0.1' && "
+      "printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > ext && "
+      "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 "
+      "-extfile ext && "
+      "openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj '/CN=ocifs client' && "
+      "openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.cert -days 2",
+      pki.path.string());
+  REQUIRE(std::system(cmd.c_str()) == 0);
+
+  FakeRegistry reg(json{{"auth", "none"}, {"tls", {{"cert", p("server.crt")}, {"key", p("server.key")}}}});
+  auto digest = reg.put_blob("over tls");
+  auto opts = reg.options();
+  opts.plain_http = false;
+  opts.max_attempts = 2;
+
+  // No CA for it: the certificate is refused (and the plain-HTTP fallback of loopback fails too).
+  auto untrusted = make_client(reg, opts)->get_blob(digest, 100);
+  REQUIRE_FALSE(untrusted.ok());
+  CHECK_THAT(untrusted.error().message, Catch::Contains("certificate") && Catch::Contains(reg.host()));
+
+  // certs.d/HOST:PORT/ca.crt is trusted in addition to the system CAs.
+  TempDir certs;
+  fs::create_directories(certs.path / reg.host());
+  fs::copy_file(p("ca.crt"), certs.path / reg.host() / "ca.crt");
+  opts.certs_dirs = "/nonexistent:" + certs.path.string();
+  auto trusted = make_client(reg, opts)->get_blob(digest, 100);
+  if (!trusted) FAIL(trusted.error().message);
+  CHECK(*trusted == "over tls");
+
+  // --tls-verify=false.
+  auto noverify_opts = reg.options();
+  noverify_opts.plain_http = false;
+  noverify_opts.tls_verify = false;
+  auto noverify = make_client(reg, noverify_opts)->get_blob(digest, 100);
+  if (!noverify) FAIL(noverify.error().message);
+
+  // A registry that wants a client certificate: client.cert + client.key from certs.d.
+  FakeRegistry mtls(json{{"auth", "none"},
+                         {"tls",
+                          {{"cert", p("server.crt")},
+                           {"key", p("server.key")},
+                           {"client_ca", p("ca.crt")},
+                           {"control_cert", p("client.cert")},
+                           {"control_key", p("client.key")}}}});
+  auto d2 = mtls.put_blob("mutual");
+  auto mopts = mtls.options();
+  mopts.plain_http = false;
+  mopts.max_attempts = 2;
+  TempDir mcerts;
+  auto dir = mcerts.path / mtls.host();
+  fs::create_directories(dir);
+  fs::copy_file(p("ca.crt"), dir / "ca.crt");
+  mopts.certs_dirs = mcerts.path.string();
+  CHECK_FALSE(make_client(mtls, mopts)->get_blob(d2, 100).ok());  // no client certificate yet
+  fs::copy_file(p("client.cert"), dir / "client.cert");
+  auto no_key = RegistryClient::create(mtls.ref(), mopts);
+  REQUIRE_FALSE(no_key.ok());
+  CHECK_THAT(no_key.error().message, Catch::Contains("client.key"));
+  fs::copy_file(p("client.key"), dir / "client.key");
+  auto with_cert = make_client(mtls, mopts)->get_blob(d2, 100);
+  if (!with_cert) FAIL(with_cert.error().message);
+  CHECK(*with_cert == "mutual");
 }

@@ -41,6 +41,8 @@ struct HttpResponse {
   // Connection-level failures worth another attempt (refused, reset, timed out, stalled, cut
   // short, HTTP/2 stream errors); not certificate problems or bad URLs.
   bool retryable_transport() const;
+  // The server's certificate was not trusted (or ours was refused).
+  bool certificate_problem() const;
   // The first value of a header (name lowercase), "" when absent.
   std::string_view header(std::string_view name) const;
   std::vector<std::string_view> header_values(std::string_view name) const;
