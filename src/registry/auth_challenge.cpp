@@ -8,12 +8,13 @@ namespace ocifs::registry {
 namespace {
 
 bool is_tchar(char c) {
-  return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) !=
-                                                            std::string_view::npos;
+  return std::isalnum(static_cast<unsigned char>(c)) ||
+         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
 }
 
 bool is_token68_char(char c) {
-  return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("-._~+/").find(c) != std::string_view::npos;
+  return std::isalnum(static_cast<unsigned char>(c)) ||
+         std::string_view("-._~+/").find(c) != std::string_view::npos;
 }
 
 std::string lower(std::string_view s) {
@@ -102,7 +103,8 @@ class Parser {
         if (pos_ < s_.size()) ++pos_;  // closing quote (a missing one ends the value at the end)
       } else {
         // A token, leniently: anything up to a separator (some servers leave URLs unquoted).
-        while (pos_ < s_.size() && s_[pos_] != ',' && s_[pos_] != ' ' && s_[pos_] != '\t') value += s_[pos_++];
+        while (pos_ < s_.size() && s_[pos_] != ',' && s_[pos_] != ' ' && s_[pos_] != '\t')
+          value += s_[pos_++];
       }
       challenge.params.insert_or_assign(lower(name), std::move(value));
     }

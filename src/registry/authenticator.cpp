@@ -109,7 +109,8 @@ Result<TokenAnswer> TokenAnswer::parse(std::string_view json_text) {
     }
   }
   if (answer.token.empty()) {
-    return make_error(std::errc::protocol_error, "the token server's answer has no \"token\" or \"access_token\"");
+    return make_error(std::errc::protocol_error,
+                      "the token server's answer has no \"token\" or \"access_token\"");
   }
   if (!header_safe(answer.token)) {
     return make_error(std::errc::protocol_error, "the token server's token contains control characters");
@@ -159,7 +160,8 @@ std::string Authenticator::scope_key() const {
 Result<const std::optional<FoundCredentials>*> Authenticator::credentials_locked() {
   if (!credentials_loaded_) {
     credentials_loaded_ = true;
-    auto found = credential_source_ ? credential_source_() : Result<std::optional<FoundCredentials>>(std::nullopt);
+    auto found =
+        credential_source_ ? credential_source_() : Result<std::optional<FoundCredentials>>(std::nullopt);
     if (found) {
       credentials_ = std::move(found).value();
       if (credentials_) spdlog::debug("{}: using credentials from {}", host_, credentials_->source);
@@ -195,9 +197,11 @@ Result<std::string> Authenticator::fetch_token_locked(const AuthChallenge& beare
   auto fail = [&](std::errc code, std::string_view why) {
     return make_error(code, "cannot authenticate to {} for {}: {}", host_, repository_, why);
   };
-  if (realm.empty()) return fail(std::errc::protocol_error, "its Bearer challenge names no token server (realm)");
+  if (realm.empty())
+    return fail(std::errc::protocol_error, "its Bearer challenge names no token server (realm)");
   if (!realm.starts_with("https://") && !realm.starts_with("http://")) {
-    return fail(std::errc::protocol_error, fmt::format("its token server \"{}\" is not an http(s) URL", redact_url(realm)));
+    return fail(std::errc::protocol_error,
+                fmt::format("its token server \"{}\" is not an http(s) URL", redact_url(realm)));
   }
   std::string service = bearer.param("service");
   OCIFS_ASSIGN(auto creds_ptr, credentials_locked());
@@ -229,16 +233,19 @@ Result<std::string> Authenticator::fetch_token_locked(const AuthChallenge& beare
     if (ctx_.requests) ctx_.requests->fetch_add(1, std::memory_order_relaxed);
     if (!answer.transport_ok()) {
       if (answer.retryable_transport() && budget.wait_before_retry()) continue;
-      return fail(std::errc::io_error, fmt::format("token server {}: {}", redact_url(realm), answer.transport_error));
+      return fail(std::errc::io_error,
+                  fmt::format("token server {}: {}", redact_url(realm), answer.transport_error));
     }
     if (answer.status == 429 || answer.status >= 500) {
-      if (budget.wait_before_retry(parse_retry_after(answer.header("retry-after"), std::chrono::system_clock::now())))
+      if (budget.wait_before_retry(
+              parse_retry_after(answer.header("retry-after"), std::chrono::system_clock::now())))
         continue;
     }
     if (answer.status == 401 || answer.status == 403) {
-      return fail(std::errc::permission_denied,
-                  fmt::format("the token server {} refused {} (HTTP {})", redact_url(realm),
-                              creds ? "the credentials from " + creds->source : "anonymous access", answer.status));
+      return fail(
+          std::errc::permission_denied,
+          fmt::format("the token server {} refused {} (HTTP {})", redact_url(realm),
+                      creds ? "the credentials from " + creds->source : "anonymous access", answer.status));
     }
     if (answer.status != 200) {
       return fail(std::errc::io_error,
@@ -248,7 +255,8 @@ Result<std::string> Authenticator::fetch_token_locked(const AuthChallenge& beare
     if (!parsed) return fail(std::errc::protocol_error, parsed.error().message);
     auto usable = parsed->usable_for(std::chrono::system_clock::now());
     tokens_[scope_key()] = Token{parsed->token, Clock::now() + usable};
-    spdlog::debug("{}: token for {} from {}, good for {} ms", host_, scope_key(), redact_url(realm), usable.count());
+    spdlog::debug("{}: token for {} from {}, good for {} ms", host_, scope_key(), redact_url(realm),
+                  usable.count());
     return parsed->token;
   }
 }
@@ -285,7 +293,9 @@ std::string Authenticator::unauthorized_reason() {
   std::lock_guard lock(mutex_);
   if (!credentials_loaded_) return "authentication required";
   if (credentials_error_) return credentials_error_->message;
-  if (!credentials_) return "authentication required and no credentials found (--creds, --authfile, auth.json, docker config.json)";
+  if (!credentials_)
+    return "authentication required and no credentials found (--creds, --authfile, auth.json, docker "
+           "config.json)";
   return fmt::format("the credentials from {} were not accepted", credentials_->source);
 }
 

@@ -48,7 +48,8 @@ std::string string_field(const json& obj, const char* key) {
 }
 
 Result<std::optional<FoundCredentials>> from_helper(std::string_view helper, std::string_view registry,
-                                                    const std::string& path, std::chrono::milliseconds timeout) {
+                                                    const std::string& path,
+                                                    std::chrono::milliseconds timeout) {
   OCIFS_ASSIGN(auto creds, run_credential_helper(helper, credential_server_url(registry), timeout));
   if (!creds) return std::optional<FoundCredentials>();
   return std::optional<FoundCredentials>(
@@ -69,7 +70,8 @@ CredentialEnvironment CredentialEnvironment::from_process(std::string authfile) 
   if (env.home.empty()) {
     passwd pw{}, *found = nullptr;
     char buf[4096];
-    if (getpwuid_r(env.uid, &pw, buf, sizeof buf, &found) == 0 && found && found->pw_dir) env.home = found->pw_dir;
+    if (getpwuid_r(env.uid, &pw, buf, sizeof buf, &found) == 0 && found && found->pw_dir)
+      env.home = found->pw_dir;
   }
   return env;
 }
@@ -143,15 +145,16 @@ Result<std::optional<FoundCredentials>> CredentialLookup::find(std::string_view 
   return std::optional<FoundCredentials>();
 }
 
-Result<std::optional<FoundCredentials>> CredentialLookup::find_in_file(const std::string& path,
-                                                                       std::string_view registry,
-                                                                       std::string_view repository,
-                                                                       std::chrono::milliseconds helper_timeout) {
+Result<std::optional<FoundCredentials>> CredentialLookup::find_in_file(
+    const std::string& path, std::string_view registry, std::string_view repository,
+    std::chrono::milliseconds helper_timeout) {
   OCIFS_ASSIGN(auto text, read_file(path));
-  if (!text || text->find_first_not_of(" \t\r\n") == std::string::npos) return std::optional<FoundCredentials>();
+  if (!text || text->find_first_not_of(" \t\r\n") == std::string::npos)
+    return std::optional<FoundCredentials>();
   auto doc = json::parse(*text, nullptr, false);
   if (doc.is_discarded() || !doc.is_object()) {
-    return make_error(std::errc::invalid_argument, "cannot read credentials from {}: not a JSON object", path);
+    return make_error(std::errc::invalid_argument, "cannot read credentials from {}: not a JSON object",
+                      path);
   }
   std::string wanted = normalize_auth_key(registry);
 
@@ -187,9 +190,10 @@ Result<std::optional<FoundCredentials>> CredentialLookup::find_in_file(const std
         auto decoded = base64_decode(auth);
         auto colon = decoded ? decoded->find(':') : std::string::npos;
         if (colon == std::string::npos) {
-          return make_error(std::errc::invalid_argument,
-                            "cannot read credentials for {} from {}: its \"auth\" is not base64 of USER:PASSWORD",
-                            candidate, path);
+          return make_error(
+              std::errc::invalid_argument,
+              "cannot read credentials for {} from {}: its \"auth\" is not base64 of USER:PASSWORD",
+              candidate, path);
         }
         c.username = decoded->substr(0, colon);
         c.password = decoded->substr(colon + 1);

@@ -50,12 +50,14 @@ size_t on_header(char* data, size_t size, size_t count, void* userp) {
     // A new answer (after a 1xx or a proxy's CONNECT reply): forget the previous one's headers.
     t.response->headers.clear();
     auto sp = line.find(' ');
-    t.response->status = sp == std::string_view::npos ? 0 : std::atol(std::string(line.substr(sp + 1, 3)).c_str());
+    t.response->status =
+        sp == std::string_view::npos ? 0 : std::atol(std::string(line.substr(sp + 1, 3)).c_str());
     return n;
   }
   auto colon = line.find(':');
   if (colon == std::string_view::npos) return n;  // the blank line ending the header block
-  t.response->headers.emplace_back(lower(trim(line.substr(0, colon))), std::string(trim(line.substr(colon + 1))));
+  t.response->headers.emplace_back(lower(trim(line.substr(0, colon))),
+                                   std::string(trim(line.substr(colon + 1))));
   return n;
 }
 
@@ -268,7 +270,8 @@ HttpResponse HttpClient::perform(const HttpRequest& request) {
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, request.post_body.c_str());
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, static_cast<long>(request.post_body.size()));
   }
-  for (const auto& line : request.headers) releaser.headers = curl_slist_append(releaser.headers, line.c_str());
+  for (const auto& line : request.headers)
+    releaser.headers = curl_slist_append(releaser.headers, line.c_str());
   if (request.method == "POST") releaser.headers = curl_slist_append(releaser.headers, "Expect:");
   if (releaser.headers) curl_easy_setopt(h, CURLOPT_HTTPHEADER, releaser.headers);
 
@@ -303,7 +306,8 @@ HttpResponse HttpClient::perform(const HttpRequest& request) {
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
     if (rc == CURLE_OK || response.status != 0) {
       spdlog::debug("{} {}{} -> {} ({} bytes, {} ms){}", request.method, redact_url(request.url), range,
-                    response.status, response.body_seen, ms, rc == CURLE_OK ? "" : " " + response.transport_error);
+                    response.status, response.body_seen, ms,
+                    rc == CURLE_OK ? "" : " " + response.transport_error);
     } else {
       spdlog::debug("{} {}{} -> {} ({} ms)", request.method, redact_url(request.url), range,
                     response.transport_error, ms);

@@ -1,13 +1,13 @@
 #include "ocifs/registry/registries_conf.hpp"
 
 #include <dirent.h>
+#include <toml++/toml.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
-#include <toml++/toml.h>
 
 namespace ocifs::registry {
 
@@ -26,7 +26,8 @@ Error conf_error(std::string_view source, std::string_view what) {
   return make_error(std::errc::invalid_argument, "cannot read registries configuration {}: {}", source, what);
 }
 
-Result<bool> get_bool(const toml::table& t, std::string_view key, std::string_view source, std::string_view where) {
+Result<bool> get_bool(const toml::table& t, std::string_view key, std::string_view source,
+                      std::string_view where) {
   auto node = t.get(key);
   if (!node) return false;
   if (auto b = node->value<bool>()) return *b;
@@ -44,8 +45,8 @@ Result<std::string> get_string(const toml::table& t, std::string_view key, std::
 // A location is "host[:port][/path]" without a scheme.
 Result<void> check_location(std::string_view location, std::string_view source, std::string_view where) {
   if (location.find("://") != std::string_view::npos) {
-    return conf_error(source, fmt::format("{} \"{}\" must not contain a scheme (write host[:port][/path])", where,
-                                          location));
+    return conf_error(source, fmt::format("{} \"{}\" must not contain a scheme (write host[:port][/path])",
+                                          where, location));
   }
   if (location.find_first_of(" \t\"?#") != std::string_view::npos || location.starts_with('/')) {
     return conf_error(source, fmt::format("{} \"{}\" is not a registry location", where, location));
@@ -69,11 +70,13 @@ Result<RegistryConf> parse_registry(const toml::table& t, std::string_view sourc
   OCIFS_ASSIGN(r.insecure, get_bool(t, "insecure", source, where));
   OCIFS_ASSIGN(r.blocked, get_bool(t, "blocked", source, where));
   OCIFS_ASSIGN(r.mirror_by_digest_only, get_bool(t, "mirror-by-digest-only", source, where));
-  if (r.prefix.empty() && r.location.empty()) return conf_error(source, where + " needs a prefix or a location");
+  if (r.prefix.empty() && r.location.empty())
+    return conf_error(source, where + " needs a prefix or a location");
   bool wildcard = r.prefix.starts_with("*.");
   if (wildcard) {
     if (r.prefix.find_first_of("/:@") != std::string::npos) {
-      return conf_error(source, fmt::format("{}: wildcard prefix \"{}\" may name a host only", where, r.prefix));
+      return conf_error(source,
+                        fmt::format("{}: wildcard prefix \"{}\" may name a host only", where, r.prefix));
     }
     r.location.clear();
   } else {
@@ -102,7 +105,8 @@ Result<RegistryConf> parse_registry(const toml::table& t, std::string_view sourc
 }
 
 // The v1 format: [registries.insecure] / [registries.block] with `registries = [...]`.
-Result<void> parse_v1(const toml::table& registries, std::string_view source, std::vector<RegistryConf>& out) {
+Result<void> parse_v1(const toml::table& registries, std::string_view source,
+                      std::vector<RegistryConf>& out) {
   auto list = [&](std::string_view table, bool insecure, bool blocked) -> Result<void> {
     auto* t = registries.get_as<toml::table>(table);
     if (!t) return util::success();
@@ -111,7 +115,8 @@ Result<void> parse_v1(const toml::table& registries, std::string_view source, st
     for (const auto& node : *names) {
       auto name = node.value<std::string>();
       if (!name) return conf_error(source, fmt::format("registries.{}.registries must hold strings", table));
-      auto it = std::find_if(out.begin(), out.end(), [&](const RegistryConf& r) { return r.prefix == *name; });
+      auto it =
+          std::find_if(out.begin(), out.end(), [&](const RegistryConf& r) { return r.prefix == *name; });
       if (it == out.end()) {
         RegistryConf r;
         r.prefix = r.location = *name;
@@ -153,9 +158,12 @@ std::string Endpoint::api_host() const { return is_docker_hub(registry) ? "regis
 
 bool Endpoint::serves(bool by_digest) const {
   switch (use) {
-    case MirrorUse::all: return true;
-    case MirrorUse::digest_only: return by_digest;
-    case MirrorUse::tag_only: return !by_digest;
+    case MirrorUse::all:
+      return true;
+    case MirrorUse::digest_only:
+      return by_digest;
+    case MirrorUse::tag_only:
+      return !by_digest;
   }
   return true;
 }
@@ -225,7 +233,8 @@ Result<RegistriesConf> RegistriesConf::load(const RegistriesConfFiles& files) {
     if (!in) {
       int err = errno;
       if (err == ENOENT || err == ENOTDIR) return std::optional<std::string>();
-      return util::errno_error(err == 0 ? EIO : err, fmt::format("cannot read registries configuration {}", path));
+      return util::errno_error(err == 0 ? EIO : err,
+                               fmt::format("cannot read registries configuration {}", path));
     }
     std::ostringstream s;
     s << in.rdbuf();
@@ -272,8 +281,8 @@ Result<std::vector<Endpoint>> RegistriesConf::endpoints(const oci::Reference& re
   const RegistryConf* conf = find(ref.str());
   if (!conf) return std::vector<Endpoint>{Endpoint{ref.registry, ref.repository}};
   if (conf->blocked) {
-    return make_error(std::errc::permission_denied, "cannot pull {}: registry \"{}\" is blocked in {}", ref.str(),
-                      conf->prefix, conf->source);
+    return make_error(std::errc::permission_denied, "cannot pull {}: registry \"{}\" is blocked in {}",
+                      ref.str(), conf->prefix, conf->source);
   }
   bool wildcard = conf->prefix.starts_with("*.");
   std::size_t matched = wildcard ? ref.registry.size() : std::min(conf->prefix.size(), name.size());
@@ -284,8 +293,8 @@ Result<std::vector<Endpoint>> RegistriesConf::endpoints(const oci::Reference& re
     auto slash = target.find('/');
     if (slash == std::string::npos || slash + 1 == target.size()) {
       return make_error(std::errc::invalid_argument,
-                        "cannot pull {}: {} \"{}\" (from {}) leaves no repository name for it", ref.str(), what,
-                        location, conf->source);
+                        "cannot pull {}: {} \"{}\" (from {}) leaves no repository name for it", ref.str(),
+                        what, location, conf->source);
     }
     Endpoint e{target.substr(0, slash), target.substr(slash + 1)};
     if (is_docker_hub(e.registry)) {

@@ -100,9 +100,12 @@ std::string error_detail(const HttpResponse& r) {
 std::errc errc_for_status(long s) {
   switch (s) {
     case 401:
-    case 403: return std::errc::permission_denied;
-    case 404: return std::errc::no_such_file_or_directory;
-    default: return std::errc::io_error;
+    case 403:
+      return std::errc::permission_denied;
+    case 404:
+      return std::errc::no_such_file_or_directory;
+    default:
+      return std::errc::io_error;
   }
 }
 
@@ -150,12 +153,11 @@ bool valid_tag(std::string_view tag) {
 }
 
 bool is_accepted_manifest(std::string_view t) {
-  return t == mt::kOciManifest || t == mt::kOciIndex || t == mt::kDockerManifest || t == mt::kDockerManifestList;
+  return t == mt::kOciManifest || t == mt::kOciIndex || t == mt::kDockerManifest ||
+         t == mt::kDockerManifestList;
 }
 
-bool is_schema1(std::string_view t) {
-  return t == mt::kDockerSchema1 || t == mt::kDockerSchema1Signed;
-}
+bool is_schema1(std::string_view t) { return t == mt::kDockerSchema1 || t == mt::kDockerSchema1Signed; }
 
 // One place to pull from, and what was learned about it.
 struct EndpointState {
@@ -166,8 +168,8 @@ struct EndpointState {
   TlsSettings tls;
   std::unique_ptr<Authenticator> auth;
 
-  std::mutex mutex;  // guards the ping state
-  bool ready = false;
+  std::mutex mutex;  // guards the ping state; `ready` is also read without it (set once, after `base`)
+  std::atomic<bool> ready{false};
   std::string base;  // "https://host" once the ping answered
   std::optional<Error> ping_error;
   Clock::time_point retry_ping_after{};
@@ -249,13 +251,15 @@ struct RegistryClient::Impl {
 
   Error transport_error(const HttpResponse& r, const RetryBudget& budget) {
     std::string why = r.transport_error;
-    if (budget.deadline() != kNoDeadline && Clock::now() + std::chrono::milliseconds(20) >= budget.deadline()) {
+    if (budget.deadline() != kNoDeadline &&
+        Clock::now() + std::chrono::milliseconds(20) >= budget.deadline()) {
       why = fmt::format("no complete answer within the deadline ({})", why);
     }
     return Error{std::errc::io_error, why + attempts_note(budget)};
   }
 
-  Error status_error(const HttpResponse& r, std::string_view context, EndpointState& ep, const RetryBudget& budget) {
+  Error status_error(const HttpResponse& r, std::string_view context, EndpointState& ep,
+                     const RetryBudget& budget) {
     std::string why = fmt::format("HTTP {}", r.status);
     if (auto detail = error_detail(r); !detail.empty()) why += fmt::format(" ({})", detail);
     if (r.status == 401) why += ": " + ep.auth->unauthorized_reason();
@@ -271,8 +275,9 @@ struct RegistryClient::Impl {
 
   // GET /v2/ once per endpoint: decides https or http and keeps the challenge.
   Result<void> ensure_ready(EndpointState& ep, RetryBudget& budget) {
+    if (ep.ready.load(std::memory_order_acquire)) return util::success();
     std::lock_guard lock(ep.mutex);
-    if (ep.ready) return util::success();
+    if (ep.ready.load(std::memory_order_relaxed)) return util::success();
     if (ep.ping_error && Clock::now() < ep.retry_ping_after) return *ep.ping_error;
     std::vector<bool> schemes;  // plain_http?
     if (ep.http_only) {
@@ -300,13 +305,15 @@ struct RegistryClient::Impl {
         requests.fetch_add(1, std::memory_order_relaxed);
         if (r.transport_ok() && r.status == 404) {
           return fail(make_error(std::errc::protocol_error,
-                                 "{} does not serve the registry API (GET {}/v2/ answered 404)", ep.api_host, base));
+                                 "{} does not serve the registry API (GET {}/v2/ answered 404)", ep.api_host,
+                                 base));
         }
         if (r.transport_ok() && !is_retryable_status(r.status)) {
           ep.base = base;
-          ep.auth->set_challenges(r.status == 401 ? AuthChallenge::parse_all(r.header_values("www-authenticate"))
-                                                  : std::vector<AuthChallenge>{});
-          ep.ready = true;
+          ep.auth->set_challenges(r.status == 401
+                                      ? AuthChallenge::parse_all(r.header_values("www-authenticate"))
+                                      : std::vector<AuthChallenge>{});
+          ep.ready.store(true, std::memory_order_release);
           ep.ping_error.reset();
           if (plain && !ep.http_only) spdlog::debug("{}: HTTPS failed, using plain HTTP", ep.api_host);
           return util::success();
@@ -399,7 +406,8 @@ struct RegistryClient::Impl {
         continue;
       }
       if (is_retryable_status(resp.status)) {
-        if (budget.wait_before_retry(parse_retry_after(resp.header("retry-after"), std::chrono::system_clock::now())))
+        if (budget.wait_before_retry(
+                parse_retry_after(resp.header("retry-after"), std::chrono::system_clock::now())))
           continue;
         return resp;
       }
@@ -434,7 +442,8 @@ struct RegistryClient::Impl {
       }
       if (final) return r;
       const auto& ep = endpoints[i]->endpoint;
-      if (order.size() > 1) spdlog::info("{}: {}", ep.mirror ? "mirror failed" : "registry failed", r.error().message);
+      if (order.size() > 1)
+        spdlog::info("{}: {}", ep.mirror ? "mirror failed" : "registry failed", r.error().message);
       failed.push_back(ep.str());
       if (!ep.mirror) primary_error = r.error();
       last_error = std::move(r).error();
@@ -448,17 +457,19 @@ struct RegistryClient::Impl {
 RegistryClient::RegistryClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 RegistryClient::~RegistryClient() = default;
 
-Result<std::shared_ptr<RegistryClient>> RegistryClient::create(const oci::Reference& ref, RegistryOptions options) {
+Result<std::shared_ptr<RegistryClient>> RegistryClient::create(const oci::Reference& ref,
+                                                               RegistryOptions options) {
   if (ref.registry.empty() || ref.repository.empty()) {
-    return make_error(std::errc::invalid_argument, "cannot use registry reference \"{}\": no registry or repository",
-                      ref.str());
+    return make_error(std::errc::invalid_argument,
+                      "cannot use registry reference \"{}\": no registry or repository", ref.str());
   }
   auto impl = std::make_unique<Impl>();
   impl->ref = ref;
   impl->options = std::move(options);
   const auto& opt = impl->options;
 
-  OCIFS_ASSIGN(auto conf, RegistriesConf::load(RegistriesConfFiles::locate_from_process(opt.registries_conf)));
+  OCIFS_ASSIGN(auto conf,
+               RegistriesConf::load(RegistriesConfFiles::locate_from_process(opt.registries_conf)));
   OCIFS_ASSIGN(auto endpoints, conf.endpoints(ref));
 
   auto lookup = std::make_shared<CredentialLookup>(
@@ -469,8 +480,10 @@ Result<std::shared_ptr<RegistryClient>> RegistryClient::create(const oci::Refere
     st->api_host = e.api_host();
     st->http_only = opt.plain_http;
     st->http_allowed = opt.plain_http || e.insecure || is_loopback_host(st->api_host);
-    OCIFS_ASSIGN(st->tls, TlsSettings::load(st->api_host, e.registry, opt.certs_dirs, opt.tls_verify && !e.insecure));
-    if (!st->tls.files.empty()) spdlog::debug("{}: TLS files {}", st->api_host, fmt::join(st->tls.files, ", "));
+    OCIFS_ASSIGN(st->tls,
+                 TlsSettings::load(st->api_host, e.registry, opt.certs_dirs, opt.tls_verify && !e.insecure));
+    if (!st->tls.files.empty())
+      spdlog::debug("{}: TLS files {}", st->api_host, fmt::join(st->tls.files, ", "));
     Authenticator::Context ctx;
     ctx.http = &raw->http;
     ctx.tls_for = [raw](std::string_view authority) { return raw->tls_for(authority); };
@@ -478,9 +491,11 @@ Result<std::shared_ptr<RegistryClient>> RegistryClient::create(const oci::Refere
     ctx.max_attempts = opt.max_attempts;
     ctx.requests = &raw->requests;
     ctx.retries = &raw->retries;
-    st->auth = std::make_unique<Authenticator>(
-        std::move(ctx), fmt::format("{}/{}", st->api_host, e.repository), e.repository,
-        [lookup, registry = e.registry, repository = e.repository] { return lookup->find(registry, repository); });
+    st->auth = std::make_unique<Authenticator>(std::move(ctx),
+                                               fmt::format("{}/{}", st->api_host, e.repository), e.repository,
+                                               [lookup, registry = e.registry, repository = e.repository] {
+                                                 return lookup->find(registry, repository);
+                                               });
     st->endpoint = std::move(e);
     impl->endpoints.push_back(std::move(st));
   }
@@ -499,8 +514,8 @@ Result<FetchedManifest> RegistryClient::get_manifest(std::string_view tag_or_dig
   }
   std::string reference(tag_or_digest);
   auto deadline = Clock::now() + d.options.request_deadline;
-  std::function<Result<FetchedManifest>(EndpointState&, bool&)> fn = [&](EndpointState& ep,
-                                                                         bool& final) -> Result<FetchedManifest> {
+  std::function<Result<FetchedManifest>(EndpointState&, bool&)> fn =
+      [&](EndpointState& ep, bool& final) -> Result<FetchedManifest> {
     std::string context = fmt::format("cannot fetch manifest {} of {}", reference, ep.endpoint.str());
     RetryBudget budget(deadline, d.options.max_attempts, &d.retries);
     Exchange x;
@@ -557,7 +572,8 @@ Result<FetchedManifest> RegistryClient::get_manifest(std::string_view tag_or_dig
     }
     std::string digest = "sha256:" + util::sha256_hex(resp.body);
     if (by_digest && digest != reference) {
-      return make_error(std::errc::io_error, "{}: the registry sent a manifest whose digest is {}", context, digest);
+      return make_error(std::errc::io_error, "{}: the registry sent a manifest whose digest is {}", context,
+                        digest);
     }
     if (auto header = resp.header("docker-content-digest"); !header.empty() && header != digest) {
       spdlog::debug("{}: Docker-Content-Digest {} differs from the digest of the bytes {}", context,
@@ -603,7 +619,8 @@ Result<std::string> RegistryClient::get_blob(std::string_view digest_text, std::
       if (!sent) return std::move(sent).error().with_context(context);
       auto& resp = *sent;
       if (too_large) {
-        return make_error(std::errc::file_too_large, "{}: larger than the limit of {} bytes", context, max_size);
+        return make_error(std::errc::file_too_large, "{}: larger than the limit of {} bytes", context,
+                          max_size);
       }
       if (!resp.transport_ok()) {
         // Cut short: a small blob is simply fetched again.
@@ -624,20 +641,23 @@ Result<std::string> RegistryClient::get_blob(std::string_view digest_text, std::
   return r;
 }
 
-Result<void> RegistryClient::stream_blob(std::string_view digest_text, std::uint64_t from,
-                                         const std::function<Result<void>(std::span<const std::byte>)>& sink) {
+Result<void> RegistryClient::stream_blob(
+    std::string_view digest_text, std::uint64_t from,
+    const std::function<Result<void>(std::span<const std::byte>)>& sink) {
   auto& d = *impl_;
   auto parsed = oci::Digest::parse(digest_text);
   if (!parsed) return parsed.error().with_context(fmt::format("cannot stream blob of {}", describe()));
   std::string digest(digest_text);
   std::uint64_t pos = from;
   // bool: Result<void> has no value to carry through over_endpoints.
-  std::function<Result<bool>(EndpointState&, bool&)> fn = [&](EndpointState& ep, bool& final) -> Result<bool> {
+  std::function<Result<bool>(EndpointState&, bool&)> fn = [&](EndpointState& ep,
+                                                              bool& final) -> Result<bool> {
     // No overall deadline (a layer may be large and the link slow); stalls are caught by the
     // low-speed limit and answered by resuming.
     RetryBudget budget(kNoDeadline, d.options.max_attempts, &d.retries);
     while (true) {
-      std::string context = fmt::format("cannot stream blob {} from offset {} of {}", digest, pos, ep.endpoint.str());
+      std::string context =
+          fmt::format("cannot stream blob {} from offset {} of {}", digest, pos, ep.endpoint.str());
       bool checked = false;
       std::uint64_t skip = 0;
       std::optional<std::uint64_t> total;
@@ -706,7 +726,8 @@ Result<void> RegistryClient::stream_blob(std::string_view digest_text, std::uint
       }
       if (resp.status == 416) {
         auto cr = parse_content_range(resp.header("content-range"));
-        if ((cr && cr->total && *cr->total == pos) || (!(cr && cr->total) && pos > 0)) return true;  // at the end
+        if ((cr && cr->total && *cr->total == pos) || (!(cr && cr->total) && pos > 0))
+          return true;  // at the end
       }
       return d.status_error(resp, context, ep, budget);
     }
@@ -788,7 +809,8 @@ Result<std::size_t> RegistryClient::read_blob_range(std::string_view digest_text
       if (range_error) return *range_error;
       if (got == buf.size()) break;
       if (!resp.transport_ok()) {
-        if (resp.retryable_transport() && budget.wait_before_retry()) continue;  // resumes at the byte reached
+        if (resp.retryable_transport() && budget.wait_before_retry())
+          continue;  // resumes at the byte reached
         return d.transport_error(resp, budget).with_context(context);
       }
       if (resp.status == 206) {
@@ -800,8 +822,8 @@ Result<std::size_t> RegistryClient::read_blob_range(std::string_view digest_text
       if (resp.status == 416) {
         auto cr = parse_content_range(resp.header("content-range"));
         if (cr && cr->total && *cr->total > pos) {
-          return make_error(std::errc::io_error, "{}: HTTP 416 for a range inside the blob ({} bytes)", context,
-                            *cr->total);
+          return make_error(std::errc::io_error, "{}: HTTP 416 for a range inside the blob ({} bytes)",
+                            context, *cr->total);
         }
         break;  // at or past the end
       }

@@ -34,7 +34,8 @@ UrlParts split_url(std::string_view url) {
   auto end = after.find_first_of("/?#");
   p.authority = after.substr(0, end);
   p.rest = end == std::string_view::npos ? std::string_view{} : after.substr(end);
-  if (auto at = p.authority.rfind('@'); at != std::string_view::npos) p.authority = p.authority.substr(at + 1);
+  if (auto at = p.authority.rfind('@'); at != std::string_view::npos)
+    p.authority = p.authority.substr(at + 1);
   return p;
 }
 
@@ -161,7 +162,8 @@ std::string redact_url(std::string_view url) {
   auto parts = split_url(url);
   if (parts.scheme.empty()) {
     auto cut = url.find_first_of("?#");
-    return cut == std::string_view::npos ? std::string(url) : fmt::format("{}?<redacted>", url.substr(0, cut));
+    return cut == std::string_view::npos ? std::string(url)
+                                         : fmt::format("{}?<redacted>", url.substr(0, cut));
   }
   auto rest = parts.rest;
   auto cut = rest.find_first_of("?#");
@@ -170,8 +172,8 @@ std::string redact_url(std::string_view url) {
 }
 
 std::string redact_header(std::string_view line) {
-  static constexpr std::array<std::string_view, 4> kSecret = {"authorization", "proxy-authorization", "cookie",
-                                                               "set-cookie"};
+  static constexpr std::array<std::string_view, 4> kSecret = {"authorization", "proxy-authorization",
+                                                              "cookie", "set-cookie"};
   std::string_view ending = line.ends_with("\r\n") ? "\r\n" : line.ends_with('\n') ? "\n" : "";
   std::string_view body = line.substr(0, line.size() - ending.size());
   // A request line ("GET /path?query HTTP/1.1"): signed URLs carry their signature in the query.

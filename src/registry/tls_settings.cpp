@@ -14,7 +14,8 @@ namespace {
 
 Result<std::string> read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return util::errno_error(errno == 0 ? EIO : errno, fmt::format("cannot read CA certificate {}", path));
+  if (!in)
+    return util::errno_error(errno == 0 ? EIO : errno, fmt::format("cannot read CA certificate {}", path));
   std::ostringstream s;
   s << in.rdbuf();
   return s.str();
@@ -45,8 +46,8 @@ std::string default_ca_bundle() {
 
 }  // namespace
 
-Result<TlsSettings> TlsSettings::load(std::string_view host, std::string_view alias, std::string_view certs_dirs,
-                                      bool verify) {
+Result<TlsSettings> TlsSettings::load(std::string_view host, std::string_view alias,
+                                      std::string_view certs_dirs, bool verify) {
   TlsSettings tls;
   tls.verify = verify;
   std::string extra_cas;

@@ -30,24 +30,29 @@ TEST_CASE("AuthChallenge::parse handles the forms registries send") {
        {{"bearer", {{"realm", "https://auth.docker.io/token"}, {"service", "registry.docker.io"}}, ""}}},
       // A quoted value with commas (several actions in one scope).
       {R"(Bearer realm="https://r/token",service="s",scope="repository:a/b:pull,push")",
-       {{"bearer", {{"realm", "https://r/token"}, {"service", "s"}, {"scope", "repository:a/b:pull,push"}}, ""}}},
+       {{"bearer",
+         {{"realm", "https://r/token"}, {"service", "s"}, {"scope", "repository:a/b:pull,push"}},
+         ""}}},
       // Spaces around separators and '=', odd casing of scheme and names.
       {R"(bEaReR   Realm = "https://r/t" ,  SERVICE="x y")",
        {{"bearer", {{"realm", "https://r/t"}, {"service", "x y"}}, ""}}},
       // Several challenges in one header.
       {R"(Basic realm="Registry Realm", Bearer realm="https://r/t",service="svc")",
-       {{"basic", {{"realm", "Registry Realm"}}, ""}, {"bearer", {{"realm", "https://r/t"}, {"service", "svc"}}, ""}}},
+       {{"basic", {{"realm", "Registry Realm"}}, ""},
+        {"bearer", {{"realm", "https://r/t"}, {"service", "svc"}}, ""}}},
       {R"(Bearer realm="a,b", Basic realm="c")",
        {{"bearer", {{"realm", "a,b"}}, ""}, {"basic", {{"realm", "c"}}, ""}}},
       // Backslash escapes inside quotes.
       {R"(Bearer realm="say \"hi\", \\ ok",error="insufficient_scope")",
        {{"bearer", {{"realm", R"(say "hi", \ ok)"}, {"error", "insufficient_scope"}}, ""}}},
       // Unquoted values, including an unquoted URL.
-      {"Bearer realm=https://r/token,service=reg", {{"bearer", {{"realm", "https://r/token"}, {"service", "reg"}}, ""}}},
+      {"Bearer realm=https://r/token,service=reg",
+       {{"bearer", {{"realm", "https://r/token"}, {"service", "reg"}}, ""}}},
       // A scheme without parameters, then another challenge.
       {"Negotiate, Basic realm=x", {{"negotiate", {}, ""}, {"basic", {{"realm", "x"}}, ""}}},
       // token68.
-      {"Basic dXNlcjpwYXNz==, Bearer realm=\"r\"", {{"basic", {}, "dXNlcjpwYXNz=="}, {"bearer", {{"realm", "r"}}, ""}}},
+      {"Basic dXNlcjpwYXNz==, Bearer realm=\"r\"",
+       {{"basic", {}, "dXNlcjpwYXNz=="}, {"bearer", {{"realm", "r"}}, ""}}},
       // Empty quoted value, trailing commas, an unterminated quote.
       {R"(Bearer realm="", service="s",,)", {{"bearer", {{"realm", ""}, {"service", "s"}}, ""}}},
       {R"(Bearer realm="https://r/t)", {{"bearer", {{"realm", "https://r/t"}}, ""}}},
@@ -211,7 +216,8 @@ TEST_CASE("resolve_location and origins") {
     auto x = resolve_location(base, loc);
     return x.ok() ? *x : "ERROR";
   };
-  CHECK(r("https://reg/v2/a/blobs/sha256:1", "https://cdn.example.com/x?sig=1") == "https://cdn.example.com/x?sig=1");
+  CHECK(r("https://reg/v2/a/blobs/sha256:1", "https://cdn.example.com/x?sig=1") ==
+        "https://cdn.example.com/x?sig=1");
   CHECK(r("https://reg:5000/v2/a/blobs/d", "/storage/d?x=y") == "https://reg:5000/storage/d?x=y");
   CHECK(r("https://reg/v2/a/blobs/d", "other") == "https://reg/v2/a/blobs/other");
   CHECK(r("https://reg/v2/a/blobs/d", "//cdn/p") == "https://cdn/p");
@@ -229,13 +235,13 @@ TEST_CASE("resolve_location and origins") {
 }
 
 TEST_CASE("is_loopback_host") {
-  for (auto h : {"localhost", "localhost:5000", "127.0.0.1", "127.0.0.1:5000", "127.1.2.3:80", "[::1]", "[::1]:5000",
-                 "LOCALHOST"}) {
+  for (auto h : {"localhost", "localhost:5000", "127.0.0.1", "127.0.0.1:5000", "127.1.2.3:80", "[::1]",
+                 "[::1]:5000", "LOCALHOST"}) {
     INFO(h);
     CHECK(is_loopback_host(h));
   }
-  for (auto h : {"ghcr.io", "127.0.0.1.evil.com", "128.0.0.1", "[::2]:5000", "localhost.example", "127.0.0.1234",
-                 "10.0.0.1:5000"}) {
+  for (auto h : {"ghcr.io", "127.0.0.1.evil.com", "128.0.0.1", "[::2]:5000", "localhost.example",
+                 "127.0.0.1234", "10.0.0.1:5000"}) {
     INFO(h);
     CHECK_FALSE(is_loopback_host(h));
   }
@@ -255,7 +261,8 @@ TEST_CASE("redaction keeps secrets out of logs") {
   CHECK(redact_header("Set-Cookie: a=b") == "Set-Cookie: <redacted>");
   CHECK(redact_header("Accept: application/json") == "Accept: application/json");
   CHECK(redact_header("GET /v2/ HTTP/1.1") == "GET /v2/ HTTP/1.1");
-  CHECK(redact_header("GET /cdn/blob?X-Amz-Signature=abc HTTP/1.1\r\n") == "GET /cdn/blob?<redacted> HTTP/1.1\r\n");
+  CHECK(redact_header("GET /cdn/blob?X-Amz-Signature=abc HTTP/1.1\r\n") ==
+        "GET /cdn/blob?<redacted> HTTP/1.1\r\n");
   CHECK(redact_header("location: https://cdn/x?sig=secret") == "location: https://cdn/x?<redacted>");
   CHECK(redact_header("HTTP/1.1 307 Temporary Redirect") == "HTTP/1.1 307 Temporary Redirect");
 }

@@ -1,8 +1,7 @@
 // registry/: registries.conf parsing, prefix matching, mirror order, drop-ins, blocked registries.
-#include <catch2/catch.hpp>
-
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 
@@ -42,7 +41,8 @@ std::vector<std::string> endpoint_names(const RegistriesConf& conf, std::string_
   auto eps = conf.endpoints(*ref);
   if (!eps) FAIL(eps.error().message);
   std::vector<std::string> out;
-  for (const auto& e : *eps) out.push_back(e.str() + (e.mirror ? " (mirror)" : "") + (e.insecure ? " insecure" : ""));
+  for (const auto& e : *eps)
+    out.push_back(e.str() + (e.mirror ? " (mirror)" : "") + (e.insecure ? " insecure" : ""));
   return out;
 }
 
@@ -88,7 +88,8 @@ TEST_CASE("registries.conf: mirrors in order, then the primary, with repository 
   auto conf = parse(kConf);
   CHECK(endpoint_names(conf, "debian:bookworm") ==
         std::vector<std::string>{"mirror.local:5000/library/debian (mirror) insecure",
-                                 "mirror2.example.com/hub/library/debian (mirror)", "docker.io/library/debian"});
+                                 "mirror2.example.com/hub/library/debian (mirror)",
+                                 "docker.io/library/debian"});
   // A location with a namespace replaces the prefix.
   CHECK(endpoint_names(conf, "example.com/team/app:1") ==
         std::vector<std::string>{"internal.example.com/mirrored-team/app insecure"});
@@ -162,7 +163,8 @@ registries = ["old.example:5000"]
 [registries.block]
 registries = ["bad.example"]
 )");
-  CHECK(endpoint_names(conf, "old.example:5000/x") == std::vector<std::string>{"old.example:5000/x insecure"});
+  CHECK(endpoint_names(conf, "old.example:5000/x") ==
+        std::vector<std::string>{"old.example:5000/x insecure"});
   CHECK_FALSE(conf.endpoints(*oci::Reference::parse("bad.example/x")).ok());
 }
 
@@ -176,7 +178,8 @@ TEST_CASE("registries.conf: malformed files give errors naming the file and fiel
       {"[[registry]]\nblocked = true", "needs a prefix or a location"},
       {"[[registry]]\nlocation = \"https://a.example\"", "must not contain a scheme"},
       {"[[registry]]\nprefix = \"a.example\"\n[[registry.mirror]]\ninsecure = true", "needs a location"},
-      {"[[registry]]\nprefix = \"a.example\"\n[[registry.mirror]]\nlocation = \"m\"\npull-from-mirror = \"x\"",
+      {"[[registry]]\nprefix = \"a.example\"\n[[registry.mirror]]\nlocation = \"m\"\npull-from-mirror = "
+       "\"x\"",
        "pull-from-mirror"},
       {"[[registry]]\nprefix = \"*.a.example/x\"", "wildcard"},
       {"registry = 5", "array of tables"},

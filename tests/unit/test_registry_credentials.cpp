@@ -1,10 +1,9 @@
 // registry/: where credentials come from (auth.json / config.json precedence, key normalisation)
 // and the docker-credential-helpers protocol, with helper scripts written to a temp dir on PATH.
-#include <catch2/catch.hpp>
-
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -79,7 +78,8 @@ TEST_CASE("auth_file_paths: order and environment overrides") {
   env.xdg_config_home = "/xdg";
   env.docker_config = "/dc";
   env.registry_auth_file = "/env/auth.json";
-  CHECK(auth_file_paths(env) == std::vector<std::string>{"/env/auth.json", "/run/user/1000/containers/auth.json",
+  CHECK(auth_file_paths(env) == std::vector<std::string>{"/env/auth.json",
+                                                         "/run/user/1000/containers/auth.json",
                                                          "/xdg/containers/auth.json", "/dc/config.json"});
   env.authfile = "/flag/auth.json";  // --authfile wins over REGISTRY_AUTH_FILE
   CHECK(auth_file_paths(env).front() == "/flag/auth.json");
@@ -116,10 +116,14 @@ TEST_CASE("CredentialLookup: first match wins across files, most specific key wi
   TempDir dir;
   auto first = dir.write("first.json", R"({"auths":{"quay.io/team":)" + auth_entry("team", "t") + R"(}})");
   auto second = dir.write("second.json", R"({"auths":{
-      "https://index.docker.io/v1/":)" + auth_entry("hub", "h1") + R"(,
-      "quay.io":)" + auth_entry("quayall", "q") + R"(,
-      "quay.io/team/app":)" + auth_entry("app", "a") + R"(,
-      "http://localhost:5000/v2/":)" + auth_entry("local", "l:with:colons") + R"(,
+      "https://index.docker.io/v1/":)" + auth_entry("hub", "h1") +
+                                             R"(,
+      "quay.io":)" + auth_entry("quayall", "q") +
+                                             R"(,
+      "quay.io/team/app":)" + auth_entry("app", "a") +
+                                             R"(,
+      "http://localhost:5000/v2/":)" + auth_entry("local", "l:with:colons") +
+                                             R"(,
       "ghcr.io":{"identitytoken":"idtok"}}})");
   CredentialLookup lookup("", {dir.path / "missing.json", first, second});
 
@@ -211,7 +215,8 @@ TEST_CASE("credential helpers: credHelpers, credsStore and the protocol") {
 
     auto broken = run_credential_helper("fake", "broken.example", std::chrono::seconds(10));
     REQUIRE_FALSE(broken.ok());
-    CHECK_THAT(broken.error().message, Catch::Contains("docker-credential-fake") && Catch::Contains("exit status 3") &&
+    CHECK_THAT(broken.error().message, Catch::Contains("docker-credential-fake") &&
+                                           Catch::Contains("exit status 3") &&
                                            Catch::Contains("keychain locked"));
 
     auto garbage = run_credential_helper("fake", "garbage.example", std::chrono::seconds(10));
@@ -240,7 +245,8 @@ TEST_CASE("credential helpers: credHelpers, credsStore and the protocol") {
 
   SECTION("credHelpers picks the helper per registry, credsStore is the fallback") {
     auto file = dir.write("config.json", R"({
-        "auths": {"https://index.docker.io/v1/": {}, "quay.io": )" + auth_entry("quser", "qp") + R"(},
+        "auths": {"https://index.docker.io/v1/": {}, "quay.io": )" +
+                                             auth_entry("quser", "qp") + R"(},
         "credHelpers": {"https://ghcr.io": "fake"},
         "credsStore": "fake"})");
     CredentialLookup lookup("", {file});

@@ -3,21 +3,20 @@
 // widening, redirects to a "CDN" on another port (no Authorization there, signed URL cached and
 // re-resolved), Range answers 206/200/416, dropped connections, 429/503 retries, deadlines,
 // mirrors, concurrent readers. Tests talk only to servers they start and stop.
-#include <catch2/catch.hpp>
-
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
 #include <sstream>
 #include <thread>
 
@@ -155,6 +154,21 @@ class Handler(BaseHTTPRequestHandler):
         u = urlsplit(self.path)
         body = self.rfile.read(int(self.headers.get('Content-Length', 0)))
         q = parse_qs(u.query)
+        if u.path == '/token':
+            form = parse_qs(body.decode())
+            with lock:
+                stats['token_requests'] += 1
+                stats['token_scopes'].append(' '.join(form.get('scope', [''])[0].split()))
+                stats['token_auth'].append('refresh_token' if 'refresh_token' in form else '')
+            if (form.get('grant_type') != ['refresh_token'] or not cfg.get('refresh_token')
+                    or form.get('refresh_token') != [cfg['refresh_token']] or form.get('service') != ['fake-registry']):
+                return self.reply(401, b'{"error":"invalid_grant"}', [('Content-Type', 'application/json')])
+            scopes = set(form.get('scope', [''])[0].split())
+            tok = secrets.token_hex(16)
+            with lock:
+                tokens[tok] = (time.time(), scopes)
+            return self.reply(200, json.dumps({'access_token': tok, 'expires_in': 300}).encode(),
+                              [('Content-Type', 'application/json')])
         if u.path == '/control/blob':
             d = 'sha256:' + hashlib.sha256(body).hexdigest()
             blobs[d] = body
@@ -284,7 +298,9 @@ struct TempDir {
   ~TempDir() { fs::remove_all(path); }
 };
 
-std::string bytes_of(std::span<const std::byte> s) { return std::string(reinterpret_cast<const char*>(s.data()), s.size()); }
+std::string bytes_of(std::span<const std::byte> s) {
+  return std::string(reinterpret_cast<const char*>(s.data()), s.size());
+}
 
 std::string random_blob(std::size_t size, unsigned seed) {
   std::mt19937 rng(seed);
@@ -319,7 +335,8 @@ class FakeRegistry {
     std::string line;
     pollfd pfd{out[0], POLLIN, 0};
     char c;
-    while (line.find('\n') == std::string::npos && ::poll(&pfd, 1, 10'000) > 0 && ::read(out[0], &c, 1) == 1) line += c;
+    while (line.find('\n') == std::string::npos && ::poll(&pfd, 1, 10'000) > 0 && ::read(out[0], &c, 1) == 1)
+      line += c;
     ::close(out[0]);
     REQUIRE(std::sscanf(line.c_str(), "%d %d", &port_, &cdn_port_) == 2);
   }
@@ -359,7 +376,9 @@ class FakeRegistry {
                            const std::string& bytes) {
     return post(fmt::format("/control/manifest/{}/{}?type={}", repo, tag, type), bytes);
   }
-  void set(const std::string& key, const std::string& value) { post(fmt::format("/control/set?{}={}", key, value)); }
+  void set(const std::string& key, const std::string& value) {
+    post(fmt::format("/control/set?{}={}", key, value));
+  }
   json stats() {
     HttpRequest req;
     req.url = fmt::format("{}://{}/control/stats", tls_ ? "https" : "http", host());
@@ -446,8 +465,10 @@ TEST_CASE("registry: manifests — media type from the body, schema 1, digest mi
   auto client = make_client(reg, reg.options());
 
   // No Content-Type: the document's mediaType decides.
-  auto index = json{{"schemaVersion", 2}, {"mediaType", "application/vnd.oci.image.index.v1+json"},
-                    {"manifests", json::array()}}.dump();
+  auto index = json{{"schemaVersion", 2},
+                    {"mediaType", "application/vnd.oci.image.index.v1+json"},
+                    {"manifests", json::array()}}
+                   .dump();
   reg.put_manifest("test/repo", "idx", "", index);
   auto m = client->get_manifest("idx");
   REQUIRE(m.ok());
@@ -472,14 +493,16 @@ TEST_CASE("registry: manifests — media type from the body, schema 1, digest mi
   REQUIRE_FALSE(missing.ok());
   CHECK(missing.error().code == std::errc::no_such_file_or_directory);
   CHECK_THAT(missing.error().message, Catch::Contains("MANIFEST_UNKNOWN: manifest unknown") &&
-                                          Catch::Contains(reg.host() + "/test/repo") && Catch::Contains("HTTP 404"));
+                                          Catch::Contains(reg.host() + "/test/repo") &&
+                                          Catch::Contains("HTTP 404"));
 
   auto bad_tag = client->get_manifest("a/../b");
   REQUIRE_FALSE(bad_tag.ok());
   CHECK(bad_tag.error().code == std::errc::invalid_argument);
 
   // A by-digest pull whose bytes hash differently is refused.
-  std::string other = R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]})";
+  std::string other =
+      R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]})";
   auto real = reg.put_manifest("test/repo", "x", kOciManifestType, other);
   std::string fake = "sha256:" + std::string(64, 'a');
   reg.put_manifest("test/repo", fake, kOciManifestType, other);  // served under a digest it does not have
@@ -521,7 +544,8 @@ TEST_CASE("registry: token server with credentials from an auth file; access_tok
   reg.set("access_token", "1");
   TempDir dir;
   auto authfile = (dir.path / "auth.json").string();
-  std::ofstream(authfile) << json{{"auths", {{"http://" + reg.host() + "/v2/", {{"auth", "Ym9iOnMzY3JldA=="}}}}}}.dump();
+  std::ofstream(authfile)
+      << json{{"auths", {{"http://" + reg.host() + "/v2/", {{"auth", "Ym9iOnMzY3JldA=="}}}}}}.dump();
   auto opts = reg.options();
   opts.authfile = authfile;
   auto client = make_client(reg, opts);
@@ -539,7 +563,32 @@ TEST_CASE("registry: token server with credentials from an auth file; access_tok
   CHECK_THAT(refused.error().message, !Catch::Contains("nope"));
 }
 
-TEST_CASE("registry: tokens are refreshed on expiry, on revocation mid-read, and widened on insufficient_scope") {
+TEST_CASE("registry: an identity token is exchanged with an OAuth2 refresh-token POST") {
+  if (!python_available()) return;
+  FakeRegistry reg(
+      json{{"auth", "bearer"}, {"user", "dan"}, {"password", "pw"}, {"refresh_token", "rt-123"}});
+  auto digest = reg.put_blob("oauth");
+  TempDir dir;
+  auto authfile = (dir.path / "auth.json").string();
+  std::ofstream(authfile) << json{{"auths", {{reg.host(), {{"identitytoken", "rt-123"}}}}}}.dump();
+  auto opts = reg.options();
+  opts.authfile = authfile;
+  auto blob = make_client(reg, opts)->get_blob(digest, 100);
+  if (!blob) FAIL(blob.error().message);
+  CHECK(*blob == "oauth");
+  auto s = reg.stats();
+  CHECK(s["token_auth"].back() == "refresh_token");
+  CHECK(s["token_scopes"].back() == "repository:test/repo:pull");
+
+  std::ofstream(authfile) << json{{"auths", {{reg.host(), {{"identitytoken", "rt-wrong"}}}}}}.dump();
+  auto refused = make_client(reg, opts)->get_blob(digest, 100);
+  REQUIRE_FALSE(refused.ok());
+  CHECK_THAT(refused.error().message, Catch::Contains("refused") && Catch::Contains(authfile));
+  CHECK_THAT(refused.error().message, !Catch::Contains("rt-wrong"));
+}
+
+TEST_CASE(
+    "registry: tokens are refreshed on expiry, on revocation mid-read, and widened on insufficient_scope") {
   if (!python_available()) return;
   FakeRegistry reg;
   auto data = random_blob(100'000, 1);
@@ -728,8 +777,8 @@ TEST_CASE("registry: 429 with Retry-After and 503 are retried; exhausted retries
   auto limited = client->read_blob_range(digest, 0, buf);
   REQUIRE_FALSE(limited.ok());
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
-  CHECK_THAT(limited.error().message, Catch::Contains("HTTP 429") && Catch::Contains("rate limited") &&
-                                          Catch::Contains("3600"));
+  CHECK_THAT(limited.error().message,
+             Catch::Contains("HTTP 429") && Catch::Contains("rate limited") && Catch::Contains("3600"));
 }
 
 TEST_CASE("registry: a range read that outlives read_deadline fails with EIO naming digest and offset") {
@@ -747,8 +796,8 @@ TEST_CASE("registry: a range read that outlives read_deadline fails with EIO nam
   auto took = std::chrono::steady_clock::now() - start;
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().code == std::errc::io_error);
-  CHECK_THAT(r.error().message, Catch::Contains(digest) && Catch::Contains("offset 4242") &&
-                                    Catch::Contains("deadline"));
+  CHECK_THAT(r.error().message,
+             Catch::Contains(digest) && Catch::Contains("offset 4242") && Catch::Contains("deadline"));
   CHECK(took < std::chrono::milliseconds(2500));
 }
 
@@ -831,7 +880,8 @@ TEST_CASE("registry: debug and trace logs never show credentials, tokens or URL 
   if (!python_available()) return;
   std::ostringstream log;
   auto previous = spdlog::default_logger();
-  auto logger = std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::ostream_sink_mt>(log));
+  auto logger =
+      std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::ostream_sink_mt>(log));
   logger->set_level(spdlog::level::trace);
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::trace);
@@ -869,7 +919,8 @@ TEST_CASE("registry: TLS — certs.d CAs and client certificates, --tls-verify=f
   auto p = [&](const char* name) { return (pki.path / name).string(); };
   auto cmd = fmt::format(
       "cd '{0}' && exec >openssl.log 2>&1 && "
-      "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj '/CN=ocifs test CA' && "
+      "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj '/CN=ocifs test "
+      "CA' && "
       "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=127.0.0.1' && "
       "printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > ext && "
       "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 "

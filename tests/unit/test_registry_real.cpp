@@ -3,8 +3,6 @@
 // (registry.py, faultproxy.py, tokenserver.py). A python driver starts them, uploads a small
 // image and then applies faults the test asks for on stdin. Passes with a warning when the
 // registry tools are not installed (docker-registry, htpasswd, python3-jwt, python3-cryptography).
-#include <catch2/catch.hpp>
-
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -12,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -135,7 +134,9 @@ class Driver {
   int to_ = -1, from_ = -1;
 };
 
-std::string bytes_of(std::span<const std::byte> s) { return std::string(reinterpret_cast<const char*>(s.data()), s.size()); }
+std::string bytes_of(std::span<const std::byte> s) {
+  return std::string(reinterpret_cast<const char*>(s.data()), s.size());
+}
 
 }  // namespace
 

@@ -25,7 +25,7 @@ namespace ocifs::registry {
 
 // A token server's answer (distribution token spec / OAuth2).
 struct TokenAnswer {
-  std::string token;                  // "token", else "access_token"
+  std::string token;                    // "token", else "access_token"
   std::chrono::seconds expires_in{60};  // default 60 s when absent
   std::optional<std::chrono::system_clock::time_point> issued_at;
 

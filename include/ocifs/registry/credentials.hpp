@@ -72,7 +72,8 @@ class CredentialLookup {
   Result<std::optional<FoundCredentials>> find(std::string_view registry, std::string_view repository) const;
 
   // One file only; nullopt when it does not exist or has no match.
-  static Result<std::optional<FoundCredentials>> find_in_file(const std::string& path, std::string_view registry,
+  static Result<std::optional<FoundCredentials>> find_in_file(const std::string& path,
+                                                              std::string_view registry,
                                                               std::string_view repository,
                                                               std::chrono::milliseconds helper_timeout);
 

@@ -75,7 +75,8 @@ class RegistryClient {
                            const std::function<Result<void>(std::span<const std::byte>)>& sink);
   // Exactly buf.size() bytes at `offset` (fewer only at the end of the blob), within
   // read_deadline; errors are std::errc::io_error naming the digest and offset.
-  Result<std::size_t> read_blob_range(std::string_view digest, std::uint64_t offset, std::span<std::byte> buf);
+  Result<std::size_t> read_blob_range(std::string_view digest, std::uint64_t offset,
+                                      std::span<std::byte> buf);
 
   TransferStats stats() const;
   // "ghcr.io/owner/app" (the primary endpoint), for messages.

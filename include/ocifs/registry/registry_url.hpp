@@ -20,7 +20,8 @@ std::string blob_path(std::string_view repository, std::string_view digest);
 // RFC 3986 percent-encoding of everything but unreserved characters.
 std::string percent_encode(std::string_view text);
 // The token request: REALM?service=S&scope=A&scope=B (appended with & when REALM has a query).
-std::string token_url(std::string_view realm, std::string_view service, const std::vector<std::string>& scopes);
+std::string token_url(std::string_view realm, std::string_view service,
+                      const std::vector<std::string>& scopes);
 
 // Resolves a Location header against the URL that answered (absolute, absolute-path or relative).
 Result<std::string> resolve_location(std::string_view base, std::string_view location);
