@@ -1,0 +1,441 @@
+// CachedBlobSource against an in-memory fake remote: coalesced range requests, single flight,
+// offline, failing and short remotes, streaming with concurrent readers, stopping a stream.
+#include <catch2/catch.hpp>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <latch>
+#include <random>
+#include <thread>
+
+#include "ocifs/cache/blob_cache.hpp"
+#include "ocifs/cache/cached_blob_source.hpp"
+#include "ocifs/util/sha256.hpp"
+
+using namespace ocifs;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::uint64_t kChunk = cache::BlobEntry::kChunkSize;
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "ocifs-test-XXXXXX").string();
+    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    path = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+std::string random_bytes(std::size_t size, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string out(size, '\0');
+  for (std::size_t i = 0; i < size; i += 8) {
+    auto v = rng();
+    std::memcpy(out.data() + i, &v, std::min<std::size_t>(8, size - i));
+  }
+  return out;
+}
+
+// A blob in memory, answering like a registry; counts what it is asked for.
+class FakeRemote final : public cache::RemoteBlob {
+ public:
+  explicit FakeRemote(std::string data) : data_(std::move(data)), digest_("sha256:" + util::sha256_hex(data_)) {}
+
+  Result<std::size_t> read_range(std::uint64_t offset, std::span<std::byte> buf) override {
+    ++range_calls;
+    {
+      std::lock_guard lock(mu_);
+      ranges.emplace_back(offset, buf.size());
+    }
+    if (range_delay.count() > 0) std::this_thread::sleep_for(range_delay);
+    if (fail_ranges) return make_error(std::errc::io_error, "connection reset by peer");
+    std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), data_.size() - offset));
+    n -= std::min<std::size_t>(n, short_by);
+    std::memcpy(buf.data(), data_.data() + offset, n);
+    range_bytes += n;
+    return n;
+  }
+
+  Result<void> stream(std::uint64_t from, const Sink& sink) override {
+    ++stream_calls;
+    {
+      std::lock_guard lock(mu_);
+      stream_froms.push_back(from);
+    }
+    for (std::uint64_t at = from; at < data_.size(); at += piece) {
+      if (piece_delay.count() > 0) std::this_thread::sleep_for(piece_delay);
+      if (at >= fail_stream_at) return make_error(std::errc::io_error, "stream cut at {}", at);
+      auto n = std::min<std::uint64_t>(piece, data_.size() - at);
+      OCIFS_TRY(sink(std::as_bytes(std::span(data_.data() + at, n))));
+      stream_bytes += n;
+    }
+    return util::success();
+  }
+
+  std::string describe() const override { return "fake.registry/repo@" + digest_; }
+
+  const std::string& data() const { return data_; }
+  const std::string& digest() const { return digest_; }
+
+  std::atomic<int> range_calls{0};
+  std::atomic<int> stream_calls{0};
+  std::atomic<std::uint64_t> range_bytes{0};
+  std::atomic<std::uint64_t> stream_bytes{0};
+  std::vector<std::pair<std::uint64_t, std::size_t>> ranges;  // under mu_
+  std::vector<std::uint64_t> stream_froms;                    // under mu_
+  std::chrono::milliseconds range_delay{0};
+  std::chrono::milliseconds piece_delay{0};
+  std::uint64_t piece = 64 << 10;
+  std::uint64_t fail_stream_at = UINT64_MAX;
+  std::atomic<bool> fail_ranges{false};
+  std::size_t short_by = 0;
+
+ private:
+  std::mutex mu_;
+  std::string data_;
+  std::string digest_;
+};
+
+struct Fixture {
+  TempDir tmp;
+  std::shared_ptr<cache::BlobCache> blobs;
+  std::shared_ptr<FakeRemote> remote;
+  std::shared_ptr<cache::BlobEntry> entry;
+
+  explicit Fixture(std::size_t size, std::uint64_t seed = 1) {
+    auto b = cache::BlobCache::open(tmp.path, 0);
+    REQUIRE(b);
+    blobs = *b;
+    remote = std::make_shared<FakeRemote>(random_bytes(size, seed));
+    auto e = blobs->entry(remote->digest(), size);
+    REQUIRE(e);
+    entry = *e;
+  }
+};
+
+std::string read(const io::BlobSource& source, std::uint64_t offset, std::size_t len) {
+  std::string out(len, '\0');
+  auto n = source.read_at(offset, std::as_writable_bytes(std::span(out)));
+  REQUIRE(n);
+  out.resize(*n);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("Missing chunks are fetched with one request per contiguous run") {
+  Fixture f(10 * kChunk + 5000);
+  cache::CachedBlobSource source(f.entry, f.remote);
+  CHECK(source.size() == f.remote->data().size());
+  CHECK(source.describe() == f.remote->describe());
+
+  // A read inside one chunk fetches that whole chunk.
+  CHECK(read(source, 100, 10) == f.remote->data().substr(100, 10));
+  CHECK(f.remote->range_calls == 1);
+  CHECK(f.remote->ranges.back() == std::pair<std::uint64_t, std::size_t>{0, kChunk});
+  // Served from the cache now.
+  CHECK(read(source, 0, kChunk) == f.remote->data().substr(0, kChunk));
+  CHECK(f.remote->range_calls == 1);
+
+  // Chunks 2 and 5 present; a read of chunks 1-7 makes three requests: 1, 3-4, 6-7.
+  REQUIRE(f.entry->write_chunk(2, std::as_bytes(std::span(f.remote->data().data() + 2 * kChunk, kChunk))));
+  REQUIRE(f.entry->write_chunk(5, std::as_bytes(std::span(f.remote->data().data() + 5 * kChunk, kChunk))));
+  f.remote->ranges.clear();
+  CHECK(read(source, kChunk + 7, 7 * kChunk - 7) == f.remote->data().substr(kChunk + 7, 7 * kChunk - 7));
+  CHECK(f.remote->range_calls == 4);
+  using R = std::vector<std::pair<std::uint64_t, std::size_t>>;
+  CHECK(f.remote->ranges == R{{kChunk, kChunk}, {3 * kChunk, 2 * kChunk}, {6 * kChunk, 2 * kChunk}});
+
+  // The tail is clipped to the blob's end; a read past the end returns what there is.
+  f.remote->ranges.clear();
+  CHECK(read(source, 10 * kChunk + 4000, 5000) == f.remote->data().substr(10 * kChunk + 4000));
+  CHECK(f.remote->ranges == R{{10 * kChunk, 5000}});
+  CHECK(read(source, f.remote->data().size(), 10).empty());
+  CHECK(source.progress().fetched == f.remote->range_bytes);
+}
+
+TEST_CASE("Runs longer than max_request are split") {
+  Fixture f(10 * kChunk);
+  cache::CachedBlobSource::Options options;
+  options.max_request = 3 * kChunk;
+  cache::CachedBlobSource source(f.entry, f.remote, options);
+  CHECK(read(source, 0, 10 * kChunk) == f.remote->data());
+  using R = std::vector<std::pair<std::uint64_t, std::size_t>>;
+  CHECK(f.remote->ranges == R{{0, 3 * kChunk}, {3 * kChunk, 3 * kChunk}, {6 * kChunk, 3 * kChunk}, {9 * kChunk, kChunk}});
+  CHECK(f.entry->complete());
+}
+
+TEST_CASE("Concurrent readers of the same range share one fetch") {
+  Fixture f(4 * kChunk);
+  f.remote->range_delay = 300ms;  // every thread arrives while the one fetch is under way
+  cache::CachedBlobSource source(f.entry, f.remote);
+  constexpr int kThreads = 8;
+  std::latch start(kThreads);
+  std::vector<std::string> got(kThreads);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      start.arrive_and_wait();
+      got[i] = read(source, kChunk + 1 + 1000 * i, kChunk);
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(f.remote->range_calls == 1);  // chunks 1 and 2, fetched once for all eight
+  for (int i = 0; i < kThreads; ++i) CHECK(got[i] == f.remote->data().substr(kChunk + 1 + 1000 * i, kChunk));
+}
+
+TEST_CASE("Overlapping concurrent reads fetch every chunk exactly once") {
+  Fixture f(32 * kChunk, 2);
+  f.remote->range_delay = 5ms;
+  cache::CachedBlobSource source(f.entry, f.remote);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937_64 rng(t);
+      for (int i = 0; i < 40; ++i) {
+        std::uint64_t off = rng() % f.remote->data().size();
+        std::size_t len = 1 + rng() % (3 * kChunk);
+        auto expect = f.remote->data().substr(off, len);
+        CHECK(read(source, off, len) == expect);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(f.remote->range_bytes <= f.remote->data().size());  // no chunk fetched twice
+}
+
+TEST_CASE("Offline: present chunks are served, a missing one is a clear error") {
+  Fixture f(3 * kChunk);
+  REQUIRE(f.entry->write_chunk(0, std::as_bytes(std::span(f.remote->data().data(), kChunk))));
+  cache::CachedBlobSource source(f.entry, nullptr);
+  CHECK(source.describe() == f.remote->digest());
+  CHECK(read(source, 10, 100) == f.remote->data().substr(10, 100));
+  std::string buf(2 * kChunk, '\0');
+  auto r = source.read_at(100, std::as_writable_bytes(std::span(buf)));
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message.find("not in the cache and --offline") != std::string::npos);
+  CHECK(r.error().message.find(f.remote->digest()) != std::string::npos);
+  CHECK(r.error().message.find("offset 262144") != std::string::npos);
+  source.start_stream();
+  CHECK_FALSE(source.wait_stream());
+}
+
+TEST_CASE("A failing or short remote is an error naming digest and offsets, and nothing is marked") {
+  Fixture f(6 * kChunk);
+  cache::CachedBlobSource source(f.entry, f.remote);
+  std::string buf(kChunk, '\0');
+  auto out = std::as_writable_bytes(std::span(buf));
+
+  f.remote->fail_ranges = true;
+  auto r = source.read_at(2 * kChunk + 5, out);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == std::errc::io_error);
+  CHECK(r.error().message.find(f.remote->digest()) != std::string::npos);
+  CHECK(r.error().message.find("bytes 524288-1048575") != std::string::npos);
+  CHECK(r.error().message.find("connection reset by peer") != std::string::npos);
+  CHECK(f.entry->present_bytes() == 0);
+
+  f.remote->fail_ranges = false;
+  f.remote->short_by = 1;
+  r = source.read_at(2 * kChunk + 5, out);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message.find("got 524287 of 524288 bytes") != std::string::npos);
+  CHECK(f.entry->present_bytes() == 0);
+
+  // Waiters share the failure of the fetch they waited for.
+  f.remote->short_by = 0;
+  f.remote->fail_ranges = true;
+  f.remote->range_delay = 300ms;
+  std::latch start(4);
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&] {
+      std::string b(100, '\0');
+      start.arrive_and_wait();
+      if (!source.read_at(4 * kChunk, std::as_writable_bytes(std::span(b)))) ++failures;
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(failures == 4);
+  CHECK(f.remote->range_calls == 3);
+  CHECK(f.entry->present_bytes() == 0);
+
+  // And it recovers.
+  f.remote->fail_ranges = false;
+  f.remote->range_delay = 0ms;
+  CHECK(read(source, 4 * kChunk, 100) == f.remote->data().substr(4 * kChunk, 100));
+}
+
+TEST_CASE("Streaming fills the cache in order; a scan right behind it makes no range request") {
+  Fixture f(40 * kChunk + 999, 3);
+  f.remote->piece = 48 << 10;  // pieces that do not line up with chunks
+  f.remote->piece_delay = 1ms;
+  cache::CachedBlobSource source(f.entry, f.remote);
+  source.start_stream();
+  source.start_stream();  // once only
+  std::string scanned;
+  for (std::uint64_t off = 0; off < f.remote->data().size(); off += 1 << 20) {
+    scanned += read(source, off, 1 << 20);
+  }
+  CHECK(scanned == f.remote->data());
+  REQUIRE(source.wait_stream());
+  CHECK(f.remote->range_calls == 0);
+  CHECK(f.remote->stream_calls == 1);
+  CHECK(f.entry->complete());
+  auto p = source.progress();
+  CHECK(p.stream_done);
+  CHECK_FALSE(p.streaming);
+  CHECK(p.present == p.size);
+  CHECK(p.streamed == p.size);
+  CHECK(p.fetched == 0);
+}
+
+TEST_CASE("Readers far ahead of the stream fetch by range; everything read is right") {
+  Fixture f(64 * kChunk, 4);
+  f.remote->piece_delay = 2ms;  // ~32 MiB/s: the stream takes ~0.5 s
+  cache::CachedBlobSource::Options options;
+  options.stream_window = 2 * kChunk;
+  cache::CachedBlobSource source(f.entry, f.remote, options);
+  source.start_stream();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937_64 rng(100 + t);
+      for (int i = 0; i < 25; ++i) {
+        std::uint64_t off = rng() % f.remote->data().size();
+        std::size_t len = 1 + rng() % (200 << 10);
+        CHECK(read(source, off, len) == f.remote->data().substr(off, len));
+        std::this_thread::sleep_for(2ms);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  REQUIRE(source.wait_stream());
+  CHECK(f.entry->complete());
+  CHECK(f.remote->range_calls > 0);
+  std::string all(f.remote->data().size(), '\0');
+  REQUIRE(f.entry->read(0, std::as_writable_bytes(std::span(all))));
+  CHECK(all == f.remote->data());
+}
+
+TEST_CASE("The stream starts at the first missing chunk and skips long present runs") {
+  Fixture f(40 * kChunk, 5);
+  const auto& data = f.remote->data();
+  auto put = [&](std::uint64_t c) {
+    REQUIRE(f.entry->write_chunk(c, std::as_bytes(std::span(data.data() + c * kChunk, kChunk))));
+  };
+  for (std::uint64_t c = 0; c < 3; ++c) put(c);
+  for (std::uint64_t c = 10; c < 30; ++c) put(c);
+  put(31);  // a short present run is streamed through
+  cache::CachedBlobSource source(f.entry, f.remote);
+  source.start_stream();
+  REQUIRE(source.wait_stream());
+  CHECK(f.entry->complete());
+  CHECK(f.remote->stream_froms == std::vector<std::uint64_t>{3 * kChunk, 30 * kChunk});
+  CHECK(f.remote->stream_bytes < 20 * kChunk);
+  std::string all(data.size(), '\0');
+  REQUIRE(f.entry->read(0, std::as_writable_bytes(std::span(all))));
+  CHECK(all == data);
+
+  // A complete blob starts no stream at all.
+  cache::CachedBlobSource again(f.entry, f.remote);
+  again.start_stream();
+  REQUIRE(again.wait_stream());
+  CHECK(f.remote->stream_calls == 2);
+}
+
+TEST_CASE("A failed stream reports its error; reads still work by range") {
+  Fixture f(20 * kChunk, 6);
+  f.remote->fail_stream_at = 5 * kChunk + 100;
+  cache::CachedBlobSource source(f.entry, f.remote);
+  source.start_stream();
+  auto r = source.wait_stream();
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message.find("stream cut") != std::string::npos);
+  CHECK(f.entry->next_absent(0) == 5);
+  CHECK(read(source, 0, 20 * kChunk) == f.remote->data());
+  CHECK(f.remote->range_calls == 1);
+}
+
+TEST_CASE("A short stream is an error, not a complete blob") {
+  Fixture f(8 * kChunk, 7);
+  struct Truncating final : cache::RemoteBlob {
+    std::shared_ptr<FakeRemote> inner;
+    Result<std::size_t> read_range(std::uint64_t o, std::span<std::byte> b) override { return inner->read_range(o, b); }
+    Result<void> stream(std::uint64_t from, const Sink& sink) override {
+      auto& d = inner->data();
+      return sink(std::as_bytes(std::span(d.data() + from, 3 * kChunk + 10)));
+    }
+    std::string describe() const override { return inner->describe(); }
+  };
+  auto remote = std::make_shared<Truncating>();
+  remote->inner = f.remote;
+  cache::CachedBlobSource source(f.entry, remote);
+  source.start_stream();
+  auto r = source.wait_stream();
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message.find("ended at byte 786442 of 2097152") != std::string::npos);
+  CHECK(f.entry->present_bytes() == 3 * kChunk);
+}
+
+TEST_CASE("Destroying a source while it streams stops the stream without hanging") {
+  Fixture f(64 * kChunk, 8);  // 16 MiB at 64 KiB per 5 ms would take 1.3 s
+  f.remote->piece_delay = 5ms;
+  auto begin = std::chrono::steady_clock::now();
+  {
+    cache::CachedBlobSource source(f.entry, f.remote);
+    source.start_stream();
+    std::this_thread::sleep_for(50ms);
+    auto p = source.progress();
+    CHECK(p.streaming);
+    CHECK(p.streamed > 0);
+    // A reader waiting for the stream is released too.
+    std::thread reader([&] {
+      std::string b(100, '\0');
+      (void)source.read_at(3 * kChunk, std::as_writable_bytes(std::span(b)));
+    });
+    std::this_thread::sleep_for(10ms);
+    source.stop_stream();
+    reader.join();
+    auto r = source.wait_stream();
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == std::errc::operation_canceled);
+  }
+  {
+    cache::CachedBlobSource source(f.entry, f.remote);
+    source.start_stream();
+    std::this_thread::sleep_for(30ms);
+  }  // destructor
+  CHECK(std::chrono::steady_clock::now() - begin < 1s);
+  CHECK_FALSE(f.entry->complete());
+  // What was stored is right.
+  auto n = f.entry->next_absent(0);
+  CHECK(n > 0);
+  std::string got(n * kChunk, '\0');
+  REQUIRE(f.entry->read(0, std::as_writable_bytes(std::span(got))));
+  CHECK(got == f.remote->data().substr(0, n * kChunk));
+}
+
+TEST_CASE("A stalled stream does not hold readers beyond stream_wait") {
+  Fixture f(16 * kChunk, 9);
+  f.remote->piece_delay = 600ms;  // stalls before its first byte
+  cache::CachedBlobSource::Options options;
+  options.stream_wait = 100ms;
+  cache::CachedBlobSource source(f.entry, f.remote, options);
+  source.start_stream();
+  auto begin = std::chrono::steady_clock::now();
+  CHECK(read(source, kChunk, 100) == f.remote->data().substr(kChunk, 100));
+  CHECK(std::chrono::steady_clock::now() - begin < 500ms);
+  CHECK(f.remote->range_calls == 1);
+  source.stop_stream();
+}
