@@ -84,6 +84,14 @@ Result<void> Cache::write_index(std::string_view digest, std::string_view bytes)
   return io::write_file_atomic(path, bytes);
 }
 
+bool Cache::has_index(std::string_view digest) const {
+  auto rel = digest_path(digest);
+  if (!rel) return false;
+  auto path = root_ / "index" / *rel;
+  path += ".idx";
+  return ::access(path.c_str(), F_OK) == 0;
+}
+
 void Cache::remove_index(std::string_view digest) const {
   if (auto rel = digest_path(digest)) {
     auto path = root_ / "index" / *rel;

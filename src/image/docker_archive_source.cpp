@@ -125,7 +125,7 @@ Result<ResolvedImage> resolve_docker_archive(const ArchiveSource& archive, const
     d.digest = diff_id;
     d.size = static_cast<std::int64_t>((*blob)->size());
     manifest.layers.push_back(std::move(d));
-    image.layers.push_back(layer::LayerBlob{std::move(*blob), diff_id, true, std::move(layer_name)});
+    image.layers.push_back(layer::LayerBlob{std::move(*blob), diff_id, true, std::move(layer_name), {}});
   }
   image.manifest_json = oci::to_json(manifest);
   image.manifest_descriptor.media_type = manifest.media_type;

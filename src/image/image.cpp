@@ -18,6 +18,11 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
                       blobs.size(), UINT16_MAX);
   }
 
+  // Remote layers without an index are fetched whole: start them all now, so the network works
+  // on every layer while the scans below take them two at a time.
+  for (const auto& blob : blobs) {
+    if (blob.prefetch && !cache.has_index(blob.digest)) blob.prefetch();
+  }
   // Index layers in parallel: each is one independent streaming pass (decode + hash), CPU-bound.
   std::vector<std::optional<Result<layer::OpenLayer>>> opened(blobs.size());
   std::atomic<std::size_t> next{0};

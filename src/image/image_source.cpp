@@ -6,6 +6,7 @@
 #include "ocifs/image/archive_source.hpp"
 #include "ocifs/image/docker_archive_source.hpp"
 #include "ocifs/image/oci_layout_source.hpp"
+#include "ocifs/image/registry_source.hpp"
 #include "ocifs/io/file_source.hpp"
 
 namespace ocifs::image {
@@ -25,8 +26,7 @@ Result<std::shared_ptr<const ArchiveSource>> open_archive(const oci::ImageRef& r
 Result<ResolvedImage> resolve_image(const oci::ImageRef& ref, const ResolveOptions& options) {
   switch (ref.transport) {
     case oci::Transport::registry:
-      return make_error(std::errc::not_supported, "cannot resolve {}: registry images are not supported yet",
-                        ref.str());
+      return resolve_registry(ref, options);
     case oci::Transport::oci_layout: {
       std::error_code ec;
       if (!std::filesystem::is_directory(ref.path, ec)) {

@@ -259,6 +259,7 @@ Result<OpenLayer> open_reader(const LayerBlob& layer, const cache::Cache& cache,
 
 Result<std::shared_ptr<const LayerIndex>> scan_and_store(const LayerBlob& layer, const cache::Cache& cache,
                                                          const ProgressFn& progress) {
+  if (layer.prefetch) layer.prefetch();  // usually started already, for every layer at once
   OCIFS_ASSIGN(LayerIndex index, scan_layer(layer, cache, progress));
   if (auto written = cache.write_index(layer.digest, index.serialize()); !written) {
     spdlog::warn("cannot store the index of {}: {} (continuing without it)", layer.name,

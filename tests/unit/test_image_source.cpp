@@ -11,6 +11,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "ocifs/cache/blob_cache.hpp"
+#include "ocifs/cache/cache.hpp"
 #include "ocifs/compress/encoding.hpp"
 #include "ocifs/image/archive_source.hpp"
 #include "ocifs/image/image_source.hpp"
@@ -180,7 +182,9 @@ oci::ImageRef layout_ref(const fs::path& dir, const std::string& tag = "") {
 image::ResolveOptions for_platform(const std::string& p) {
   auto platform = oci::Platform::parse(p);
   REQUIRE(platform.ok());
-  return image::ResolveOptions{*platform};
+  image::ResolveOptions options;
+  options.platform = *platform;
+  return options;
 }
 
 std::string error_of(const Result<image::ResolvedImage>& r) {
@@ -455,11 +459,49 @@ TEST_CASE("oci layout: verification and clear errors") {
   }
 }
 
-TEST_CASE("registry references are refused for now") {
-  auto ref = oci::ImageRef::parse("debian:bookworm");
+TEST_CASE("registry references: --offline resolves from the cache alone") {
+  TempDir tmp;
+  auto cache = cache::Cache::open(tmp.path / "cache");
+  REQUIRE(cache.ok());
+  auto blobs = cache::BlobCache::open(tmp.path / "cache", 0);
+  REQUIRE(blobs.ok());
+  auto ref = oci::ImageRef::parse("127.0.0.1:5000/team/app:v1");
   REQUIRE(ref.ok());
-  auto e = error_of(image::resolve_image(*ref));
-  CHECK(e == "cannot resolve docker.io/library/debian:bookworm: registry images are not supported yet");
+  image::ResolveOptions options;
+  options.offline = true;
+  CHECK_THAT(error_of(image::resolve_image(*ref, options)), Catch::Contains("need a cache directory"));
+  options.cache = &*cache;
+  options.blob_cache = *blobs;
+  CHECK_THAT(error_of(image::resolve_image(*ref, options)), Catch::Contains("never resolved"));
+
+  std::string layer = "not really a layer, never read here";
+  std::string config = R"({"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}})";
+  auto digest = [](const std::string& bytes) { return "sha256:" + util::sha256_hex(bytes); };
+  nlohmann::json manifest = {
+      {"schemaVersion", 2},
+      {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+      {"config",
+       {{"mediaType", "application/vnd.oci.image.config.v1+json"}, {"digest", digest(config)}, {"size", config.size()}}},
+      {"layers",
+       {{{"mediaType", "application/vnd.oci.image.layer.v1.tar+gzip"}, {"digest", digest(layer)}, {"size", layer.size()}}}}};
+  std::string manifest_bytes = manifest.dump();
+  REQUIRE(cache->write_ref("127.0.0.1:5000", "team/app", "v1", digest(manifest_bytes)).ok());
+  CHECK_THAT(error_of(image::resolve_image(*ref, options)),
+             Catch::Contains("manifest " + digest(manifest_bytes) + " is not in the cache and --offline"));
+  REQUIRE(cache->write_document(digest(manifest_bytes), manifest_bytes).ok());
+  CHECK_THAT(error_of(image::resolve_image(*ref, options)), Catch::Contains("config " + digest(config)));
+  REQUIRE(cache->write_document(digest(config), config).ok());
+  auto resolved = image::resolve_image(*ref, options);
+  REQUIRE(resolved.ok());
+  REQUIRE(resolved->layers.size() == 1);
+  CHECK(resolved->layers[0].digest == digest(layer));
+  CHECK(resolved->layers[0].blob->size() == layer.size());
+  CHECK(resolved->layers[0].prefetch);
+  // Its bytes are not cached: reading them offline is an error, not a hang or zeros.
+  std::string buf(8, '\0');
+  auto read = resolved->layers[0].blob->read_at(0, std::as_writable_bytes(std::span(buf)));
+  REQUIRE(!read.ok());
+  CHECK_THAT(read.error().message, Catch::Contains("offline"));
 }
 
 TEST_CASE("ArchiveSource: members in place, links followed") {

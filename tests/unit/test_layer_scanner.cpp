@@ -84,7 +84,7 @@ std::string digest_of(std::string_view data) { return "sha256:" + util::sha256_h
 
 layer::LayerBlob blob_of(const std::string& data, std::string digest, bool of_decoded = false) {
   return layer::LayerBlob{std::make_shared<io::MemorySource>(data, "layer.blob"), std::move(digest),
-                          of_decoded, "layer 1 (test)"};
+                          of_decoded, "layer 1 (test)", {}};
 }
 
 std::string read_entry(const layer::OpenLayer& open, const layer::IndexEntry& e) {
@@ -435,7 +435,7 @@ TEST_CASE("scan a gzip and a zstd layer: the read-ahead's digest is checked") {
 
     // The blob changes while it is read: the read error reaches the scan.
     auto failing = layer::LayerBlob{std::make_shared<FailingSource>(data, data.size() / 2), digest_of(data),
-                                    false, "layer 1 (test)"};
+                                    false, "layer 1 (test)", {}};
     auto broken = layer::scan_layer(failing, *cache);
     REQUIRE_FALSE(broken);
     CHECK_THAT(broken.error().message, Catch::Contains("injected"));

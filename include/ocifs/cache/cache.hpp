@@ -51,6 +51,7 @@ class Cache {
   // Raw bytes of the stored index of a layer, or nullopt when there is none.
   Result<std::optional<std::string>> read_index(std::string_view digest) const;
   Result<void> write_index(std::string_view digest, std::string_view bytes) const;
+  bool has_index(std::string_view digest) const;
   void remove_index(std::string_view digest) const;
 
   // A manifest, index or config by digest; nullopt when absent. The bytes are checked against

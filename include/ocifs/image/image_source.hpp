@@ -1,6 +1,6 @@
 // Resolving an ImageRef to one image: manifest, config and a BlobSource per layer, with the
 // platform chosen from manifest lists. Local transports read everything in place (archives by
-// member offset, never extracted). Functions only; thread-safe.
+// member offset, never extracted); registries through the cache (registry_source.hpp). Functions only; thread-safe.
 #pragma once
 
 #include <optional>
@@ -11,11 +11,23 @@
 #include "ocifs/layer/layer_scanner.hpp"
 #include "ocifs/oci/image_ref.hpp"
 #include "ocifs/oci/types.hpp"
+#include "ocifs/registry/registry_client.hpp"
+
+namespace ocifs::cache {
+class Cache;
+class BlobCache;
+}  // namespace ocifs::cache
 
 namespace ocifs::image {
 
 struct ResolveOptions {
   std::optional<oci::Platform> platform;  // default: Platform::host()
+  // Registry references only: the cache keeps documents and tag resolutions, the blob cache
+  // layer bytes; with `offline` nothing is asked of the registry.
+  registry::RegistryOptions registry;
+  bool offline = false;
+  const cache::Cache* cache = nullptr;
+  std::shared_ptr<cache::BlobCache> blob_cache;
 };
 
 struct ResolvedImage {

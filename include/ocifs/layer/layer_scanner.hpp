@@ -21,6 +21,9 @@ struct LayerBlob {
   std::string digest;
   bool digest_of_decoded = false;
   std::string name;  // for messages, e.g. "layer 2 (sha256:ab12…)"
+  // Remote blobs: starts fetching the whole blob in the background, for a layer about to be
+  // scanned. Empty for local blobs.
+  std::function<void()> prefetch;
 };
 
 // Called now and then with the raw blob bytes read so far.

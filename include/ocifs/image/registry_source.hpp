@@ -1,0 +1,16 @@
+// Resolving a registry reference (distribution API): the manifest by tag or digest, nested
+// indexes with the platform chosen, the config; each layer a cache::CachedBlobSource over the
+// persistent blob cache, fetched lazily from the registry. Manifests, indexes and configs are
+// kept in the cache (documents/), and the digest each tag last resolved to (refs/), so that
+// --offline resolves from the cache alone. Functions only; thread-safe.
+#pragma once
+
+#include "ocifs/image/image_source.hpp"
+
+namespace ocifs::image {
+
+// Needs options.cache and options.blob_cache. Online it asks the registry for the tag's
+// manifest every time (tags move) and everything else only when the cache lacks it.
+Result<ResolvedImage> resolve_registry(const oci::ImageRef& ref, const ResolveOptions& options);
+
+}  // namespace ocifs::image

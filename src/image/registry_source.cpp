@@ -1,0 +1,124 @@
+#include "ocifs/image/registry_source.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "ocifs/cache/blob_cache.hpp"
+#include "ocifs/cache/cache.hpp"
+#include "ocifs/cache/cached_blob_source.hpp"
+#include "ocifs/cache/registry_remote_blob.hpp"
+#include "ocifs/registry/registry_client.hpp"
+#include "source_util.hpp"
+
+namespace ocifs::image {
+namespace {
+
+// Configs with long histories reach a few hundred KiB; manifests are limited by the client.
+constexpr std::uint64_t kMaxConfig = 64u << 20;
+
+struct Context {
+  std::string name;  // ImageRef::str(), for messages
+  const oci::Reference& ref;
+  const cache::Cache& cache;
+  std::shared_ptr<registry::RegistryClient> client;  // null: --offline
+};
+
+Error offline_error(const Context& ctx, std::string_view what, std::string_view digest) {
+  return make_error(std::errc::no_such_file_or_directory,
+                    "cannot resolve {}: {} {} is not in the cache and --offline was given", ctx.name, what,
+                    digest);
+}
+
+// A manifest, index or config: from the cache, else from the registry (which verifies it
+// against the digest) and then kept.
+Result<std::string> fetch_document(const Context& ctx, const oci::Descriptor& d, std::string_view what) {
+  OCIFS_ASSIGN(auto cached, ctx.cache.read_document(d.digest));
+  if (cached) return std::move(*cached);
+  if (!ctx.client) return offline_error(ctx, what, d.digest);
+  std::string bytes;
+  if (what == "config") {
+    OCIFS_ASSIGN(bytes, ctx.client->get_blob(d.digest, kMaxConfig));
+  } else {
+    OCIFS_ASSIGN(auto fetched, ctx.client->get_manifest(d.digest));
+    bytes = std::move(fetched.bytes);
+  }
+  if (d.size >= 0 && bytes.size() != static_cast<std::uint64_t>(d.size)) {
+    return make_error(std::errc::io_error, "cannot resolve {}: {} {} has {} bytes, its descriptor says {}",
+                      ctx.name, what, d.digest, bytes.size(), d.size);
+  }
+  if (auto stored = ctx.cache.write_document(d.digest, bytes); !stored) {
+    spdlog::warn("{}", stored.error().message);  // still usable, only not kept
+  }
+  return bytes;
+}
+
+// The descriptor of what the reference names: by digest as given, by tag as the registry (or,
+// offline, the cache) says now.
+Result<oci::Descriptor> top_descriptor(const Context& ctx) {
+  oci::Descriptor top;
+  top.size = -1;
+  if (!ctx.ref.digest.empty()) {
+    top.digest = ctx.ref.digest;
+    return top;
+  }
+  if (!ctx.client) {
+    OCIFS_ASSIGN(auto digest, ctx.cache.read_ref(ctx.ref.registry, ctx.ref.repository, ctx.ref.tag));
+    if (!digest) {
+      return make_error(std::errc::no_such_file_or_directory,
+                        "cannot resolve {} with --offline: this tag was never resolved with this cache "
+                        "(mount it once online, or name the image by digest)",
+                        ctx.name);
+    }
+    top.digest = std::move(*digest);
+    return top;
+  }
+  OCIFS_ASSIGN(auto fetched, ctx.client->get_manifest(ctx.ref.tag));
+  top.digest = fetched.digest;
+  top.media_type = fetched.media_type;
+  top.size = static_cast<std::int64_t>(fetched.bytes.size());
+  OCIFS_TRY(ctx.cache.write_document(fetched.digest, fetched.bytes));
+  OCIFS_TRY(ctx.cache.write_ref(ctx.ref.registry, ctx.ref.repository, ctx.ref.tag, fetched.digest));
+  return top;
+}
+
+}  // namespace
+
+Result<ResolvedImage> resolve_registry(const oci::ImageRef& ref, const ResolveOptions& options) {
+  if (!options.cache || !options.blob_cache) {
+    return make_error(std::errc::invalid_argument, "cannot resolve {}: registry images need a cache directory",
+                      ref.str());
+  }
+  std::shared_ptr<registry::RegistryClient> client;
+  if (!options.offline) {
+    OCIFS_ASSIGN(client, registry::RegistryClient::create(ref.reference, options.registry));
+  }
+  Context ctx{ref.str(), ref.reference, *options.cache, client};
+  const oci::Platform wanted = options.platform ? options.platform->normalized() : oci::Platform::host();
+
+  ResolvedImage image;
+  image.name = ctx.name;
+  OCIFS_ASSIGN(auto top, top_descriptor(ctx));
+  auto fetch = [&](const oci::Descriptor& d, std::string_view what) { return fetch_document(ctx, d, what); };
+  OCIFS_TRY(detail::follow_indexes(ctx.name, top, wanted, fetch, image));
+  OCIFS_TRY(detail::read_config(ctx.name, options, fetch, image));
+
+  for (std::size_t i = 0; i < image.manifest.layers.size(); ++i) {
+    const auto& d = image.manifest.layers[i];
+    OCIFS_ASSIGN(auto name, detail::checked_layer_name(ctx.name, i, d));
+    if (d.size < 0) {
+      return make_error(std::errc::invalid_argument, "cannot resolve {}: {} has no size in the manifest",
+                        ctx.name, name);
+    }
+    OCIFS_ASSIGN(auto entry, options.blob_cache->entry(d.digest, static_cast<std::uint64_t>(d.size)));
+    std::shared_ptr<cache::RemoteBlob> remote;
+    if (client) remote = std::make_shared<cache::RegistryRemoteBlob>(client, d.digest);
+    auto source = std::make_shared<cache::CachedBlobSource>(std::move(entry), std::move(remote));
+    layer::LayerBlob blob{source, d.digest, false, std::move(name), {}};
+    // A layer that must be scanned is read whole, in order: stream it at once, every layer in
+    // parallel, rather than in range requests as the scan gets there.
+    blob.prefetch = [source] { source->start_stream(); };
+    image.layers.push_back(std::move(blob));
+  }
+  return image;
+}
+
+}  // namespace ocifs::image
