@@ -15,6 +15,8 @@
 #include <ctime>
 #include <optional>
 
+#include "ocifs/cache/blob_cache.hpp"
+#include "ocifs/cache/byte_size.hpp"
 #include "ocifs/fuse/fuse_server.hpp"
 #include "ocifs/image/image.hpp"
 #include "ocifs/oci/inspect_document.hpp"
@@ -34,17 +36,42 @@ int fail(const Error& error) {
   return kExitFailure;
 }
 
-Result<std::unique_ptr<image::Image>> open_image(const CommonOptions& common, const std::string& ref_text) {
-  OCIFS_ASSIGN(auto ref, oci::ImageRef::parse(ref_text));
-  image::OpenOptions options;
-  if (!common.platform.empty()) {
-    OCIFS_ASSIGN(options.resolve.platform, oci::Platform::parse(common.platform));
-  }
+// The cache directory and what resolving any reference needs from the options.
+struct Resolution {
+  cache::Cache cache;
+  image::ResolveOptions options;
+};
+
+Result<std::unique_ptr<Resolution>> prepare(const CommonOptions& common) {
   auto root = common.cache_dir.empty() ? cache::Cache::default_root() : std::filesystem::path(common.cache_dir);
   OCIFS_ASSIGN(auto cache, cache::Cache::open(root));
+  auto resolution = std::make_unique<Resolution>(Resolution{std::move(cache), {}});
+  auto& options = resolution->options;
+  if (!common.platform.empty()) {
+    OCIFS_ASSIGN(options.platform, oci::Platform::parse(common.platform));
+  }
+  std::uint64_t max = cache::default_cache_max(root);
+  if (!common.cache_max.empty()) {
+    OCIFS_ASSIGN(max, cache::parse_byte_size(common.cache_max));
+  }
+  OCIFS_ASSIGN(options.blob_cache, cache::BlobCache::open(root, max));
+  options.cache = &resolution->cache;
+  options.offline = common.offline;
+  options.registry.creds = common.creds;
+  options.registry.authfile = common.authfile;
+  options.registry.tls_verify = common.tls_verify;
+  options.registry.plain_http = common.plain_http;
+  return resolution;
+}
+
+Result<std::unique_ptr<image::Image>> open_image(const CommonOptions& common, const std::string& ref_text) {
+  OCIFS_ASSIGN(auto ref, oci::ImageRef::parse(ref_text));
+  OCIFS_ASSIGN(auto resolution, prepare(common));
+  image::OpenOptions options;
+  options.resolve = resolution->options;
   Progress progress(common.quiet);
   progress.attach(options);
-  auto image = image::Image::open(ref, cache, options);
+  auto image = image::Image::open(ref, resolution->cache, options);
   progress.finish();
   return image;
 }
@@ -105,6 +132,11 @@ ParsedMountOptions parse_mount_options(MountArgs& args) {
     else if (opt == "debug") args.common.debug = true;
     else if (opt.starts_with("cache_dir=")) args.common.cache_dir = opt.substr(10);
     else if (opt.starts_with("platform=")) args.common.platform = opt.substr(9);
+    else if (opt.starts_with("cache_max=")) args.common.cache_max = opt.substr(10);
+    else if (opt.starts_with("authfile=")) args.common.authfile = opt.substr(9);
+    else if (opt == "offline") args.common.offline = true;
+    else if (opt == "plain_http") args.common.plain_http = true;
+    else if (opt == "tls_verify=false") args.common.tls_verify = false;
     else if (opt == "rw") out.error = "ocifs mounts are read-only: drop the 'rw' option";
     else if (opt == "ro" || opt == "defaults" || opt == "auto" || opt == "noauto" || opt == "user" ||
              opt == "users" || opt == "nouser" || opt == "_netdev" || opt == "nofail" || opt == "default_permissions" ||
@@ -243,13 +275,9 @@ int run_index(const CommonOptions& common, const std::string& ref) {
 int run_inspect(const CommonOptions& common, const std::string& ref_text, bool json) {
   auto ref = oci::ImageRef::parse(ref_text);
   if (!ref) return fail(ref.error());
-  image::ResolveOptions options;
-  if (!common.platform.empty()) {
-    auto platform = oci::Platform::parse(common.platform);
-    if (!platform) return fail(platform.error());
-    options.platform = *platform;
-  }
-  auto resolved = image::resolve_image(*ref, options);
+  auto resolution = prepare(common);
+  if (!resolution) return fail(resolution.error());
+  auto resolved = image::resolve_image(*ref, (*resolution)->options);
   if (!resolved) return fail(resolved.error());
   const auto& img = *resolved;
   if (json) {

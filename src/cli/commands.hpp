@@ -9,9 +9,16 @@ namespace ocifs::cli {
 
 struct CommonOptions {
   std::string cache_dir;  // empty: Cache::default_root()
+  std::string cache_max;  // --cache-max SIZE; empty: cache::default_cache_max()
   std::string platform;   // "os/arch[/variant]" or empty
   bool quiet = false;
   bool debug = false;
+  // Registries
+  std::string creds;     // --creds USER:PASS
+  std::string authfile;  // --authfile FILE
+  bool tls_verify = true;
+  bool plain_http = false;
+  bool offline = false;
 };
 
 struct MountArgs {

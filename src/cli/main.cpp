@@ -14,6 +14,13 @@ using ocifs::cli::CommonOptions;
 void add_common(CLI::App& app, CommonOptions& common) {
   app.add_option("--cache-dir", common.cache_dir, "Cache directory (default $OCIFS_CACHE_DIR or $XDG_CACHE_HOME/ocifs)");
   app.add_option("--platform", common.platform, "Platform to choose from a manifest list: OS/ARCH[/VARIANT]");
+  app.add_option("--cache-max", common.cache_max,
+                 "Budget for cached registry blobs, e.g. 10G (default: a quarter of the file system, at most 10 GiB)");
+  app.add_option("--creds", common.creds, "Registry credentials USER:PASS (else --authfile, auth.json, docker config)");
+  app.add_option("--authfile", common.authfile, "containers auth.json to read credentials from (else $REGISTRY_AUTH_FILE)");
+  app.add_option("--tls-verify", common.tls_verify, "Verify registry TLS certificates (default true; --tls-verify=false)");
+  app.add_flag("--plain-http", common.plain_http, "Talk HTTP, not HTTPS, to the registry");
+  app.add_flag("--offline", common.offline, "Use the cache only; never contact a registry");
   app.add_flag("-q,--quiet", common.quiet, "No progress output");
   app.add_flag("-d,--debug", common.debug, "Debug log (and libfuse request log when mounting)");
 }
@@ -50,9 +57,9 @@ int main(int argc, char** argv) {
   bool dash_n = false;
   auto* mount_cmd = app.add_subcommand("mount", "Mount REF at MOUNTPOINT; returns once the mount is live");
   add_common(*mount_cmd, mount.common);
-  mount_cmd->add_option("REF", mount.ref, "oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG]")->required();
+  mount_cmd->add_option("REF", mount.ref, "[REGISTRY/]NAME[:TAG|@DIGEST], oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG]")->required();
   mount_cmd->add_option("MOUNTPOINT", mount.mountpoint, "An existing directory")->required();
-  mount_cmd->add_option("-o", raw_options, "Mount options: allow_other, dev, suid, cache_dir=DIR, platform=P, and libfuse options")
+  mount_cmd->add_option("-o", raw_options, "Mount options: allow_other, dev, suid, cache_dir=DIR, cache_max=SIZE, platform=P, authfile=FILE, offline, plain_http, tls_verify=false, and libfuse options")
       ->allow_extra_args(false);
   mount_cmd->add_flag("-f,--foreground", mount.foreground, "Stay in the foreground");
   mount_cmd->add_flag("-n", dash_n, "Ignored (mount(8) compatibility: do not write /etc/mtab)");
