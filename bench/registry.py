@@ -1,0 +1,181 @@
+#!/usr/bin/python3
+"""bench/registry.py — from an image in a registry to `chroot MNT python3 -c 'print(1)'`:
+ocifs mount against `skopeo copy` + `umoci unpack`, through a bandwidth-shaping proxy.
+
+Usage: bench/registry.py [LAYOUT[:TAG]]     (default /work/benchdata/layout:bench)
+Env:   OCIFS=PATH           the binary (default <repo>/build/ocifs)
+       BENCH_WORK=DIR       scratch (default /tmp/ocifs-bench-registry; wiped)
+       BENCH_RATES=LIST     proxy bandwidths in Mbit/s (default "100 400")
+       BENCH_LATENCY_MS=N   added per request (default 5)
+       BENCH_RUNS=N         runs per measurement (default 3); the median is reported
+
+Everything runs on 127.0.0.1: Debian's docker-registry, the shaping proxy (FaultProxy from
+tests/integration, a token bucket shared by all connections) and both clients. The image gets
+one more layer with the host's python3 (binary, stdlib, libexpat), so that the measured command
+really starts an interpreter. Cold = empty ocifs cache / empty skopeo destination; warm = the
+second mount with the cache kept (ocifs), or a second unpack of the copied layout (skopeo has
+every blob: a `skopeo copy` to it transfers nothing). Prints a markdown table on stdout. Needs
+root (umoci keeps owners, FUSE, chroot). No timed assertions.
+"""
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(REPO, 'tests', 'integration'))
+
+import registry as R  # noqa: E402
+
+OCIFS = os.environ.get('OCIFS', os.path.join(REPO, 'build', 'ocifs'))
+WORK = os.environ.get('BENCH_WORK', '/tmp/ocifs-bench-registry')
+RATES = [int(r) for r in os.environ.get('BENCH_RATES', '100 400').split()]
+LATENCY = int(os.environ.get('BENCH_LATENCY_MS', '5'))
+RUNS = int(os.environ.get('BENCH_RUNS', '3'))
+PYCMD = ['python3', '-c', 'print(1)']
+
+
+def log(*a):
+    print('bench:', *a, file=sys.stderr, flush=True)
+
+
+def sh(cmd, **kw):
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+    if r.returncode != 0:
+        raise SystemExit('bench: %s failed (%d): %s' % (' '.join(cmd), r.returncode, r.stderr.decode()[-2000:]))
+    return r.stdout.decode()
+
+
+def add_python_layer(layout, tag):
+    """umoci insert of the host's python3: the binary, its stdlib and libexpat, at their paths."""
+    pieces = [('/usr/bin/python3.11', '/usr/bin/python3.11'),
+              ('/usr/lib/python3.11', '/usr/lib/python3.11')]
+    for lib in ('/lib/x86_64-linux-gnu/libexpat.so.1', '/usr/lib/x86_64-linux-gnu/libexpat.so.1'):
+        if os.path.exists(lib):
+            pieces.append((os.path.realpath(lib), '/usr/lib/x86_64-linux-gnu/libexpat.so.1'))
+            break
+    staging = os.path.join(WORK, 'pystage')
+    os.makedirs(os.path.join(staging, 'usr', 'bin'))
+    for src, dest in pieces:
+        target = staging + dest
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.isdir(src):
+            shutil.copytree(src, target, symlinks=True,
+                            ignore=shutil.ignore_patterns('__pycache__', 'test', 'tests', 'idlelib'))
+        else:
+            shutil.copy2(src, target)
+    os.symlink('python3.11', os.path.join(staging, 'usr', 'bin', 'python3'))
+    sh(['umoci', 'insert', '--image', '%s:%s' % (layout, tag), staging, '/'])
+
+
+def drop_caches():
+    subprocess.run(['sync'])
+    with open('/proc/sys/vm/drop_caches', 'w') as f:
+        f.write('3\n')
+
+
+def umount(mnt):
+    subprocess.run([OCIFS, 'umount', mnt], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        with open('/proc/self/mounts') as f:
+            if (' %s fuse' % mnt) not in f.read():
+                return
+        time.sleep(0.05)
+
+
+def ocifs_run(ref, cache, mnt, keep_cache):
+    if not keep_cache:
+        shutil.rmtree(cache, ignore_errors=True)
+    os.makedirs(mnt, exist_ok=True)
+    drop_caches()
+    t0 = time.monotonic()
+    sh([OCIFS, 'mount', '-q', '--cache-dir', cache, ref, mnt])
+    t_mount = time.monotonic()
+    out = sh(['chroot', mnt] + PYCMD)
+    t1 = time.monotonic()
+    umount(mnt)
+    assert out.strip() == '1', out
+    return t1 - t0, t_mount - t0
+
+
+def skopeo_run(ref, dest, bundle, keep_layout):
+    if not keep_layout:
+        shutil.rmtree(dest, ignore_errors=True)
+    shutil.rmtree(bundle, ignore_errors=True)
+    drop_caches()
+    t0 = time.monotonic()
+    sh(['skopeo', '--insecure-policy', 'copy', '--src-tls-verify=false', '-q', 'docker://' + ref,
+        'oci:%s:t' % dest])
+    sh(['umoci', 'unpack', '--image', '%s:t' % dest, bundle])
+    out = sh(['chroot', os.path.join(bundle, 'rootfs')] + PYCMD)
+    t1 = time.monotonic()
+    assert out.strip() == '1', out
+    return t1 - t0, None
+
+
+def measure(px, fn, warm_fn=None):
+    times, mounts, fetched = [], [], []
+    for _ in range(RUNS):
+        if warm_fn:
+            warm_fn()
+        px.reset_counters()
+        total, mount = fn()
+        times.append(total)
+        if mount is not None:
+            mounts.append(mount)
+        fetched.append(px.blob_bytes)
+    return (statistics.median(times), statistics.median(mounts) if mounts else None, max(fetched))
+
+
+def main():
+    target = sys.argv[1] if len(sys.argv) > 1 else '/work/benchdata/layout:bench'
+    layout, tag = (target.rsplit(':', 1) + ['bench'])[:2] if ':' in target else (target, 'bench')
+    if os.geteuid() != 0:
+        raise SystemExit('bench: needs root (umoci unpack, FUSE, chroot)')
+    shutil.rmtree(WORK, ignore_errors=True)
+    os.makedirs(WORK)
+    image = os.path.join(WORK, 'image')
+    log('copying %s:%s and adding a python3 layer' % (layout, tag))
+    shutil.copytree(layout, image)
+    add_python_layer(image, tag)
+    cache, mnt = os.path.join(WORK, 'cache'), os.path.join(WORK, 'mnt')
+    dest, bundle = os.path.join(WORK, 'skopeo'), os.path.join(WORK, 'bundle')
+    rows = []
+    with R.Registry(workdir=os.path.join(WORK, 'registry')) as reg, R.FaultProxy(reg) as px:
+        log('pushing to %s' % reg.host)
+        R.push_image('oci:%s:%s' % (image, tag), reg, 'bench/app:v1')
+        ref = px.ref('bench/app:v1')
+        for rate in RATES:
+            px.shape(rate * 1_000_000, LATENCY)
+            log('%d Mbit/s, %d ms: ocifs cold' % (rate, LATENCY))
+            o_cold = measure(px, lambda: ocifs_run(ref, cache, mnt, False))
+            log('%d Mbit/s: ocifs warm' % rate)
+            o_warm = measure(px, lambda: ocifs_run(ref, cache, mnt, True))
+            log('%d Mbit/s: skopeo copy + umoci unpack, cold' % rate)
+            s_cold = measure(px, lambda: skopeo_run(ref, dest, bundle, False))
+            log('%d Mbit/s: skopeo copy + umoci unpack, warm' % rate)
+            s_warm = measure(px, lambda: skopeo_run(ref, dest, bundle, True))
+            rows.append((rate, o_cold, o_warm, s_cold, s_warm))
+    sizes = sorted((os.path.getsize(os.path.join(image, 'blobs', 'sha256', f))
+                    for f in os.listdir(os.path.join(image, 'blobs', 'sha256'))), reverse=True)
+    print('## ocifs registry benchmark — %s:%s plus a python3 layer\n' % (layout, tag))
+    print('- registry: Debian docker-registry on 127.0.0.1 behind a shaping proxy, %d ms added per '
+          'request; medians of %d runs; caches dropped before each run' % (LATENCY, RUNS))
+    print('- largest blobs: %s MB' % ', '.join('%.1f' % (s / 1e6) for s in sizes[:4]))
+    print('- time = from the command to `chroot MNT python3 -c "print(1)"` printing 1\n')
+    print('| bandwidth | ocifs cold (mount) | skopeo+umoci cold | ratio | ocifs warm (mount) | '
+          'skopeo+umoci warm | ratio | blob MB fetched cold: ocifs / skopeo | warm: ocifs / skopeo |')
+    print('|---|---|---|---|---|---|---|---|---|')
+    for rate, oc, ow, sc, sw in rows:
+        print('| %d Mbit/s | %.2f s (%.2f) | %.2f s | %.2f× | %.3f s (%.3f) | %.2f s | %.3f× | %.1f / %.1f | %.1f / %.1f |' % (
+            rate, oc[0], oc[1], sc[0], oc[0] / sc[0], ow[0], ow[1], sw[0], ow[0] / sw[0],
+            oc[2] / 1e6, sc[2] / 1e6, ow[2] / 1e6, sw[2] / 1e6))
+    shutil.rmtree(WORK, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    main()
