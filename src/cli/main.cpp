@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "cache_commands.hpp"
 #include "commands.hpp"
 
 namespace {
@@ -26,7 +27,7 @@ void add_common(CLI::App& app, CommonOptions& common) {
 }
 
 bool is_subcommand(const char* arg) {
-  for (const char* name : {"mount", "umount", "unmount", "ls", "cat", "inspect", "index", "help"}) {
+  for (const char* name : {"mount", "umount", "unmount", "ls", "cat", "inspect", "index", "cache", "help"}) {
     if (std::strcmp(arg, name) == 0) return true;
   }
   return false;
@@ -91,6 +92,8 @@ int main(int argc, char** argv) {
   add_common(*index_cmd, common);
   index_cmd->add_option("REF", ref)->required();
 
+  auto cache_cmd = ocifs::cli::add_cache_command(app);
+
   auto args = normalise_argv(argc, argv);
   std::vector<const char*> cargs;
   for (auto& a : args) cargs.push_back(a.c_str());
@@ -117,6 +120,7 @@ int main(int argc, char** argv) {
     if (*cat_cmd) return ocifs::cli::run_cat(common, ref, path);
     if (*inspect_cmd) return ocifs::cli::run_inspect(common, ref, json);
     if (*index_cmd) return ocifs::cli::run_index(common, ref);
+    if (*cache_cmd->cache) return ocifs::cli::run_cache(*cache_cmd);
   } catch (const std::exception& e) {
     spdlog::critical("internal error: {}", e.what());
     return 70;  // EX_SOFTWARE
