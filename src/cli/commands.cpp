@@ -251,6 +251,7 @@ int run_cat(const CommonOptions& common, const std::string& ref, const std::stri
     if (!n) return fail(n.error().with_context(fmt::format("cannot cat {}", path)));
     if (*n == 0) break;
     if (std::fwrite(buf.data(), 1, *n, stdout) != *n) {
+      if (errno == EPIPE) return kExitFailure;  // the reader went away (`| head`): nothing to say
       return fail(util::errno_error(errno, "cannot write to stdout"));
     }
     off += *n;

@@ -3,6 +3,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <csignal>
 #include <cstring>
 
 #include "cache_commands.hpp"
@@ -43,6 +44,9 @@ std::vector<std::string> normalise_argv(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // libcurl runs with CURLOPT_NOSIGNAL, so a registry closing a connection would otherwise kill
+  // the process with SIGPIPE; writes to a closed stdout get EPIPE instead (see run_cat).
+  std::signal(SIGPIPE, SIG_IGN);
   auto console = spdlog::stderr_color_mt("ocifs");
   console->set_pattern("ocifs: %^%l%$: %v");
   spdlog::set_default_logger(console);
