@@ -69,7 +69,7 @@ Result<std::unique_ptr<image::Image>> open_image(const CommonOptions& common, co
   OCIFS_ASSIGN(auto resolution, prepare(common));
   image::OpenOptions options;
   options.resolve = resolution->options;
-  Progress progress(common.quiet);
+  Progress progress(common.quiet, common.progress);
   progress.attach(options);
   auto image = image::Image::open(ref, resolution->cache, options);
   progress.finish();

@@ -12,6 +12,7 @@ struct CommonOptions {
   std::string cache_max;  // --cache-max SIZE; empty: cache::default_cache_max()
   std::string platform;   // "os/arch[/variant]" or empty
   bool quiet = false;
+  bool progress = false;  // --progress: also when stderr is not a terminal
   bool debug = false;
   // Registries
   std::string creds;     // --creds USER:PASS

@@ -24,6 +24,7 @@ void add_common(CLI::App& app, CommonOptions& common) {
   app.add_flag("--plain-http", common.plain_http, "Talk HTTP, not HTTPS, to the registry");
   app.add_flag("--offline", common.offline, "Use the cache only; never contact a registry");
   app.add_flag("-q,--quiet", common.quiet, "No progress output");
+  app.add_flag("--progress", common.progress, "Progress output also when stderr is not a terminal");
   app.add_flag("-d,--debug", common.debug, "Debug log (and libfuse request log when mounting)");
 }
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 
 namespace ocifs::cli {
@@ -19,9 +20,20 @@ std::string human(double bytes) {
   return fmt::format("{:.1f} {}", bytes, units[u]);
 }
 
+std::string rate_and_eta(std::uint64_t done, std::uint64_t total, double secs) {
+  double rate = secs > 0 ? done / secs : 0;
+  if (done >= total) return fmt::format("{}/s", human(rate));
+  if (rate <= 0) return "starting";
+  return fmt::format("{}/s, {:.0f} s left", human(rate), (total - done) / rate);
+}
+
+// Pipe mode repeats the total this often.
+constexpr auto kPipeTotalEvery = std::chrono::seconds(5);
+
 }  // namespace
 
-Progress::Progress(bool quiet) : enabled_(!quiet && ::isatty(STDERR_FILENO)) {}
+Progress::Progress(bool quiet, bool forced)
+    : enabled_(!quiet && (forced || ::isatty(STDERR_FILENO))), terminal_(::isatty(STDERR_FILENO)) {}
 
 Progress::~Progress() { finish(); }
 
@@ -34,16 +46,28 @@ void Progress::attach(image::OpenOptions& options) {
 }
 
 void Progress::start(const image::ResolvedImage& image) {
-  for (const auto& layer : image.layers) sizes_.push_back(layer.blob->size());
+  for (const auto& layer : image.layers) {
+    sizes_.push_back(layer.blob->size());
+    names_.push_back(layer.name);
+  }
+  reported_.assign(sizes_.size(), false);
   done_ = std::make_unique<std::atomic<std::uint64_t>[]>(sizes_.size());
-  started_ = std::chrono::steady_clock::now();
+  started_ = last_total_ = std::chrono::steady_clock::now();
   painter_ = std::thread([this] {
     std::unique_lock lock(mutex_);
     while (!wake_.wait_for(lock, std::chrono::milliseconds(100), [this] { return stop_; })) paint(false);
   });
 }
 
+std::string Progress::layer_line(std::size_t i, double secs) const {
+  auto d = std::min(done_[i].load(std::memory_order_relaxed), sizes_[i]);
+  return fmt::format("{:<30} {:>10} / {:<10} {}", names_[i], human(d), human(sizes_[i]),
+                     d >= sizes_[i] ? "done" : rate_and_eta(d, sizes_[i], secs));
+}
+
 void Progress::paint(bool final) {
+  auto now = std::chrono::steady_clock::now();
+  double secs = std::chrono::duration<double>(now - started_).count();
   std::uint64_t total = 0, done = 0;
   std::size_t complete = 0;
   for (std::size_t i = 0; i < sizes_.size(); ++i) {
@@ -52,11 +76,27 @@ void Progress::paint(bool final) {
     done += d;
     complete += d == sizes_[i];
   }
-  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-  double rate = secs > 0 ? done / secs : 0;
-  std::string eta = rate > 0 && done < total ? fmt::format(", {:.0f} s left", (total - done) / rate) : "";
-  std::fprintf(stderr, "\r\033[Kindexing %zu/%zu layers: %s / %s (%s/s%s)%s", complete, sizes_.size(),
-               human(done).c_str(), human(total).c_str(), human(rate).c_str(), eta.c_str(), final ? "\n" : "");
+  auto total_line = fmt::format("indexing {}/{} layers: {} / {} ({})", complete, sizes_.size(), human(done),
+                                human(total), rate_and_eta(done, total, secs));
+  std::string out;
+  if (terminal_) {
+    // Back to the first line of the previous paint, then every line rewritten and cleared.
+    if (painted_lines_ > 0) out += fmt::format("\033[{}F", painted_lines_);
+    for (std::size_t i = 0; i < sizes_.size(); ++i) out += "\033[K  " + layer_line(i, secs) + "\n";
+    out += "\033[K" + total_line + "\n";
+    painted_lines_ = sizes_.size() + 1;
+  } else {
+    for (std::size_t i = 0; i < sizes_.size(); ++i) {
+      if (reported_[i] || done_[i].load(std::memory_order_relaxed) < sizes_[i]) continue;
+      reported_[i] = true;
+      out += "  " + layer_line(i, secs) + "\n";
+    }
+    if (final || now - last_total_ >= kPipeTotalEvery) {
+      last_total_ = now;
+      out += total_line + "\n";
+    }
+  }
+  std::fputs(out.c_str(), stderr);
   std::fflush(stderr);
 }
 
@@ -68,7 +108,12 @@ void Progress::finish() {
   }
   wake_.notify_all();
   painter_.join();
-  std::fprintf(stderr, "\r\033[K");
+  if (terminal_) {
+    // Erase the display: the mount's own messages follow.
+    if (painted_lines_ > 0) std::fprintf(stderr, "\033[%zuF\033[J", painted_lines_);
+  } else {
+    paint(true);
+  }
   std::fflush(stderr);
 }
 
