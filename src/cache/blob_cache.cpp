@@ -267,10 +267,15 @@ Result<GcStats> BlobCache::gc(std::uint64_t target_bytes) {
     std::lock_guard lock(budget_mu_);
     OCIFS_ASSIGN(stats, evict_to(target_bytes));
   }
-  // Entries with nothing present: delete both files, unless some process has them open.
+  // Entries with nothing present: delete both files, unless some process (this one included)
+  // has them open.
   OCIFS_ASSIGN(auto infos, list());
   for (const auto& info : infos) {
     if (info.present_bytes != 0) continue;
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = live_.find(info.digest); it != live_.end() && !it->second.expired()) continue;
+    }
     auto entry = open_entry(info.digest, UINT64_MAX, false);
     if (!entry) continue;
     OCIFS_ASSIGN(bool removed, (*entry)->remove_if_empty());

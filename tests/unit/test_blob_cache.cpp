@@ -260,6 +260,14 @@ TEST_CASE("BlobEntry accounts for present and absent chunks and reads only prese
   CHECK_FALSE((*blobs)->entry("md5:" + std::string(64, 'a'), 10));
   CHECK_FALSE((*blobs)->entry("sha256:../../../../etc/passwd" + std::string(35, 'a'), 10));
 
+  // An empty blob is complete from the start.
+  auto empty = (*blobs)->entry(digest_of(""), 0);
+  REQUIRE(empty);
+  CHECK((*empty)->complete());
+  CHECK((*empty)->chunk_count() == 0);
+  CHECK(read_entry(**empty, 0, 10).empty());
+  REQUIRE((*empty)->flush());
+
   // invalidate: absent in memory and on disk.
   REQUIRE(entry.invalidate(kChunk + 1, 10));
   CHECK_FALSE(entry.chunk_present(1));
