@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -353,6 +354,32 @@ TEST_CASE("Chunks persist across caches only after flush, and a damaged map coun
     CHECK((*entry)->size() == 3 * kChunk);
     CHECK((*entry)->present_bytes() == 0);
   }
+}
+
+TEST_CASE("A process that dies keeps only the chunks it persisted") {
+  TempDir tmp;
+  auto data = random_bytes(4 * kChunk, 11);
+  auto digest = digest_of(data);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    // The child: one chunk persisted, one only written, then gone without any clean-up.
+    auto blobs = cache::BlobCache::open(tmp.path, 0);
+    auto entry = blobs ? (*blobs)->entry(digest, data.size()) : Result<std::shared_ptr<cache::BlobEntry>>(Error{});
+    bool ok = entry && (*entry)->write_chunk(0, chunk_of(data, 0)) && (*entry)->flush() &&
+              (*entry)->write_chunk(1, chunk_of(data, 1));
+    ::_exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  auto blobs = cache::BlobCache::open(tmp.path, 0);
+  auto entry = (*blobs)->entry(digest, data.size());
+  REQUIRE(entry);
+  CHECK((*entry)->chunk_present(0));
+  CHECK_FALSE((*entry)->chunk_present(1));
+  CHECK(read_entry(**entry, 0, kChunk) == data.substr(0, kChunk));
 }
 
 TEST_CASE("Two caches writing different chunks of one blob both see the union") {
