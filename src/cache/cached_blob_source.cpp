@@ -33,6 +33,10 @@ CachedBlobSource::CachedBlobSource(std::shared_ptr<BlobEntry> entry, std::shared
 
 CachedBlobSource::~CachedBlobSource() { stop_stream(); }
 
+bool CachedBlobSource::discard(std::uint64_t offset, std::uint64_t length) const {
+  return entry_->invalidate(offset, length).ok();
+}
+
 std::string CachedBlobSource::describe() const { return remote_ ? remote_->describe() : entry_->digest(); }
 
 Result<std::size_t> CachedBlobSource::read_at(std::uint64_t offset, std::span<std::byte> buf) const {

@@ -260,7 +260,13 @@ Result<OpenLayer> open_reader(const LayerBlob& layer, const cache::Cache& cache,
 Result<std::shared_ptr<const LayerIndex>> scan_and_store(const LayerBlob& layer, const cache::Cache& cache,
                                                          const ProgressFn& progress) {
   if (layer.prefetch) layer.prefetch();  // usually started already, for every layer at once
-  OCIFS_ASSIGN(LayerIndex index, scan_layer(layer, cache, progress));
+  auto scanned = scan_layer(layer, cache, progress);
+  if (!scanned) {
+    // Cached remote bytes that failed verification must not be read again as they are.
+    layer.blob->discard(0, layer.blob->size());
+    return std::move(scanned).error();
+  }
+  LayerIndex index = std::move(scanned).value();
   if (auto written = cache.write_index(layer.digest, index.serialize()); !written) {
     spdlog::warn("cannot store the index of {}: {} (continuing without it)", layer.name,
                  written.error().message);

@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <cstring>
 
 #include <unistd.h>
 
@@ -130,4 +131,37 @@ TEST_CASE("block digests: recorded in one pass, checked on read") {
   CHECK_THAT(read(damaged, 12000, 10), Catch::Contains("bytes 12000-12999 do not match"));
   CHECK_THAT(read(damaged, 11990, 20), Catch::StartsWith("ERROR"));  // a range that touches it
   CHECK_THAT(read(damaged, 12345, 1), Catch::StartsWith("ERROR"));   // and again: never cached as good
+
+  // A cache (unstable, can discard): a bad copy is dropped and fetched again; bytes that change
+  // after a block was checked are caught too, because such a source is checked on every read.
+  struct FlakyCache : io::BlobSource {
+    std::string good, bad;
+    mutable bool damaged = true;
+    bool heals = true;  // a fetch after discard() brings the right bytes
+    mutable int discards = 0;
+    std::uint64_t size() const override { return good.size(); }
+    Result<std::size_t> read_at(std::uint64_t off, std::span<std::byte> buf) const override {
+      const std::string& now = damaged ? bad : good;
+      auto n = std::min<std::uint64_t>(buf.size(), now.size() - std::min<std::uint64_t>(off, now.size()));
+      std::memcpy(buf.data(), now.data() + off, n);
+      return static_cast<std::size_t>(n);
+    }
+    std::string describe() const override { return "flaky"; }
+    bool stable() const override { return false; }
+    bool discard(std::uint64_t, std::uint64_t) const override {
+      ++discards;
+      damaged = !heals;
+      return true;
+    }
+  };
+  auto flaky = std::make_shared<FlakyCache>();
+  flaky->good = data;
+  flaky->bad = bad;
+  io::VerifiedSource healed(flaky, digests);
+  CHECK(read(healed, 12000, 10) == data.substr(12000, 10));
+  CHECK(flaky->discards == 1);
+  flaky->damaged = true;  // changed under us after the block was checked, and for good
+  flaky->heals = false;
+  CHECK_THAT(read(healed, 12000, 10), Catch::Contains("do not match"));
+  CHECK(flaky->discards == 2);
 }

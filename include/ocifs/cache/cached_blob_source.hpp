@@ -71,6 +71,10 @@ class CachedBlobSource final : public io::BlobSource {
   Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) const override;
   // The remote's description ("host/repo@sha256:…"), or the digest when offline.
   std::string describe() const override;
+  // Chunks can be evicted and fetched again, from a remote that may answer differently.
+  bool stable() const override { return false; }
+  // Marks the chunks of the range absent (a verification failed): the next read refetches them.
+  bool discard(std::uint64_t offset, std::uint64_t length) const override;
 
   // Starts streaming the blob's missing bytes into the cache in the background; a no-op if the
   // blob is complete or a stream was started before.

@@ -25,6 +25,13 @@ class BlobSource {
 
   // Reads exactly buf.size() bytes or fails with an error naming the offset.
   Result<void> read_exact(std::uint64_t offset, std::span<std::byte> buf) const;
+
+  // Whether bytes once read stay the same for this object's life (a file, memory). A cache that
+  // may drop a range and fetch it again says no: VerifiedSource then checks every read.
+  virtual bool stable() const { return true; }
+  // Drops any cached copy of [offset, offset + length) so that the next read fetches it again;
+  // false when there is nothing to drop (the bytes are the source's own).
+  virtual bool discard(std::uint64_t /*offset*/, std::uint64_t /*length*/) const { return false; }
 };
 
 using BlobSourcePtr = std::shared_ptr<const BlobSource>;
