@@ -1,0 +1,945 @@
+#!/usr/bin/python3
+"""ocifs registry integration tests: real mounts from a real docker-registry on 127.0.0.1
+(registry.py), through a fault-injecting proxy (faultproxy.py), compared with `umoci unpack`
+of the same image.  Usage: /usr/bin/python3 registry_suite.py [CASE...]   (no CASE: all)
+
+Each case is its own meson test (tests/integration/meson.build).  Exit codes: 0 pass, 1 fail,
+77 skip (no /dev/fuse, not root, umoci/skopeo/fusermount3/docker-registry/htpasswd/python3-jwt
+missing).  Env: OCIFS_BIN, OCIFS_TEST_KEEP=1, OCIFS_TEST_TMP, as for suite.py.
+
+Every ocifs command runs with HOME, XDG_RUNTIME_DIR, XDG_CONFIG_HOME and DOCKER_CONFIG pointing
+into the case's work dir (and REGISTRY_AUTH_FILE removed), so no credential file of the machine
+is ever read, and tests only talk to the 127.0.0.1 servers they start.
+
+Ways to make a read go to the network on a warm layer index ("index-only cache"): mount once
+with cache A, then copy A without its blobs/ directory to B.  Mounting with B finds every layer
+index (no stream at mount time) but no blob bytes, so each file read is a range request."""
+
+import base64
+import errno
+import json
+import os
+import re
+import shutil
+import stat
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import fixtures  # noqa: E402
+import treecmp  # noqa: E402
+from common import (OCIFS, Fail, Mount, Skip, check, is_mounted, log, main, run,  # noqa: E402
+                    unmount)
+from loopback import no_proxy_env  # noqa: E402
+from registry import (BLOBS, DOCKER_LIST, DOCKER_MANIFEST, MANIFESTS, OCI_INDEX,  # noqa: E402
+                      FaultProxy, Registry, push_image, push_layout, push_manifest_list,
+                      require_registry_tools, skopeo)
+
+TAG = fixtures.TAG
+REPO = 'team/app'
+READ_DEADLINE = 30          # RegistryOptions::read_deadline (include/ocifs/registry/registry_client.hpp)
+REG_TOOLS = ('umoci', 'skopeo')
+
+
+# ------------------------------------------------------------------ helpers
+
+def tree_equal(reference, mnt, what, **kw):
+    diffs = treecmp.compare(reference, mnt, **kw)
+    if diffs:
+        shown = '\n'.join('    ' + d for d in diffs[:200])
+        more = '' if len(diffs) <= 200 else '\n    ... %d more' % (len(diffs) - 200)
+        raise Fail('%s: %d difference(s) between umoci unpack (A) and ocifs mount (B):\n%s%s' % (
+            what, len(diffs), shown, more))
+    log('  tree identical to umoci unpack: %s' % what)
+
+
+def umoci_image(work):
+    """The umoci multi-layer image (work/L, tag t) and its `umoci unpack` (work/ref/rootfs)."""
+    require_registry_tools(('skopeo', 'umoci'))
+    layout = fixtures.build_umoci_image(work.path)
+    return layout, fixtures.umoci_unpack(layout, TAG, work('ref'))
+
+
+def clean_env(work, **extra):
+    """os.environ for ocifs: loopback never proxied, no credential file of this machine."""
+    env = no_proxy_env()
+    for k in ('REGISTRY_AUTH_FILE', 'OCIFS_CACHE_DIR', 'CONTAINERS_REGISTRIES_CONF'):
+        env.pop(k, None)
+    home = work('home')
+    for d in ('home', 'home/run', 'home/config', 'home/.docker'):
+        os.makedirs(work(d), exist_ok=True)
+    env.update(HOME=home, XDG_RUNTIME_DIR=work('home/run'), XDG_CONFIG_HOME=work('home/config'),
+               DOCKER_CONFIG=work('home/.docker'),
+               CONTAINERS_REGISTRIES_CONF=work('home/registries.conf'))
+    if not os.path.exists(work('home/registries.conf')):
+        open(work('home/registries.conf'), 'w').close()
+    env.update(extra)
+    return env
+
+
+def oc(work, *args, env=None, timeout=None, **kw):
+    """Run ocifs with the clean env."""
+    kw_t = {} if timeout is None else {'timeout': timeout}
+    return run([OCIFS] + [str(a) for a in args], env=env or clean_env(work), **kw_t, **kw)
+
+
+def mount(work, ref, mnt, cache, extra=(), env=None, **kw):
+    return Mount(ref, mnt, cache, extra=list(extra), env=env or clean_env(work), **kw)
+
+
+def err_text(r):
+    return (r.stderr + r.stdout).decode(errors='replace')
+
+
+def refused(work, args, what, timeout=None, env=None, mnt=None):
+    """`ocifs mount ARGS MNT` must fail cleanly: exit 1..127, nothing mounted, a message.
+    Returns (stderr text, seconds taken)."""
+    mnt = mnt or work('mnt-refused')
+    os.makedirs(mnt, exist_ok=True)
+    t0 = time.time()
+    try:
+        r = oc(work, 'mount', *args, mnt, env=env, timeout=timeout)
+    finally:
+        mounted = is_mounted(mnt)
+        unmount(mnt)
+    dt = time.time() - t0
+    err = err_text(r)
+    check(r.returncode != 0, '%s: mount succeeded, must be refused (stderr %r)' % (what, err))
+    check(0 < r.returncode < 128, '%s: exit %d looks like a crash: %s' % (what, r.returncode, err[-2000:]))
+    check(not mounted, '%s: exit %d but mounted' % (what, r.returncode))
+    check(err.strip(), '%s: refused without a message' % what)
+    log('  refused %s in %.1fs (exit %d): %s' % (what, dt, r.returncode,
+                                                 err.strip().splitlines()[-1][:300]))
+    return err, dt
+
+
+def layer_descs(reg, repo_tag):
+    repo, _, tag = repo_tag.rpartition(':')
+    return reg.client().layers(repo, tag)
+
+
+def compressed_size(reg, repo_tag):
+    """Sum of the layer sizes and the config size of repo_tag (first platform)."""
+    repo, _, tag = repo_tag.rpartition(':')
+    c = reg.client()
+    _, man, _ = c.manifest(repo, tag)
+    if 'manifests' in man:
+        _, man, _ = c.manifest(repo, man['manifests'][0]['digest'])
+    return sum(l['size'] for l in man['layers']) + man['config']['size']
+
+
+def index_only_copy(src, dst):
+    """A copy of cache src without its blob bytes (layer indexes, documents, refs only)."""
+    shutil.copytree(src, dst, ignore=lambda d, names: ['blobs'] if os.path.samefile(d, src) else [])
+    check(not os.path.exists(os.path.join(dst, 'blobs')), 'index-only copy has blobs')
+    return dst
+
+
+def warm_index_cache(work, ref, reference, name='A'):
+    """Mount ref cold with cache work/cache-A (tree compared), return an index-only copy."""
+    cache = work('cache-' + name)
+    with mount(work, ref, work('mnt-' + name), cache):
+        tree_equal(reference, work('mnt-' + name), 'cold mount to warm the index')
+    return index_only_copy(cache, work('cache-' + name + '-idx'))
+
+
+def regular_files(root):
+    out = []
+    for dirpath, _, names in os.walk(root):
+        for n in names:
+            p = os.path.join(dirpath, n)
+            if stat.S_ISREG(os.lstat(p).st_mode):
+                out.append(os.path.relpath(p, root))
+    return sorted(out)
+
+
+def read_file(path):
+    with open(path, 'rb') as f:
+        return f.read()
+
+
+def format_byte_size(n):
+    """cache::format_byte_size (src/cache/byte_size.cpp)."""
+    units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB']
+    if n < 1024:
+        return '%d B' % n
+    v, u = float(n), 0
+    while v >= 1024 and u < 6:
+        v /= 1024
+        u += 1
+    if v >= 99.95:
+        return '%.0f %s' % (v, units[u])
+    if v >= 9.995:
+        return '%.1f %s' % (v, units[u])
+    return '%.2f %s' % (v, units[u])
+
+
+def no_secret(text, secrets_, what):
+    for s in secrets_:
+        check(s not in text, '%s: the output contains the secret %r:\n%s' % (what, s, text[-2000:]))
+
+
+# ------------------------------------------------------------------ 1. anonymous pull
+
+def case_anonymous(work):
+    """Anonymous pull through the proxy: cold mount = umoci unpack and fetches at most the
+    image's compressed size; warm remount fetches 0 blob bytes (no blob request); --offline
+    makes 0 requests; --offline for a never-seen tag (and an empty cache) is refused with a
+    clear message and 0 requests; ls, cat, inspect --json against the registry."""
+    layout, reference = umoci_image(work)
+    with Registry() as reg, FaultProxy(reg) as px:
+        push_image('oci:%s:%s' % (layout, TAG), reg, REPO + ':v1')
+        ref = px.ref(REPO + ':v1')
+        total = compressed_size(reg, REPO + ':v1')
+        cache, mnt = work('cache'), work('mnt')
+        with mount(work, ref, mnt, cache):
+            tree_equal(reference, mnt, 'cold mount')
+        cold = px.blob_bytes
+        log('  cold mount + reading every file: %d blob bytes, %d requests (image: %d bytes)' % (
+            cold, px.request_count, total))
+        check(cold > 0, 'cold mount fetched no blob bytes')
+        check(cold <= total, 'cold mount + reading every file fetched %d blob bytes, more than the '
+              "image's compressed size %d (issue 3: no more than once)" % (cold, total))
+
+        px.reset_counters()
+        with mount(work, ref, mnt, cache):
+            tree_equal(reference, mnt, 'warm remount')
+        log('  warm remount: %d requests, %d blob bytes' % (px.request_count, px.blob_bytes))
+        check(px.blob_bytes == 0 and px.count(path=BLOBS) == 0,
+              'warm remount: %d blob bytes in %d blob requests, want 0' % (
+                  px.blob_bytes, px.count(path=BLOBS)))
+
+        px.reset_counters()
+        with mount(work, ref, mnt, cache, extra=['--offline']):
+            tree_equal(reference, mnt, '--offline remount')
+        check(px.request_count == 0, '--offline made %d requests: %s' % (
+            px.request_count, [(r['method'], r['path']) for r in px.records]))
+
+        # --offline, tag never resolved with this cache / empty cache
+        px.reset_counters()
+        err, _ = refused(work, ['--cache-dir', cache, '--offline', px.ref(REPO + ':never')],
+                         '--offline, never-seen tag', timeout=60)
+        check('--offline' in err and REPO + ':never' in err and 'never' in err.replace(
+            REPO + ':never', ''), '--offline never-seen tag: message must name the image and say '
+              'the tag was never resolved with --offline:\n%s' % err)
+        err, _ = refused(work, ['--cache-dir', work('empty-cache'), '--offline', ref],
+                         '--offline, empty cache', timeout=60)
+        check('--offline' in err and REPO in err, '--offline empty cache: message %r' % err)
+        check(px.request_count == 0, '--offline refusals made %d requests' % px.request_count)
+
+        # ls / cat / inspect --json, against the registry (fresh cache: bytes come from it)
+        c2 = work('cache-cli')
+        r = oc(work, 'ls', '--cache-dir', c2, ref, check_rc=True)
+        for n in os.listdir(reference):
+            check(os.fsencode(n) in r.stdout, 'ls /: %r missing:\n%s' % (n, r.stdout.decode(errors='replace')))
+        r = oc(work, 'ls', '--cache-dir', c2, ref, '/opq', check_rc=True)
+        check(b'only_new' in r.stdout and b'a1' not in r.stdout, 'ls /opq: %r' % r.stdout)
+        for p in ('etc/os-release', 'data/large', 'hl/orig'):
+            r = oc(work, 'cat', '--cache-dir', c2, ref, p, check_rc=True)
+            check(r.stdout == read_file(os.path.join(reference, p)), 'cat %s: wrong bytes (%d)' % (
+                p, len(r.stdout)))
+        r = oc(work, 'cat', '--cache-dir', c2, ref, 'no/such/file')
+        check(0 < r.returncode < 128 and r.stderr.strip(), 'cat of a missing file: exit %d %r' % (
+            r.returncode, r.stderr))
+        r = oc(work, 'inspect', '--json', '--cache-dir', c2, ref, check_rc=True)
+        try:
+            j = json.loads(r.stdout)
+        except ValueError as e:
+            raise Fail('inspect --json is not JSON (%s): %r' % (e, r.stdout[:2000]))
+        flat = json.dumps(j)
+        for l in layer_descs(reg, REPO + ':v1'):
+            check(l['digest'] in flat, 'inspect --json lacks layer %s' % l['digest'])
+        r = oc(work, 'inspect', '--cache-dir', c2, ref, check_rc=True)
+        check(b'127.0.0.1' in r.stdout or REPO.encode() in r.stdout,
+              'inspect does not name the image: %r' % r.stdout[:500])
+
+
+# ------------------------------------------------------------------ 2. compression variants
+
+def case_compression(work):
+    """gzip, zstd (skopeo --dest-compress-format zstd), uncompressed (raw push of an
+    uncompressed conversion) and Docker v2s2: media types checked at the registry; each cold
+    mount = umoci unpack (of the gzip original); each warm remount fetches 0 blob bytes."""
+    layout, reference = umoci_image(work)
+    conv = fixtures.skopeo_convert(layout, work.path)
+    plain_layout = conv['uncompressed'][len('oci:'):].rsplit(':', 1)[0]
+    failures = []
+    with Registry() as reg, FaultProxy(reg) as px:
+        c = reg.client()
+        push_image('oci:%s:%s' % (layout, TAG), reg, REPO + ':gzip')
+        push_image('oci:%s:%s' % (layout, TAG), reg, REPO + ':zstd', compress='zstd')
+        push_layout(plain_layout, reg, REPO + ':plain')
+        push_image('oci:%s:%s' % (layout, TAG), reg, REPO + ':docker', fmt='v2s2')
+        want = {'gzip': (None, '.tar+gzip'), 'zstd': (None, '.tar+zstd'),
+                'plain': (None, 'image.layer.v1.tar'),
+                'docker': (DOCKER_MANIFEST, 'docker.image.rootfs.diff.tar.gzip')}
+        for tag, (mt, suffix) in want.items():
+            got_mt, man, _ = c.manifest(REPO, tag)
+            check(mt is None or got_mt == mt, '%s: manifest type %s' % (tag, got_mt))
+            check(all(l['mediaType'].endswith(suffix) for l in man['layers']),
+                  '%s: layer media types %s' % (tag, [l['mediaType'] for l in man['layers']]))
+        for tag in want:
+            try:
+                ref = px.ref('%s:%s' % (REPO, tag))
+                cache, mnt = work('cache-' + tag), work('mnt-' + tag)
+                px.reset_counters()
+                with mount(work, ref, mnt, cache):
+                    tree_equal(reference, mnt, '%s (cold)' % tag)
+                log('  %s: cold mount + full read fetched %d blob bytes' % (tag, px.blob_bytes))
+                check(px.blob_bytes > 0, '%s: no blob bytes on a cold mount' % tag)
+                px.reset_counters()
+                with mount(work, ref, mnt, cache):
+                    tree_equal(reference, mnt, '%s (warm)' % tag)
+                check(px.blob_bytes == 0, '%s: warm remount fetched %d blob bytes' % (tag, px.blob_bytes))
+            except Fail as e:
+                failures.append('%s: %s' % (tag, e))
+    check(not failures, '\n'.join(failures))
+
+
+# ------------------------------------------------------------------ 3. Basic auth, credential sources
+
+HELPER = '''#!/bin/sh
+# docker credential helper for the ocifs tests: logs its calls, answers for one host
+read -r url
+echo "$0 $1 $url" >> "%(log)s"
+if [ "$1" = get ] && [ "$url" = "%(host)s" -o "$url" = "http://%(host)s" -o "$url" = "https://%(host)s" ]; then
+  printf '{"ServerURL":"%%s","Username":"%(user)s","Secret":"%(password)s"}\\n' "$url"
+  exit 0
+fi
+echo "credentials not found in native keychain"
+exit 1
+'''
+
+
+def case_auth_basic(work):
+    """htpasswd Basic auth: no creds and wrong creds refused (exit 1..127, the message names the
+    registry and 401/unauthorized, never a password); --creds, --authfile, REGISTRY_AUTH_FILE,
+    $DOCKER_CONFIG/config.json (auths), a credential helper via credsStore and via credHelpers
+    (docker-credential-NAME on PATH, called with the registry host): each mount = umoci unpack."""
+    layout, reference = umoci_image(work)
+    password = 'Pw-s3cret-9f27xq'
+    wrong = 'Wrong-pw-77aa3k'
+    with Registry(auth='htpasswd', user='ocifs', password=password) as reg, FaultProxy(reg) as px:
+        push_image('oci:%s:%s' % (layout, TAG), reg, REPO + ':v1')
+        ref, host = px.ref(REPO + ':v1'), px.host
+        b64 = base64.b64encode(('ocifs:' + password).encode()).decode()
+
+        # refusals
+        for what, extra in (('no credentials', []), ('wrong password', ['--creds', 'ocifs:' + wrong]),
+                            ('wrong user', ['--creds', 'nobody:' + password])):
+            err, _ = refused(work, ['--cache-dir', work('cache-bad')] + extra + [ref], what, timeout=120)
+            check(host in err, '%s: message does not name the registry %s:\n%s' % (what, host, err))
+            check('401' in err or 'unauthorized' in err.lower(),
+                  '%s: message does not say 401/unauthorized:\n%s' % (what, err))
+            no_secret(err, [password, wrong, b64], what)
+        r = oc(work, 'ls', '--cache-dir', work('cache-bad'), '--creds', 'ocifs:' + wrong, ref)
+        check(0 < r.returncode < 128, 'ls with a wrong password: exit %d' % r.returncode)
+        no_secret(err_text(r), [password, wrong], 'ls with a wrong password')
+
+        # credential sources, each with a fresh cache (so blobs are fetched with those creds)
+        authjson = work('auth.json')
+        with open(authjson, 'w') as f:
+            json.dump({'auths': {host: {'auth': b64}}}, f)
+        bindir = work('bin')
+        os.makedirs(bindir)
+        helper_log = work('helper.log')
+        for name in ('ocifsstore', 'ocifshelper'):
+            p = os.path.join(bindir, 'docker-credential-' + name)
+            with open(p, 'w') as f:
+                f.write(HELPER % {'log': helper_log, 'host': host, 'user': 'ocifs',
+                                  'password': password})
+            os.chmod(p, 0o755)
+        path_env = bindir + ':' + os.environ.get('PATH', '/usr/bin:/bin')
+
+        def docker_config(doc):
+            d = work('dockercfg-%d' % len(os.listdir(work.path)))
+            os.makedirs(d)
+            with open(os.path.join(d, 'config.json'), 'w') as f:
+                json.dump(doc, f)
+            return d
+
+        sources = [
+            ('--creds', ['--creds', 'ocifs:' + password], {}),
+            ('--authfile', ['--authfile', authjson], {}),
+            ('REGISTRY_AUTH_FILE', [], {'REGISTRY_AUTH_FILE': authjson}),
+            ('DOCKER_CONFIG auths', [], {'DOCKER_CONFIG': docker_config({'auths': {host: {'auth': b64}}})}),
+            ('credsStore', [], {'PATH': path_env,
+                                'DOCKER_CONFIG': docker_config({'credsStore': 'ocifsstore'})}),
+            ('credHelpers', [], {'PATH': path_env, 'DOCKER_CONFIG': docker_config(
+                {'auths': {'other.example:5000': {'auth': 'eDp5'}},
+                 'credHelpers': {host: 'ocifshelper'}})}),
+        ]
+        failures = []
+        for i, (what, extra, envx) in enumerate(sources):
+            try:
+                env = clean_env(work, **envx)
+                px.reset_counters()
+                with mount(work, ref, work('mnt'), work('cache-%d' % i), extra=extra, env=env) as m:
+                    tree_equal(reference, work('mnt'), 'credentials from %s' % what)
+                    no_secret(err_text(m.result), [password, b64], 'mount with %s' % what)
+                check(px.count(path=BLOBS, status=200) > 0,
+                      '%s: no blob was fetched (%s)' % (what, px.records[-5:]))
+                if what in ('credsStore', 'credHelpers'):
+                    calls = open(helper_log).read() if os.path.exists(helper_log) else ''
+                    name = 'ocifsstore' if what == 'credsStore' else 'ocifshelper'
+                    check(re.search(r'docker-credential-%s get (https?://)?%s' % (name, re.escape(host)),
+                                    calls), '%s: helper not called with %s; calls:\n%s' % (what, host, calls))
+            except Fail as e:
+                failures.append('%s: %s' % (what, e))
+        if os.path.exists(helper_log):
+            log('  helper calls: %s' % open(helper_log).read().strip().replace('\n', '; '))
+        check(not failures, '\n'.join(failures))
+
+
+# ------------------------------------------------------------------ 4. Bearer tokens
+
+def case_auth_token(work):
+    """Bearer token auth (JWT token server): anonymous pull when allowed (anonymous tokens
+    asked for and issued), refused when credentials are required (401, names the registry,
+    no password), --creds then works; a token expiring every 2 s while a file is read over a
+    slow link and while reads start after expiry: more tokens issued, content correct."""
+    layout, reference = umoci_image(work)
+    password = 'Tok-s3cret-p4ss'
+    with Registry(auth='token', user='ocifs', password=password, anonymous_pull=True) as reg, \
+            FaultProxy(reg) as px:
+        ts = reg.token_server
+        push_image('oci:%s:%s' % (layout, TAG), reg, REPO + ':v1')
+        ref = px.ref(REPO + ':v1')
+        ts.reset_counters()
+        with mount(work, ref, work('mnt'), work('cache-anon')):
+            tree_equal(reference, work('mnt'), 'anonymous Bearer pull')
+        anon = [h for h in ts.history if h['status'] == 200]
+        check(anon and all(h['user'] == '' for h in anon),
+              'anonymous pull: tokens issued %s' % [(h['user'], h['status']) for h in ts.history])
+        check(any('repository:%s:pull' % REPO in ' '.join(h['scopes']) for h in anon),
+              'no token for scope repository:%s:pull: %s' % (REPO, [h['scopes'] for h in anon]))
+
+        ts.anonymous_pull = False
+        err, _ = refused(work, ['--cache-dir', work('cache-noauth'), ref], 'token auth, no creds',
+                         timeout=120)
+        check(px.host in err and ('401' in err or 'unauthorized' in err.lower()),
+              'no-creds refusal must name %s and 401/unauthorized:\n%s' % (px.host, err))
+        err, _ = refused(work, ['--cache-dir', work('cache-noauth'), '--creds', 'ocifs:wrongpw-1x', ref],
+                         'token auth, wrong password', timeout=120)
+        no_secret(err, ['wrongpw-1x', password], 'wrong token creds')
+        check('401' in err or 'unauthorized' in err.lower(), 'wrong creds: %s' % err)
+
+        ts.reset_counters()
+        cache = work('cache-creds')
+        with mount(work, ref, work('mnt'), cache, extra=['--creds', 'ocifs:' + password]) as m:
+            tree_equal(reference, work('mnt'), 'Bearer pull with --creds')
+            no_secret(err_text(m.result), [password], 'mount with --creds')
+        check(ts.issued >= 1 and all(h['user'] == 'ocifs' for h in ts.history if h['status'] == 200),
+              'tokens with creds: %s' % [(h['user'], h['status']) for h in ts.history])
+
+        # expiry: index-only cache, so every read is a range request that needs a token
+        idx = index_only_copy(cache, work('cache-idx'))
+        ts.expires_in = 2
+        mnt = work('mnt-exp')
+        with mount(work, ref, mnt, idx, extra=['--creds', 'ocifs:' + password]):
+            issued0 = ts.issued
+            time.sleep(3)                        # the mount's token has expired
+            want = read_file(os.path.join(reference, 'etc/os-release'))
+            got = read_file(os.path.join(mnt, 'etc/os-release'))
+            check(got == want, 'read after token expiry: %r, want %r' % (got[:100], want[:100]))
+            issued1 = ts.issued
+            check(issued1 > issued0, 'read after expiry: no new token (issued %d -> %d)' % (
+                issued0, issued1))
+            # a long read over a slow link (2 MiB/s): the token expires in the middle of it
+            px.shape(bandwidth_bps=16 * 1024 * 1024)
+            t0 = time.time()
+            got = read_file(os.path.join(mnt, 'data/large'))
+            dt = time.time() - t0
+            px.shape(None)
+            check(got == read_file(os.path.join(reference, 'data/large')),
+                  'data/large read across token expiry: wrong bytes (%d)' % len(got))
+            issued2 = ts.issued
+            log('  tokens: %d issued at mount, %d after a read past expiry, %d after a %.1fs read'
+                % (issued0, issued1, issued2, dt))
+            check(dt > 2.5 and issued2 > issued1, 'mid-read refresh: read took %.1fs, tokens %d -> %d'
+                  % (dt, issued1, issued2))
+            tree_equal(reference, mnt, 'index-only cache with 2 s tokens')
+        refused_tokens = [h for h in ts.history if h['status'] != 200]
+        check(not refused_tokens, 'token requests refused: %s' % refused_tokens)
+
+
+# ------------------------------------------------------------------ 5. manifest lists
+
+def case_manifest_list(work):
+    """OCI index and Docker manifest list (linux/amd64, linux/arm64/v8): default = the host's
+    platform, --platform linux/arm64 picks arm64/v8 (its /platform file), each tree = umoci
+    unpack of that platform's image; an absent platform is refused naming the available ones."""
+    require_registry_tools(('skopeo', 'umoci'))
+    host_arch = {'x86_64': 'amd64', 'aarch64': 'arm64'}.get(os.uname().machine)
+    if host_arch is None:
+        raise Skip('host architecture %s is in neither image' % os.uname().machine)
+    host_plat = {'amd64': 'linux/amd64', 'arm64': 'linux/arm64/v8'}[host_arch]
+    with Registry() as reg, FaultProxy(reg) as px:
+        push_manifest_list(reg, 'team/multi:oci', work('m1'))
+        push_manifest_list(reg, 'team/multi:docker', work('m2'), fmt='v2s2')
+        c = reg.client()
+        check(c.manifest('team/multi', 'oci')[0] == OCI_INDEX, 'oci tag is not an OCI index')
+        check(c.manifest('team/multi', 'docker')[0] == DOCKER_LIST, 'docker tag is not a list')
+        refs = {}
+        for plat in ('linux/amd64', 'linux/arm64/v8'):
+            parts = plat.split('/')
+            dest = work('pulled-' + parts[1])
+            args = ['copy', '-q', '--src-tls-verify=false', '--src-no-creds',
+                    '--override-os', parts[0], '--override-arch', parts[1]]
+            if len(parts) > 2:
+                args += ['--override-variant', parts[2]]
+            skopeo(*args, reg.docker_ref('team/multi:oci'), 'oci:%s:%s' % (dest, TAG))
+            refs[plat] = fixtures.umoci_unpack(dest, TAG, work('ref-' + parts[1]))
+            check(read_file(os.path.join(refs[plat], 'platform')) == plat.encode() + b'\n',
+                  'umoci unpack of %s: wrong /platform' % plat)
+        ign = {'.': {'mtime'}}          # no '.' entry in the layer: umoci uses the unpack time
+        mnt = work('mnt')
+        for tag in ('oci', 'docker'):
+            ref = px.ref('team/multi:' + tag)
+            for plat, want in ((None, host_plat), ('linux/arm64', 'linux/arm64/v8'),
+                               ('linux/amd64', 'linux/amd64')):
+                extra = ['--platform', plat] if plat else []
+                with mount(work, ref, mnt, work('cache'), extra=extra):
+                    got = read_file(os.path.join(mnt, 'platform')).decode().strip()
+                    check(got == want, '%s --platform %s: got image %s, want %s' % (tag, plat, got, want))
+                    tree_equal(refs[want], mnt, '%s --platform %s' % (tag, plat), ignore_at=ign)
+            err, _ = refused(work, ['--cache-dir', work('cache'), '--platform', 'linux/s390x', ref],
+                             '%s: absent platform' % tag, timeout=60)
+            check('linux/s390x' in err and 'linux/amd64' in err and 'linux/arm64' in err,
+                  '%s: refusal of linux/s390x must list the available platforms:\n%s' % (tag, err))
+
+
+# ------------------------------------------------------------------ 6. faults
+
+def _fault_setup(work, auth=None, tag='v1', layout=None):
+    layout, reference = layout or umoci_image(work)
+    reg = Registry(auth=auth).start()
+    try:
+        push_image('oci:%s:%s' % (layout, TAG), reg, '%s:%s' % (REPO, tag))
+        px = FaultProxy(reg).start()
+    except BaseException:
+        reg.stop()
+        raise
+    return reg, px, reference
+
+
+def _teardown(reg, px):
+    px.stop()
+    reg.stop()
+
+
+def _layer_path(reg, i=None, repo_tag=REPO + ':v1'):
+    """Path regex for the blob of layer i (None: every layer blob)."""
+    layers = layer_descs(reg, repo_tag)
+    if i is None:
+        return r'^/v2/.+/blobs/(%s)$' % '|'.join(re.escape(l['digest']) for l in layers)
+    return r'^/v2/.+/blobs/%s$' % re.escape(layers[i]['digest'])
+
+
+def case_fault_redirect(work):
+    """Blob GETs answered 307 to another host (localhost:OTHER_PORT) with token auth: the cold
+    mount = umoci unpack and no Authorization reaches the other host (it would answer 400);
+    lazy reads on an index-only cache through redirects whose signed URLs expire after 1 s
+    (403): re-resolved, correct bytes."""
+    layout, reference = umoci_image(work)
+    reg, px, _ = _fault_setup(work, auth='token', layout=(layout, reference))
+    try:
+        ref = px.ref(REPO + ':v1')
+        creds = ['--creds', reg.creds]
+        f = px.add_fault('redirect_blobs_to_other_host', count=None)
+        cache = work('cache')
+        with mount(work, ref, work('mnt'), cache, extra=creds):
+            tree_equal(reference, work('mnt'), 'cold mount through 307 redirects')
+        nlayers = len(layer_descs(reg, REPO + ':v1'))
+        log('  %d redirects, CDN requests: %s' % (f.hits, [(r['status'], r['auth']) for r in px.cdn_records]))
+        check(f.hits >= nlayers, 'only %d blob GETs redirected, want >= %d layers' % (f.hits, nlayers))
+        check(px.cdn_records and all(not r['auth'] for r in px.cdn_records),
+              'Authorization forwarded to the other host: %s' % [r for r in px.cdn_records if r['auth']])
+        check(all(r['status'] in (200, 206) for r in px.cdn_records),
+              'CDN answers: %s' % [r['status'] for r in px.cdn_records])
+        px.remove_fault(f)
+
+        idx = index_only_copy(cache, work('cache-idx'))
+        px.reset_counters()
+        f = px.add_fault('redirect_blobs_to_other_host', count=None, ttl=1)
+        mnt = work('mnt-idx')
+        with mount(work, ref, mnt, idx, extra=creds):
+            a = read_file(os.path.join(mnt, 'etc/passwd'))          # layer 1
+            time.sleep(1.5)                      # the signed URL of layer 1 has expired
+            b = read_file(os.path.join(mnt, 'data/large'))          # layer 1 too
+            check(a == read_file(os.path.join(reference, 'etc/passwd')), 'etc/passwd via CDN')
+            check(b == read_file(os.path.join(reference, 'data/large')), 'data/large via CDN (expired URL)')
+            tree_equal(reference, mnt, 'lazy reads through expiring redirects')
+        statuses = [r['status'] for r in px.cdn_records]
+        log('  lazy: %d redirects, CDN statuses %s' % (f.hits, statuses))
+        check(all(not r['auth'] for r in px.cdn_records), 'Authorization forwarded on lazy reads')
+        check(206 in statuses, 'no ranged read went to the CDN: %s' % statuses)
+        check(403 in statuses, 'the expired signed URL was never tried (no 403): %s' % statuses)
+        check(f.hits < len(statuses), 'resolved URLs are not reused: %d redirects for %d CDN '
+              'requests' % (f.hits, len(statuses)))
+    finally:
+        _teardown(reg, px)
+
+
+def case_fault_ranges(work):
+    """Lazy range reads on an index-only cache: a server ignoring Range (200 + whole blob) for
+    every request, then a server answering 400 to multi-range requests: trees = umoci unpack.
+    (ocifs only sends single ranges, which is asserted: the 400 fault is never hit.)"""
+    layout, reference = umoci_image(work)
+    reg, px, _ = _fault_setup(work, layout=(layout, reference))
+    try:
+        ref = px.ref(REPO + ':v1')
+        idx = warm_index_cache(work, ref, reference)
+        px.reset_counters()
+        f = px.add_fault('ignore_range', count=None)
+        mnt = work('mnt')
+        with mount(work, ref, mnt, index_only_copy(idx, work('c1'))):
+            tree_equal(reference, mnt, 'server ignoring Range')
+        log('  ignore_range: %d hits, %d blob bytes' % (f.hits, px.blob_bytes))
+        check(f.hits > 0 and px.count(path=BLOBS, status=200) > 0,
+              'no ranged read reached the server (hits %d)' % f.hits)
+        px.remove_fault(f)
+
+        px.reset_counters()
+        f = px.add_fault('reject_multirange', count=None)
+        with mount(work, ref, mnt, index_only_copy(idx, work('c2'))):
+            tree_equal(reference, mnt, 'server refusing multi-range')
+        ranges = [r['range'] for r in px.records if r['range']]
+        check(ranges, 'no ranged request was made')
+        multi = [r for r in ranges if ',' in r]
+        log('  %d ranged requests, %d multi-range, fault hits %d' % (len(ranges), len(multi), f.hits))
+        check(f.hits == len(multi), 'fault hits %d != multi-range requests %d' % (f.hits, len(multi)))
+        check(px.count(path=BLOBS, status=400) == f.hits, '400s')
+    finally:
+        _teardown(reg, px)
+
+
+def _gap_after(px, kind):
+    """Seconds between each answer with fault `kind` and the next request for the same path."""
+    recs = sorted(px.records, key=lambda r: r['time'])
+    gaps = []
+    for i, r in enumerate(recs):
+        if r['fault'] == kind:
+            nxt = [x for x in recs[i + 1:] if x['path'] == r['path']]
+            if nxt:
+                gaps.append(nxt[0]['time'] - r['time'])
+    return gaps
+
+
+def case_fault_429_503(work):
+    """429 with Retry-After: 2 on the manifest and on 2 blob GETs, then 503 on 3 blob GETs (cold
+    mounts): trees = umoci unpack, every fault hit, each retry waits >= Retry-After; 503 on
+    every blob GET: refused naming 503, within the retry budget."""
+    layout, reference = umoci_image(work)
+    reg, px, _ = _fault_setup(work, layout=(layout, reference))
+    try:
+        ref = px.ref(REPO + ':v1')
+        fm = px.add_fault('status_429', path=MANIFESTS, count=1, retry_after=2)
+        fb = px.add_fault('status_429', count=2, retry_after=2)
+        with mount(work, ref, work('mnt'), work('c429')):
+            tree_equal(reference, work('mnt'), '429 Retry-After')
+        gaps = _gap_after(px, 'status_429')
+        log('  429: hits %d+%d, retry gaps %s' % (fm.hits, fb.hits, ['%.2f' % g for g in gaps]))
+        check(fm.hits == 1 and fb.hits == 2, '429 hits %d %d' % (fm.hits, fb.hits))
+        check(len(gaps) == 3 and all(g >= 1.9 for g in gaps),
+              'retries after 429 must wait Retry-After (2 s): gaps %s' % gaps)
+
+        px.reset_counters()
+        f = px.add_fault('status_503', count=3)
+        with mount(work, ref, work('mnt'), work('c503')):
+            tree_equal(reference, work('mnt'), '3 x 503')
+        check(f.hits == 3, '503 hits %d' % f.hits)
+
+        px.reset_counters()
+        f = px.add_fault('status_503', count=None)
+        err, dt = refused(work, ['--cache-dir', work('c503all'), ref], '503 on every blob GET',
+                          timeout=300)
+        check('503' in err, 'message does not say 503:\n%s' % err)
+        log('  503 forever: %d blob GETs before giving up, %.1fs' % (f.hits, dt))
+        check(f.hits == 5 and 'after 5 attempts' in err,
+              'want 5 attempts (RegistryOptions::max_attempts) before giving up, and a message '
+              'saying so; %d GETs:\n%s' % (f.hits, err))
+    finally:
+        _teardown(reg, px)
+
+
+def case_fault_drop(work):
+    """Connections dropped mid-body: on 3 blob GETs of the cold mount (the stream resumes with a
+    Range from the byte reached), then on 2 lazy range reads (index-only cache): trees = umoci
+    unpack."""
+    layout, reference = umoci_image(work)
+    reg, px, _ = _fault_setup(work, layout=(layout, reference))
+    try:
+        ref = px.ref(REPO + ':v1')
+        big = _layer_path(reg)
+        f = px.add_fault('drop_mid_body', path=big, count=3)
+        cache = work('cache')
+        with mount(work, ref, work('mnt'), cache):
+            tree_equal(reference, work('mnt'), 'cold mount with 3 dropped connections')
+        check(f.hits == 3, 'drop hits %d' % f.hits)
+        resumed = [r for r in px.records if r['range'] and re.match(r'bytes=[1-9]\d*-$', r['range'])]
+        log('  dropped 3, resumed with %s' % [r['range'] for r in resumed])
+        check(resumed, 'no resumed request (Range: bytes=N-) after the drops: %s' % [
+            (r['fault'], r['range']) for r in px.records])
+
+        px.reset_counters()
+        f = px.add_fault('drop_mid_body', count=2, after=100)
+        mnt = work('mnt-idx')
+        with mount(work, ref, mnt, index_only_copy(cache, work('cache-idx'))):
+            tree_equal(reference, mnt, 'lazy reads with 2 dropped connections')
+        check(f.hits == 2, 'lazy drop hits %d' % f.hits)
+    finally:
+        _teardown(reg, px)
+
+
+def case_fault_corrupt(work):
+    """A layer blob with one byte flipped on every GET: the cold mount is refused naming that
+    layer's digest, ls/cat refuse too; without the fault a remount with the same cache fetches
+    that layer again and = umoci unpack (nothing corrupt was kept in the cache)."""
+    layout, reference = umoci_image(work)
+    reg, px, _ = _fault_setup(work, layout=(layout, reference))
+    try:
+        ref = px.ref(REPO + ':v1')
+        layers = layer_descs(reg, REPO + ':v1')
+        bad = layers[0]['digest']
+        f = px.add_fault('corrupt_blob', path=_layer_path(reg, 0), count=None)
+        cache = work('cache')
+        err, _ = refused(work, ['--cache-dir', cache, ref], 'corrupt layer blob', timeout=300)
+        check(bad.split(':')[1][:12] in err, 'message does not name the layer %s:\n%s' % (bad, err))
+        check(f.hits >= 1, 'corrupt fault not hit')
+        for args in (['ls', '--cache-dir', cache, ref], ['cat', '--cache-dir', cache, ref, 'etc/passwd']):
+            r = oc(work, *args, timeout=300)
+            check(0 < r.returncode < 128 and bad.split(':')[1][:12] in err_text(r),
+                  '`ocifs %s` with a corrupt layer: exit %d %r' % (args[0], r.returncode, err_text(r)[-1000:]))
+            check(r.stdout == b'' or args[0] == 'ls' and b'passwd' not in r.stdout,
+                  '`ocifs %s` served data from a corrupt layer: %r' % (args[0], r.stdout[:200]))
+        r = oc(work, 'cache', 'ls', '--cache-dir', cache)
+        log('  cache ls after the refusal:\n' + '\n'.join(
+            '  | ' + l for l in r.stdout.decode(errors='replace').splitlines()))
+        px.remove_fault(f)
+        px.reset_counters()
+        with mount(work, ref, work('mnt'), cache):
+            tree_equal(reference, work('mnt'), 'remount after the corrupt blob, same cache')
+        check(px.count(path=_layer_path(reg, 0)) > 0,
+              'the remount did not fetch the layer that was corrupt again')
+    finally:
+        _teardown(reg, px)
+
+
+def case_fault_corrupt_lazy(work):
+    """Lazy reads (index-only cache) while every blob GET has one byte flipped: EIO or the right
+    bytes, never wrong ones, at least one EIO; once the fault is gone the same mount = umoci
+    unpack."""
+    layout, reference = umoci_image(work)
+    reg, px, _ = _fault_setup(work, layout=(layout, reference))
+    try:
+        ref = px.ref(REPO + ':v1')
+        idx = warm_index_cache(work, ref, reference)
+        mnt = work('mnt-idx')
+        with mount(work, ref, mnt, idx):
+            f = px.add_fault('corrupt_blob', count=None)
+            results = []
+            for p in ('data/large', 'data/text', 'bin/busybox', 'etc/os-release'):
+                want = read_file(os.path.join(reference, p))
+                try:
+                    got = read_file(os.path.join(mnt, p))
+                except OSError as e:
+                    check(e.errno == errno.EIO, '%s: %r, want EIO' % (p, e))
+                    results.append('%s: EIO' % p)
+                    continue
+                check(got == want, '%s: WRONG BYTES served from a corrupt range (%d bytes)' % (p, len(got)))
+                results.append('%s: right bytes' % p)
+            log('  corrupt lazy reads (%d hits): %s' % (f.hits, '; '.join(results)))
+            check(f.hits > 0, 'no lazy read reached the server')
+            check(any('EIO' in r for r in results), 'corrupt ranges never gave EIO: %s' % results)
+            px.remove_fault(f)
+            tree_equal(reference, mnt, 'same mount once the fault is gone')
+    finally:
+        _teardown(reg, px)
+
+
+def case_fault_stall_cold(work):
+    """The registry stalls every layer blob GET (headers never come) during a cold mount: it is
+    refused within a bound (5 attempts x 30 s low-speed limit + backoff: 240 s), not a hang,
+    with a message naming a layer; nothing is mounted."""
+    layout, reference = umoci_image(work)
+    reg, px, _ = _fault_setup(work, layout=(layout, reference))
+    try:
+        ref = px.ref(REPO + ':v1')
+        layers = layer_descs(reg, REPO + ':v1')
+        # layer blobs only: the config (fetched whole, 120 s request deadline) comes through
+        f = px.add_fault('stall', path=_layer_path(reg), count=None, seconds=3600)
+        err, dt = refused(work, ['--cache-dir', work('cache'), ref], 'stalled server, cold mount',
+                          timeout=400)
+        log('  %d stalled GETs, refused after %.1fs' % (f.hits, dt))
+        check(dt <= 240, 'refusal took %.0fs, more than 240s' % dt)
+        check(any(l['digest'].split(':')[1][:12] in err for l in layers),
+              'message names no layer:\n%s' % err)
+    finally:
+        _teardown(reg, px)
+
+
+def case_fault_stall_read(work):
+    """Warm index, blob bytes never fetched (index-only cache): the registry stalls every blob
+    GET while a file is read; pread() fails with EIO within the read deadline (the kernel
+    retries a failed readahead once: at most 2 fetches, 2 x 30 s + 15 s slack), the mount answers stat/readdir meanwhile, and once the stall is gone the same mount
+    reads the right bytes (tree = umoci unpack).  Also a stall in the middle of a body."""
+    layout, reference = umoci_image(work)
+    reg, px, _ = _fault_setup(work, layout=(layout, reference))
+    try:
+        ref = px.ref(REPO + ':v1')
+        idx = warm_index_cache(work, ref, reference)
+        mnt = work('mnt')
+        for kind, params in (('headers', {}), ('mid-body', {'after': 1000})):
+            px.reset_counters()
+            with mount(work, ref, mnt, index_only_copy(idx, work('c-' + kind))):
+                check(px.blob_bytes == 0, 'index-only mount fetched %d blob bytes' % px.blob_bytes)
+                f = px.add_fault('stall', count=None, seconds=3600, **params)
+                result = {}
+
+                t_start = [time.time()]
+
+                def reader():
+                    t0 = t_start[0] = time.time()
+                    try:
+                        fd = os.open(os.path.join(mnt, 'data/large'), os.O_RDONLY)
+                        try:
+                            result['data'] = os.pread(fd, 65536, 4 * 1024 * 1024)
+                        finally:
+                            os.close(fd)
+                    except OSError as e:
+                        result['error'] = e
+                    result['time'] = time.time() - t0
+
+                t = threading.Thread(target=reader, daemon=True)
+                t.start()
+                time.sleep(1)
+                t1 = time.time()
+                names = os.listdir(mnt)
+                st = os.stat(os.path.join(mnt, 'etc/os-release'))
+                check(time.time() - t1 < 5 and 'etc' in names and st.st_size > 0,
+                      '%s: the mount did not answer readdir/stat during a stalled read' % kind)
+                t.join(READ_DEADLINE + 60)
+                check(not t.is_alive(), 'HANG (%s): pread still blocked after %ds' % (
+                    kind, READ_DEADLINE + 61))
+                log('  stall (%s): %d stalled GETs; pread -> %s after %.1fs' % (
+                    kind, f.hits, result.get('error', 'data'), result['time']))
+                check(f.hits >= 1, '%s: no read reached the server' % kind)
+                e = result.get('error')
+                check(isinstance(e, OSError) and e.errno == errno.EIO,
+                      '%s: pread gave %r, want EIO' % (kind, e or ('%d bytes' % len(result['data']))))
+                stalled = sorted((r['time'], r['range']) for r in px.records if r['fault'] == 'stall')
+                log('  stalled GETs (s after the read began, Range): %s' % [
+                    ('%.1f' % (t - t_start[0]), rg) for t, rg in stalled])
+                # The kernel retries a failed readahead with a read of its own, so one read()
+                # may wait for two fetches in a row: each must end within the read deadline.
+                bound = 2 * READ_DEADLINE + 15
+                check(result['time'] <= bound, '%s: EIO after %.1fs, want <= %ds (2 fetches of %ds)'
+                      % (kind, result['time'], bound, READ_DEADLINE))
+                check(len(stalled) <= 2, '%s: %d stalled fetches for one read()' % (kind, len(stalled)))
+                px.remove_fault(f)
+                px.clear_faults()
+                check(is_mounted(mnt), 'the mount went away after a stalled read')
+                tree_equal(reference, mnt, 'same mount after the stall (%s)' % kind)
+    finally:
+        _teardown(reg, px)
+
+
+# ------------------------------------------------------------------ 7. ocifs cache
+
+def _du(work, cache):
+    r = oc(work, 'cache', 'du', '--cache-dir', cache, check_rc=True)
+    out = r.stdout.decode()
+    m = re.search(r'^blobs\s+(.+?) present of (.+?) in (\d+) blobs? \((\d+) complete\)', out, re.M)
+    check(m, 'cache du: no blobs line:\n%s' % out)
+    return out, m.group(1), m.group(2), int(m.group(3)), int(m.group(4))
+
+
+def case_cache_commands(work):
+    """`ocifs cache ls|du|gc` after a registry mount: ls lists every layer blob at 100%, du's
+    blob line agrees (count, complete, present = full = the sum of the layer sizes), gc
+    --cache-max 1 evicts everything (du: 0 B present), a remount then refetches (blob_bytes > 0)
+    and = umoci unpack; lazy reads (index-only cache) of the whole tree with --cache-max 2M (the
+    image is 14.7 MiB), then a remount reading it all again: right bytes, the remount fetches
+    all but <= 3 MiB again, at most 2 MiB of blob bytes are left."""
+    layout, reference = umoci_image(work)
+    reg, px, _ = _fault_setup(work, layout=(layout, reference))
+    try:
+        ref = px.ref(REPO + ':v1')
+        layers = layer_descs(reg, REPO + ':v1')
+        cache, mnt = work('cache'), work('mnt')
+        with mount(work, ref, mnt, cache):
+            tree_equal(reference, mnt, 'cold mount')
+        r = oc(work, 'cache', 'ls', '--cache-dir', cache, check_rc=True)
+        out = r.stdout.decode()
+        log('  cache ls:\n' + '\n'.join('    ' + l for l in out.splitlines()))
+        for l in layers:
+            line = [x for x in out.splitlines() if x.startswith(l['digest'])]
+            check(line and ' 100%' in line[0] and format_byte_size(l['size']) in line[0],
+                  'cache ls: layer %s (%s) not listed complete:\n%s' % (
+                      l['digest'], format_byte_size(l['size']), out))
+        du, present, full, n, complete = _du(work, cache)
+        log('  cache du:\n' + '\n'.join('    ' + x for x in du.splitlines()))
+        total = sum(l['size'] for l in layers)
+        check(n == len(layers) and complete == n, 'du: %d blobs %d complete, want %d' % (n, complete, len(layers)))
+        check(present == full == format_byte_size(total),
+              'du: %s present of %s, want both %s' % (present, full, format_byte_size(total)))
+
+        r = oc(work, 'cache', 'gc', '--cache-dir', cache, '--cache-max', '1', check_rc=True)
+        log('  cache gc --cache-max 1: ' + r.stdout.decode().strip().replace('\n', ' | '))
+        check(b'evicted' in r.stdout, 'gc did not evict: %r' % r.stdout)
+        du, present, full, n, complete = _du(work, cache)
+        check(present == '0 B', 'du after gc to 1 byte: %s present' % present)
+        px.reset_counters()
+        with mount(work, ref, mnt, cache):
+            at_mount = px.blob_bytes
+            tree_equal(reference, mnt, 'remount after gc')
+        log('  remount after gc: %d blob bytes at mount, %d after reading everything' % (
+            at_mount, px.blob_bytes))
+        check(px.blob_bytes > 0, 'remount after gc fetched no blob bytes')
+
+        # a small budget with lazy reads (index-only cache): evicted ranges are fetched again
+        small = index_only_copy(cache, work('cache-small'))
+        with mount(work, ref, mnt, small, extra=['--cache-max', '2M']):
+            tree_equal(reference, mnt, 'lazy reads with --cache-max 2M')
+        px.reset_counters()
+        with mount(work, ref, mnt, small, extra=['--cache-max', '2M']):
+            tree_equal(reference, mnt, 'remount with --cache-max 2M')
+        du, present, full, n, complete = _du(work, small)
+        log('  --cache-max 2M: the remount fetched %d blob bytes again; du says %s present' % (
+            px.blob_bytes, present))
+        check(px.blob_bytes >= total - (3 << 20), '--cache-max 2M: the remount fetched only %d of '
+              '%d bytes again: more than the budget was kept' % (px.blob_bytes, total))
+        m = re.match(r'([\d.]+) (B|KiB|MiB|GiB)$', present)
+        size = float(m.group(1)) * {'B': 1, 'KiB': 1024, 'MiB': 1 << 20, 'GiB': 1 << 30}[m.group(2)]
+        check(size <= 2 << 20, '--cache-max 2M left %s of blob bytes' % present)
+    finally:
+        _teardown(reg, px)
+
+
+CASES = {
+    'anonymous': case_anonymous,
+    'compression': case_compression,
+    'auth_basic': case_auth_basic,
+    'auth_token': case_auth_token,
+    'manifest_list': case_manifest_list,
+    'fault_redirect': case_fault_redirect,
+    'fault_ranges': case_fault_ranges,
+    'fault_429_503': case_fault_429_503,
+    'fault_drop': case_fault_drop,
+    'fault_corrupt': case_fault_corrupt,
+    'fault_corrupt_lazy': case_fault_corrupt_lazy,
+    'fault_stall_cold': case_fault_stall_cold,
+    'fault_stall_read': case_fault_stall_read,
+    'cache_commands': case_cache_commands,
+}
+for _fn in CASES.values():
+    _fn.tools = REG_TOOLS
+
+if __name__ == '__main__':
+    if len(sys.argv) > 1 and sys.argv[1] == '--list':
+        print('\n'.join(CASES))
+        sys.exit(0)
+    sys.exit(main(CASES))
