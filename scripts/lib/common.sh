@@ -12,7 +12,7 @@ OCIFS_BUILD_PACKAGES=(
 # the registry tests (tests/integration/registry.py).
 OCIFS_TOOL_PACKAGES=(
   umoci skopeo busybox-static attr libcap2-bin python3 zstd gzip tar util-linux
-  docker-registry apache2-utils python3-jwt python3-cryptography curl
+  docker-registry apache2-utils python3-jwt python3-cryptography curl openssl
 )
 
 as_root() {
