@@ -144,11 +144,22 @@ Result<void> CachedBlobSource::ensure(std::uint64_t from, std::uint64_t to, bool
 Result<void> CachedBlobSource::fetch_run(std::uint64_t first, std::uint64_t count) const {
   const std::uint64_t offset = first * kChunk;
   const std::uint64_t length = std::min(count * kChunk, entry_->size() - offset);
+  {
+    std::lock_guard lock(failure_mu_);
+    if (last_failure_ && steady_ms() - last_failure_->first < options_.fail_fast.count()) {
+      return last_failure_->second.with_context(
+          fmt::format("cannot fetch {} bytes {}-{} (the last fetch failed {} ms ago)", entry_->digest(), offset,
+                      offset + length - 1, steady_ms() - last_failure_->first));
+    }
+  }
   std::vector<std::byte> buf(length);
   auto got = remote_->read_range(offset, buf);
   if (!got) {
-    return Error{got.error().code, fmt::format("cannot fetch {} bytes {}-{} from {}: {}", entry_->digest(), offset,
-                                               offset + length - 1, remote_->describe(), got.error().message)};
+    Error error{got.error().code, fmt::format("cannot fetch {} bytes {}-{} from {}: {}", entry_->digest(), offset,
+                                              offset + length - 1, remote_->describe(), got.error().message)};
+    std::lock_guard lock(failure_mu_);
+    last_failure_.emplace(steady_ms(), error);
+    return error;
   }
   if (*got != length) {
     return make_error(std::errc::io_error, "cannot fetch {} bytes {}-{} from {}: got {} of {} bytes", entry_->digest(),

@@ -242,7 +242,9 @@ TEST_CASE("Offline: present chunks are served, a missing one is a clear error") 
 
 TEST_CASE("A failing or short remote is an error naming digest and offsets, and nothing is marked") {
   Fixture f(6 * kChunk);
-  cache::CachedBlobSource source(f.entry, f.remote);
+  cache::CachedBlobSource::Options options;
+  options.fail_fast = 0ms;  // each step below asks the remote again at once
+  cache::CachedBlobSource source(f.entry, f.remote, options);
   std::string buf(kChunk, '\0');
   auto out = std::as_writable_bytes(std::span(buf));
 
@@ -285,6 +287,26 @@ TEST_CASE("A failing or short remote is an error naming digest and offsets, and 
   f.remote->fail_ranges = false;
   f.remote->range_delay = 0ms;
   CHECK(read(source, 4 * kChunk, 100) == f.remote->data().substr(4 * kChunk, 100));
+}
+
+TEST_CASE("After a failed fetch the remote is left alone for fail_fast, then asked again") {
+  Fixture f(8 * kChunk, 4);
+  cache::CachedBlobSource::Options options;
+  options.fail_fast = 300ms;
+  cache::CachedBlobSource source(f.entry, f.remote, options);
+  std::string out(100, '\0');
+  auto bytes = std::as_writable_bytes(std::span(out));
+  f.remote->fail_ranges = true;
+  REQUIRE_FALSE(source.read_at(0, bytes));
+  CHECK(f.remote->range_calls == 1);
+  f.remote->fail_ranges = false;
+  auto again = source.read_at(3 * kChunk, bytes);  // another range, at once: not asked
+  REQUIRE_FALSE(again);
+  CHECK_THAT(again.error().message, Catch::Contains("the last fetch failed"));
+  CHECK(f.remote->range_calls == 1);
+  std::this_thread::sleep_for(350ms);
+  CHECK(read(source, 3 * kChunk, 100) == f.remote->data().substr(3 * kChunk, 100));
+  CHECK(f.remote->range_calls == 2);
 }
 
 TEST_CASE("Streaming fills the cache in order; a scan right behind it makes no range request") {

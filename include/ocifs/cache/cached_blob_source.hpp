@@ -49,6 +49,10 @@ class CachedBlobSource final : public io::BlobSource {
     std::uint64_t stream_window = 8u << 20;
     // A read waiting for a stream that makes no progress gives up after this and fetches by range.
     std::chrono::milliseconds stream_wait{30'000};
+    // After a range fetch fails, the remote is not asked again for this long and reads fail at
+    // once: the kernel retries a failed readahead straight away inside the same read(2), which
+    // against a stalled registry doubled the wait for EIO (2 x the 30 s deadline).
+    std::chrono::milliseconds fail_fast{5'000};
   };
 
   struct Progress {
@@ -110,6 +114,8 @@ class CachedBlobSource final : public io::BlobSource {
   mutable std::map<std::uint64_t, std::shared_ptr<Flight>> in_flight_;  // by chunk, under mu_
   mutable std::atomic<std::int64_t> last_refresh_ms_{0};
   mutable std::atomic<std::uint64_t> fetched_{0};
+  mutable std::mutex failure_mu_;  // never held with another lock
+  mutable std::optional<std::pair<std::int64_t, Error>> last_failure_;  // steady ms, what failed
 
   // Stream state, under mu_ unless atomic.
   std::mutex join_mu_;  // stop_stream() may be called from two threads
