@@ -52,7 +52,7 @@ class CachedBlobSource final : public io::BlobSource {
     // After a range fetch fails, the remote is not asked again for this long and reads fail at
     // once: the kernel retries a failed readahead straight away inside the same read(2), which
     // against a stalled registry doubled the wait for EIO (2 x the 30 s deadline).
-    std::chrono::milliseconds fail_fast{5'000};
+    std::chrono::milliseconds fail_fast{2'000};
   };
 
   struct Progress {
