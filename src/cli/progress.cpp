@@ -53,6 +53,7 @@ void Progress::start(const image::ResolvedImage& image) {
   reported_.assign(sizes_.size(), false);
   done_ = std::make_unique<std::atomic<std::uint64_t>[]>(sizes_.size());
   started_ = last_total_ = std::chrono::steady_clock::now();
+  if (terminal_) paint(false);  // at once: what is about to be indexed, even if it takes 50 ms
   painter_ = std::thread([this] {
     std::unique_lock lock(mutex_);
     while (!wake_.wait_for(lock, std::chrono::milliseconds(100), [this] { return stop_; })) paint(false);

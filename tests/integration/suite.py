@@ -189,6 +189,43 @@ def case_gnu_sparse(work):
 
 # ------------------------------------------------------------------ CLI: ls / cat / inspect
 
+def case_progress(work):
+    """Indexing progress: per-layer lines and a total on a terminal (script(1)), nothing on a
+    pipe, a line per finished layer with --progress on a pipe, nothing with -q."""
+    if not shutil.which('script'):
+        raise Skip('script (util-linux) is not installed')
+    layout, _ = umoci_image(work)
+    ref = 'oci:%s:%s' % (layout, TAG)
+    layers = len(layer_digests(layout))
+
+    def index(*extra, tty=False):
+        cache = work('cache-%d' % random.randrange(1 << 30))
+        argv = [OCIFS, 'index', '--cache-dir', cache] + list(extra) + [ref]
+        if tty:  # script gives ocifs a terminal; what it wrote comes back on script's stdout
+            r = run(['script', '-qec', ' '.join(argv), '/dev/null'])
+            return r.returncode, r.stdout.decode(errors='replace')
+        r = run(argv)
+        return r.returncode, r.stderr.decode(errors='replace')
+
+    rc, out = index(tty=True)
+    check(rc == 0, 'index on a terminal: exit %d: %s' % (rc, out[-500:]))
+    check('indexing %d/%d layers' % (layers, layers) in out or 'indexing' in out,
+          'no progress on a terminal: %r' % out[-500:])
+    for i in range(1, layers + 1):
+        check('layer %d (sha256:' % i in out, 'no line for layer %d on a terminal: %r' % (i, out[-800:]))
+    check('\x1b[' in out, 'the terminal display is not repainted in place: %r' % out[-300:])
+    rc, out = index()
+    check(rc == 0 and out == '', 'progress on a pipe without --progress: %r' % out[-300:])
+    rc, out = index('--progress')
+    check(rc == 0, 'index --progress: exit %d' % rc)
+    done = [l for l in out.splitlines() if l.strip().startswith('layer ') and l.rstrip().endswith('done')]
+    check(len(done) == layers, '--progress on a pipe: %d "done" lines for %d layers: %r' % (len(done), layers, out))
+    check('\x1b[' not in out and 'indexing %d/%d layers' % (layers, layers) in out,
+          '--progress on a pipe: no plain total line, or escape codes: %r' % out)
+    rc, out = index('-q', tty=True)
+    check(rc == 0 and 'indexing' not in out, 'progress despite -q: %r' % out[-300:])
+
+
 def case_cli(work):
     """ocifs ls / cat / inspect on the umoci image."""
     layout, reference = umoci_image(work)
@@ -995,6 +1032,7 @@ CASES = {
     'edge': case_edge,
     'gnu_sparse': case_gnu_sparse,
     'cli': case_cli,
+    'progress': case_progress,
     'chroot': case_chroot,
     'concurrent': case_concurrent,
     'fuse3_form': case_fuse3_form,
