@@ -18,26 +18,16 @@
 #include "ocifs/cache/byte_size.hpp"
 #include "ocifs/cache/chunk_map.hpp"
 #include "ocifs/util/sha256.hpp"
+#include "temp_dir.hpp"
 
 using namespace ocifs;
 namespace fs = std::filesystem;
 
 namespace {
 
-constexpr std::uint64_t kChunk = cache::ChunkMap::kChunkSize;
+using ocifs::test::TempDir;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "ocifs-test-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+constexpr std::uint64_t kChunk = cache::ChunkMap::kChunkSize;
 
 std::string random_bytes(std::size_t size, std::uint64_t seed) {
   std::mt19937_64 rng(seed);

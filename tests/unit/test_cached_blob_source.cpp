@@ -13,6 +13,7 @@
 #include "ocifs/cache/blob_cache.hpp"
 #include "ocifs/cache/cached_blob_source.hpp"
 #include "ocifs/util/sha256.hpp"
+#include "temp_dir.hpp"
 
 using namespace ocifs;
 namespace fs = std::filesystem;
@@ -20,20 +21,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr std::uint64_t kChunk = cache::BlobEntry::kChunkSize;
+using ocifs::test::TempDir;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "ocifs-test-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+constexpr std::uint64_t kChunk = cache::BlobEntry::kChunkSize;
 
 std::string random_bytes(std::size_t size, std::uint64_t seed) {
   std::mt19937_64 rng(seed);

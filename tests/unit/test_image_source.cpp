@@ -18,6 +18,7 @@
 #include "ocifs/image/image_source.hpp"
 #include "ocifs/io/file_source.hpp"
 #include "ocifs/util/sha256.hpp"
+#include "temp_dir.hpp"
 
 using namespace ocifs;
 using nlohmann::json;
@@ -25,18 +26,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "ocifs-test-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using ocifs::test::TempDir;
 
 void write(const fs::path& path, std::string_view data) {
   fs::create_directories(path.parent_path());

@@ -16,11 +16,14 @@
 #include "ocifs/io/blob_source.hpp"
 #include "ocifs/layer/layer_scanner.hpp"
 #include "ocifs/util/sha256.hpp"
+#include "temp_dir.hpp"
 
 using namespace ocifs;
 namespace fs = std::filesystem;
 
 namespace {
+
+using ocifs::test::TempDir;
 
 la_ssize_t append_cb(struct archive*, void* data, const void* buf, size_t n) {
   static_cast<std::string*>(data)->append(static_cast<const char*>(buf), n);
@@ -66,19 +69,6 @@ std::string make_layer(const std::vector<File>& files, int filter) {
   archive_write_free(a);
   return out;
 }
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "ocifs-layer-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()));
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 std::string digest_of(std::string_view data) { return "sha256:" + util::sha256_hex(data); }
 

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "ocifs/registry/registries_conf.hpp"
+#include "temp_dir.hpp"
 
 using namespace ocifs;
 using namespace ocifs::registry;
@@ -13,21 +14,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "ocifs-conf-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string write(const std::string& rel, const std::string& text) const {
-    auto p = path / rel;
-    fs::create_directories(p.parent_path());
-    std::ofstream(p) << text;
-    return p.string();
-  }
-};
+using ocifs::test::TempDir;
 
 RegistriesConf parse(std::string_view text) {
   auto r = RegistriesConf::parse(text, "test.conf");

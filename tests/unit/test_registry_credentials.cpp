@@ -11,6 +11,7 @@
 #include "ocifs/registry/base64.hpp"
 #include "ocifs/registry/credential_helper.hpp"
 #include "ocifs/registry/credentials.hpp"
+#include "temp_dir.hpp"
 
 using namespace ocifs;
 using namespace ocifs::registry;
@@ -18,22 +19,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "ocifs-cred-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string write(const std::string& rel, const std::string& text, bool executable = false) const {
-    auto p = path / rel;
-    fs::create_directories(p.parent_path());
-    std::ofstream(p) << text;
-    if (executable) ::chmod(p.c_str(), 0755);
-    return p.string();
-  }
-};
+using ocifs::test::TempDir;
 
 // Puts `dir` first on PATH for the lifetime of the object.
 struct PathPrefix {

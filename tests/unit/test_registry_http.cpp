@@ -24,6 +24,7 @@
 #include "ocifs/registry/registry_client.hpp"
 #include "ocifs/registry/tls_settings.hpp"
 #include "ocifs/util/sha256.hpp"
+#include "temp_dir.hpp"
 
 extern char** environ;
 
@@ -33,6 +34,8 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
+
+using ocifs::test::TempDir;
 
 const char* kServer = R"PY(
 import base64, hashlib, json, re, secrets, socket, sys, threading, time
@@ -287,16 +290,6 @@ ports['cdn'] = start(Cdn)
 print(ports['registry'], ports['cdn'], flush=True)
 threading.Event().wait()
 )PY";
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "ocifs-reg-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 std::string bytes_of(std::span<const std::byte> s) {
   return std::string(reinterpret_cast<const char*>(s.data()), s.size());
