@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fixtures  # noqa: E402
 import treecmp  # noqa: E402
+from suite import tree_equal  # noqa: E402
 from common import (OCIFS, Fail, Mount, Skip, check, is_mounted, log, main, run,  # noqa: E402
                     unmount)
 from loopback import no_proxy_env  # noqa: E402
@@ -45,16 +46,6 @@ REG_TOOLS = ('umoci', 'skopeo')
 
 
 # ------------------------------------------------------------------ helpers
-
-def tree_equal(reference, mnt, what, **kw):
-    diffs = treecmp.compare(reference, mnt, **kw)
-    if diffs:
-        shown = '\n'.join('    ' + d for d in diffs[:200])
-        more = '' if len(diffs) <= 200 else '\n    ... %d more' % (len(diffs) - 200)
-        raise Fail('%s: %d difference(s) between umoci unpack (A) and ocifs mount (B):\n%s%s' % (
-            what, len(diffs), shown, more))
-    log('  tree identical to umoci unpack: %s' % what)
-
 
 def umoci_image(work):
     """The umoci multi-layer image (work/L, tag t) and its `umoci unpack` (work/ref/rootfs)."""
