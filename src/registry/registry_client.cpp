@@ -146,6 +146,24 @@ std::optional<ContentRange> parse_content_range(std::string_view v) {
   return cr;
 }
 
+// The head of the answer to a GET with `Range: bytes=pos-…`. A 206 must start at pos (its
+// total, if given, is kept); any other success is the whole blob, of which the first pos bytes
+// are to be skipped. An error when the 206 starts elsewhere.
+std::optional<Error> accept_range_head(const HttpResponse& head, std::uint64_t pos, std::string_view context,
+                                       std::optional<std::uint64_t>& total, std::uint64_t& skip) {
+  if (head.status != 206) {
+    skip = pos;
+    return std::nullopt;
+  }
+  auto cr = parse_content_range(head.header("content-range"));
+  if (!cr || cr->first != pos) {
+    return make_error(std::errc::io_error, "{}: the registry answered range \"{}\"", context,
+                      sanitize(head.header("content-range"), 80));
+  }
+  total = cr->total;
+  return std::nullopt;
+}
+
 bool valid_tag(std::string_view tag) {
   auto word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
   if (tag.empty() || tag.size() > 128 || !word(tag[0])) return false;
@@ -670,17 +688,8 @@ Result<void> RegistryClient::stream_blob(
       x.on_body = [&](const HttpResponse& head, std::span<const std::byte> chunk) {
         if (!checked) {
           checked = true;
-          if (head.status == 206) {
-            auto cr = parse_content_range(head.header("content-range"));
-            if (!cr || cr->first != pos) {
-              range_error = make_error(std::errc::io_error, "{}: the registry answered range \"{}\"", context,
-                                       sanitize(head.header("content-range"), 80));
-              return false;
-            }
-            total = cr->total;
-          } else {
-            skip = pos;  // 200: the whole blob, although a range was asked for
-          }
+          range_error = accept_range_head(head, pos, context, total, skip);
+          if (range_error) return false;
         }
         if (skip > 0) {
           auto n = std::min<std::uint64_t>(skip, chunk.size());
@@ -768,16 +777,9 @@ Result<std::size_t> RegistryClient::read_blob_range(std::string_view digest_text
       x.on_body = [&](const HttpResponse& head, std::span<const std::byte> chunk) {
         if (!checked) {
           checked = true;
-          if (head.status == 206) {
-            auto cr = parse_content_range(head.header("content-range"));
-            if (!cr || cr->first != pos) {
-              range_error = make_error(std::errc::io_error, "{}: the registry answered range \"{}\"", context,
-                                       sanitize(head.header("content-range"), 80));
-              return false;
-            }
-            total = cr->total;
-          } else {
-            skip = pos;
+          range_error = accept_range_head(head, pos, context, total, skip);
+          if (range_error) return false;
+          if (head.status != 206) {
             if (!ep.warned_no_ranges.exchange(true)) {
               spdlog::warn("{} ignores Range requests (HTTP {}): reads of {} fetch the blob from its start",
                            ep.api_host, head.status, ep.endpoint.str());

@@ -29,7 +29,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fixtures  # noqa: E402
-import treecmp  # noqa: E402
 from suite import tree_equal  # noqa: E402
 from common import (OCIFS, Fail, Mount, Skip, check, is_mounted, log, main, run,  # noqa: E402
                     unmount)
