@@ -238,7 +238,7 @@ void CachedBlobSource::stream_main() {
       }
       return util::success();
     };
-    auto r = remote_->stream(cur * kChunk, sink);
+    auto r = remote_->stream(cur * kChunk, sink, [this] { return stop_.load(); });
     if (restart_at) {
       next = *restart_at;
       continue;

@@ -26,12 +26,14 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
   // Index layers in parallel: each is one independent streaming pass (decode + hash), CPU-bound.
   std::vector<std::optional<Result<layer::OpenLayer>>> opened(blobs.size());
   std::atomic<std::size_t> next{0};
+  std::atomic<bool> failed{false};  // one layer failed: the mount is refused, the rest need not run
   auto spans = std::make_shared<compress::SpanCache>();  // one budget for all layers
   auto worker = [&] {
-    for (std::size_t i; (i = next.fetch_add(1)) < blobs.size();) {
+    for (std::size_t i; !failed && (i = next.fetch_add(1)) < blobs.size();) {
       layer::ProgressFn progress;
       if (options.on_progress) progress = [&, i](std::uint64_t bytes) { options.on_progress(i, bytes); };
       opened[i] = layer::open_layer(blobs[i], cache, progress, spans);
+      if (!opened[i]->ok()) failed = true;
     }
   };
   unsigned jobs = options.jobs ? options.jobs : std::max(1u, std::thread::hardware_concurrency());
@@ -44,8 +46,10 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
   TreeBuilder builder;
   std::vector<compress::SeekableReaderPtr> readers;
   std::vector<std::string> names;
+  for (auto& layer : opened) {
+    if (layer && !layer->ok()) return std::move(*layer).error();
+  }
   for (std::size_t i = 0; i < blobs.size(); ++i) {
-    if (!opened[i]->ok()) return std::move(*opened[i]).error();
     auto& layer = opened[i]->value();
     const auto& seek = layer.index->seek_index();
     image->layers_.push_back({blobs[i].digest, seek.encoding, seek.compressed_size, seek.decoded_size,

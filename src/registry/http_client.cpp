@@ -97,6 +97,13 @@ int on_debug(CURL*, curl_infotype type, char* data, size_t size, void*) {
   return 0;
 }
 
+// CURLOPT_XFERINFOFUNCTION: libcurl calls it about once a second even on a silent connection,
+// which is what lets a stalled transfer be cancelled.
+int on_progress(void* data, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  const auto& cancelled = *static_cast<const std::function<bool()>*>(data);
+  return cancelled() ? 1 : 0;
+}
+
 }  // namespace
 
 bool HttpResponse::retryable_transport() const {
@@ -259,6 +266,11 @@ HttpResponse HttpClient::perform(const HttpRequest& request) {
   curl_easy_setopt(h, CURLOPT_HEADERDATA, &transfer);
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &on_write);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &transfer);
+  if (request.cancelled) {
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, &on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, &request.cancelled);
+  }
   if (spdlog::should_log(spdlog::level::trace)) {
     curl_easy_setopt(h, CURLOPT_VERBOSE, 1L);
     curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, &on_debug);
@@ -296,6 +308,10 @@ HttpResponse HttpClient::perform(const HttpRequest& request) {
     response.transport_error = errbuf[0] ? std::string(trim(errbuf)) : std::string(curl_easy_strerror(rc));
     if (rc == CURLE_WRITE_ERROR && (response.aborted || response.body_truncated)) {
       response.transport_error = "transfer stopped by the reader";
+    }
+    if (rc == CURLE_ABORTED_BY_CALLBACK) {
+      response.aborted = true;
+      response.transport_error = "transfer cancelled";
     }
   }
   if (spdlog::should_log(spdlog::level::debug)) {

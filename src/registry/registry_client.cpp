@@ -204,6 +204,7 @@ struct Exchange {
   std::string blob_digest;  // set: use and maintain the resolved-URL cache, count blob bytes
   std::function<bool(const HttpResponse&, std::span<const std::byte>)> on_body;
   std::size_t max_body = 64 * 1024;
+  std::function<bool()> cancelled;  // HttpRequest::cancelled
 };
 
 }  // namespace
@@ -381,6 +382,7 @@ struct RegistryClient::Impl {
         req.headers = x.headers;
         req.on_body = x.on_body;
         req.max_body = x.max_body;
+        req.cancelled = x.cancelled;
         at_registry = same_origin(url, ep.base);
         // Authorization goes to the registry's own origin only: never to a CDN or object store.
         if (at_registry && !authz.empty()) req.headers.push_back("Authorization: " + authz);
@@ -661,7 +663,8 @@ Result<std::string> RegistryClient::get_blob(std::string_view digest_text, std::
 
 Result<void> RegistryClient::stream_blob(
     std::string_view digest_text, std::uint64_t from,
-    const std::function<Result<void>(std::span<const std::byte>)>& sink) {
+    const std::function<Result<void>(std::span<const std::byte>)>& sink,
+    const std::function<bool()>& cancelled) {
   auto& d = *impl_;
   auto parsed = oci::Digest::parse(digest_text);
   if (!parsed) return parsed.error().with_context(fmt::format("cannot stream blob of {}", describe()));
@@ -704,12 +707,21 @@ Result<void> RegistryClient::stream_blob(
         pos += chunk.size();
         return true;
       };
+      x.cancelled = cancelled;
+      if (cancelled && cancelled()) {
+        final = true;
+        return make_error(std::errc::operation_canceled, "{}: cancelled", context);
+      }
       auto sent = d.send(ep, x, budget);
       if (sink_error) {
         final = true;
         return *sink_error;
       }
       if (!sent) return std::move(sent).error().with_context(context);
+      if (cancelled && cancelled()) {
+        final = true;
+        return make_error(std::errc::operation_canceled, "{}: cancelled", context);
+      }
       auto& resp = *sent;
       if (range_error) return *range_error;
       if (!resp.transport_ok()) {

@@ -753,8 +753,9 @@ def case_fault_corrupt_lazy(work):
 
 def case_fault_stall_cold(work):
     """The registry stalls every layer blob GET (headers never come) during a cold mount: it is
-    refused within a bound (5 attempts x 30 s low-speed limit + backoff: 240 s), not a hang,
-    with a message naming a layer; nothing is mounted."""
+    refused within a bound, not a hang, with a message naming a layer; nothing is mounted. The
+    bound: the scan waits 30 s for the layer's stream, then 30 s for a range read (the read
+    deadline); the other layers stop at once and the streams are cancelled. Measured 62 s."""
     layout, reference = umoci_image(work)
     reg, px, _ = _fault_setup(work, layout=(layout, reference))
     try:
@@ -765,7 +766,8 @@ def case_fault_stall_cold(work):
         err, dt = refused(work, ['--cache-dir', work('cache'), ref], 'stalled server, cold mount',
                           timeout=400)
         log('  %d stalled GETs, refused after %.1fs' % (f.hits, dt))
-        check(dt <= 240, 'refusal took %.0fs, more than 240s' % dt)
+        bound = 2 * READ_DEADLINE + 30
+        check(dt <= bound, 'refusal took %.0fs, more than %ds' % (dt, bound))
         check(any(l['digest'].split(':')[1][:12] in err for l in layers),
               'message names no layer:\n%s' % err)
     finally:

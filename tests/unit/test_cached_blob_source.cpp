@@ -55,7 +55,7 @@ class FakeRemote final : public cache::RemoteBlob {
     return n;
   }
 
-  Result<void> stream(std::uint64_t from, const Sink& sink) override {
+  Result<void> stream(std::uint64_t from, const Sink& sink, const std::function<bool()>&) override {
     ++stream_calls;
     {
       std::lock_guard lock(mu_);
@@ -397,7 +397,7 @@ TEST_CASE("A short stream is an error, not a complete blob") {
   struct Truncating final : cache::RemoteBlob {
     std::shared_ptr<FakeRemote> inner;
     Result<std::size_t> read_range(std::uint64_t o, std::span<std::byte> b) override { return inner->read_range(o, b); }
-    Result<void> stream(std::uint64_t from, const Sink& sink) override {
+    Result<void> stream(std::uint64_t from, const Sink& sink, const std::function<bool()>&) override {
       auto& d = inner->data();
       return sink(std::as_bytes(std::span(d.data() + from, 3 * kChunk + 10)));
     }

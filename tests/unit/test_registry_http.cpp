@@ -794,6 +794,32 @@ TEST_CASE("registry: a range read that outlives read_deadline fails with EIO nam
   CHECK(took < std::chrono::milliseconds(2500));
 }
 
+TEST_CASE("registry: a stream cancelled while the server sends nothing ends within about a second") {
+  if (!python_available()) return;
+  FakeRegistry reg(json{{"auth", "none"}});
+  auto digest = reg.put_blob(random_blob(10'000, 6));
+  auto client = make_client(reg, reg.options());
+  std::vector<std::byte> buf(100);
+  REQUIRE(client->read_blob_range(digest, 0, buf).ok());  // ping done, connection warm
+  reg.set("slow_ms", "20000");  // far beyond the test: only the cancel can end it
+  auto start = std::chrono::steady_clock::now();
+  auto cancel_at = start + std::chrono::milliseconds(500);
+  std::uint64_t received = 0;
+  auto r = client->stream_blob(
+      digest, 0,
+      [&](std::span<const std::byte> data) -> Result<void> {
+        received += data.size();
+        return util::success();
+      },
+      [&] { return std::chrono::steady_clock::now() >= cancel_at; });
+  auto took = std::chrono::steady_clock::now() - start;
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == std::errc::operation_canceled);
+  CHECK_THAT(r.error().message, Catch::Contains(digest) && Catch::Contains("cancelled"));
+  CHECK(received == 0);
+  CHECK(took < std::chrono::milliseconds(3000));
+}
+
 TEST_CASE("registry: loopback falls back from HTTPS to HTTP; mirrors are tried in order") {
   if (!python_available()) return;
   FakeRegistry reg(json{{"auth", "none"}});

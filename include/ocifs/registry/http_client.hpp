@@ -62,6 +62,8 @@ struct HttpRequest {
   std::function<bool(const HttpResponse& head, std::span<const std::byte> chunk)> on_body;
   // Bodies not given to on_body are kept in HttpResponse::body up to this size.
   std::size_t max_body = 64 * 1024;
+  // Polled about once a second, also while nothing arrives; true stops the transfer (aborted).
+  std::function<bool()> cancelled;
 };
 
 class HttpClient {
