@@ -105,7 +105,9 @@ int main(int argc, char** argv) {
   try {
     app.parse(static_cast<int>(cargs.size()), cargs.data());
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // CLI11 prints the message (or the help); its exit codes differ per error kind, and the man
+    // page promises 2 for every usage error.
+    return app.exit(e) == 0 ? 0 : 2;
   }
 
   auto level_for = [](const CommonOptions& c) {
