@@ -1,4 +1,5 @@
 #include "ocifs/cache/byte_size.hpp"
+#include "ocifs/util/text.hpp"
 
 #include <sys/statvfs.h>
 
@@ -10,19 +11,13 @@ namespace ocifs::cache {
 
 namespace {
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 }  // namespace
 
 Result<std::uint64_t> parse_byte_size(std::string_view text) {
   auto bad = [&](std::string_view why) {
     return make_error(std::errc::invalid_argument, "cannot parse size '{}': {}", text, why);
   };
-  std::string s = lower(text);
+  std::string s = util::ascii_lower(text);
   if (s == "none" || s == "unlimited") return std::uint64_t{0};
   std::size_t i = 0;
   std::uint64_t whole = 0;

@@ -8,17 +8,11 @@
 #include <optional>
 
 #include "ocifs/oci/types.hpp"
+#include "ocifs/util/text.hpp"
 
 namespace ocifs::oci {
 
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 constexpr std::array<std::string_view, 18> kKnownOs = {
     "aix",   "android", "darwin", "dragonfly", "freebsd", "hurd",    "illumos", "ios",     "js",
@@ -61,10 +55,10 @@ int arm_score(int wanted, std::string_view candidate_variant, int base) {
 
 Platform Platform::normalized() const {
   Platform p = *this;
-  p.os = lower(os);
+  p.os = util::ascii_lower(os);
   if (p.os == "macos") p.os = "darwin";
-  std::string arch = lower(architecture);
-  std::string var = lower(variant);
+  std::string arch = util::ascii_lower(architecture);
+  std::string var = util::ascii_lower(variant);
   if (arch == "i386" || arch == "i686" || arch == "x86") {
     arch = "386";
     var.clear();
@@ -121,7 +115,7 @@ Result<Platform> Platform::parse(std::string_view text) {
   }
   Platform p;
   if (parts.size() == 1) {
-    auto one = lower(parts[0]);
+    auto one = util::ascii_lower(parts[0]);
     if (known(kKnownOs, one)) {
       p = host();
       p.os = one;

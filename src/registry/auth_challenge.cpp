@@ -1,4 +1,5 @@
 #include "ocifs/registry/auth_challenge.hpp"
+#include "ocifs/util/text.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -17,12 +18,6 @@ bool is_token68_char(char c) {
          std::string_view("-._~+/").find(c) != std::string_view::npos;
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
-  return out;
-}
-
 class Parser {
  public:
   explicit Parser(std::string_view s) : s_(s) {}
@@ -37,7 +32,7 @@ class Parser {
         ++pos_;  // a stray character: skip it
         continue;
       }
-      AuthChallenge challenge{lower(scheme), {}, {}};
+      AuthChallenge challenge{util::ascii_lower(scheme), {}, {}};
       if (!try_token68(challenge)) params(challenge);
       out.push_back(std::move(challenge));
     }
@@ -106,7 +101,7 @@ class Parser {
         while (pos_ < s_.size() && s_[pos_] != ',' && s_[pos_] != ' ' && s_[pos_] != '\t')
           value += s_[pos_++];
       }
-      challenge.params.insert_or_assign(lower(name), std::move(value));
+      challenge.params.insert_or_assign(util::ascii_lower(name), std::move(value));
     }
   }
 

@@ -11,16 +11,11 @@
 #include <new>
 
 #include "ocifs/registry/registry_url.hpp"
+#include "ocifs/util/text.hpp"
 
 namespace ocifs::registry {
 
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
-  return out;
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
@@ -56,7 +51,7 @@ size_t on_header(char* data, size_t size, size_t count, void* userp) {
   }
   auto colon = line.find(':');
   if (colon == std::string_view::npos) return n;  // the blank line ending the header block
-  t.response->headers.emplace_back(lower(trim(line.substr(0, colon))),
+  t.response->headers.emplace_back(util::ascii_lower(trim(line.substr(0, colon))),
                                    std::string(trim(line.substr(colon + 1))));
   return n;
 }

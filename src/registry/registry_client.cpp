@@ -20,6 +20,7 @@
 #include "ocifs/registry/retry_budget.hpp"
 #include "ocifs/registry/tls_settings.hpp"
 #include "ocifs/util/sha256.hpp"
+#include "ocifs/util/text.hpp"
 
 #ifndef OCIFS_VERSION
 #define OCIFS_VERSION "unknown"
@@ -43,12 +44,6 @@ const std::string kManifestAccept = fmt::format("Accept: {}, {}, {}, {}", mt::kO
 bool is_redirect(long s) { return s == 301 || s == 302 || s == 303 || s == 307 || s == 308; }
 bool is_retryable_status(long s) { return s == 429 || s == 500 || s == 502 || s == 503 || s == 504; }
 bool is_success(long s) { return s >= 200 && s < 300; }
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
-  return out;
-}
 
 // Printable, one line, bounded: registry messages end up in our error messages.
 std::string sanitize(std::string_view text, std::size_t limit = 200) {
@@ -90,7 +85,7 @@ std::string error_detail(const HttpResponse& r) {
     }
     return out;
   }
-  if (lower(r.header("content-type")).starts_with("text/plain")) {
+  if (util::ascii_lower(r.header("content-type")).starts_with("text/plain")) {
     auto line = std::string_view(r.body).substr(0, r.body.find('\n'));
     return sanitize(line);
   }
@@ -125,7 +120,7 @@ std::optional<ContentRange> parse_content_range(std::string_view v) {
     }
     return n;
   };
-  if (!lower(v.substr(0, 6)).starts_with("bytes ")) return std::nullopt;
+  if (!util::ascii_lower(v.substr(0, 6)).starts_with("bytes ")) return std::nullopt;
   v.remove_prefix(6);
   auto slash = v.find('/');
   if (slash == std::string_view::npos) return std::nullopt;
@@ -552,7 +547,7 @@ Result<FetchedManifest> RegistryClient::get_manifest(std::string_view tag_or_dig
     if (!resp.transport_ok()) return d.transport_error(resp, budget).with_context(context);
     if (resp.status != 200) return d.status_error(resp, context, ep, budget);
 
-    std::string content_type = lower(resp.header("content-type"));
+    std::string content_type = util::ascii_lower(resp.header("content-type"));
     content_type = content_type.substr(0, content_type.find(';'));
     while (!content_type.empty() && content_type.back() == ' ') content_type.pop_back();
     std::string media_type;

@@ -1,4 +1,5 @@
 #include "ocifs/registry/registry_url.hpp"
+#include "ocifs/util/text.hpp"
 
 #include <curl/curl.h>
 
@@ -10,12 +11,6 @@
 namespace ocifs::registry {
 
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
-  return out;
-}
 
 // scheme://[userinfo@]authority/path?query#fragment, split without validation.
 struct UrlParts {
@@ -116,7 +111,7 @@ Result<std::string> resolve_location(std::string_view base, std::string_view loc
   if (curl_url_get(url.get(), CURLUPART_URL, &out, 0) != CURLUE_OK || !out) return fail("unusable URL");
   std::string result(out);
   curl_free(out);
-  auto scheme = lower(split_url(result).scheme);
+  auto scheme = util::ascii_lower(split_url(result).scheme);
   if (scheme != "http" && scheme != "https") return fail("only http and https redirects are followed");
   return result;
 }
@@ -124,11 +119,11 @@ Result<std::string> resolve_location(std::string_view base, std::string_view loc
 std::string url_origin(std::string_view url) {
   auto parts = split_url(url);
   if (parts.scheme.empty() || parts.authority.empty()) return {};
-  auto scheme = lower(parts.scheme);
+  auto scheme = util::ascii_lower(parts.scheme);
   auto [host, port] = split_host_port(parts.authority);
   std::string p(port);
   if (p.empty()) p = scheme == "https" ? "443" : scheme == "http" ? "80" : "";
-  return fmt::format("{}://{}:{}", scheme, lower(host), p);
+  return fmt::format("{}://{}:{}", scheme, util::ascii_lower(host), p);
 }
 
 std::string url_authority(std::string_view url) { return std::string(split_url(url).authority); }
@@ -140,7 +135,7 @@ bool same_origin(std::string_view a, std::string_view b) {
 
 bool is_loopback_host(std::string_view host) {
   auto [name, port] = split_host_port(host);
-  auto h = lower(name);
+  auto h = util::ascii_lower(name);
   if (h == "localhost" || h == "[::1]" || h == "::1") return true;
   if (!h.starts_with("127.")) return false;
   // A dotted quad in 127.0.0.0/8.
@@ -186,7 +181,7 @@ std::string redact_header(std::string_view line) {
   }
   auto colon = body.find(':');
   if (colon == std::string_view::npos) return std::string(line);
-  auto name = lower(body.substr(0, colon));
+  auto name = util::ascii_lower(body.substr(0, colon));
   while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.pop_back();
   if (name == "location" || name == "content-location") {
     auto value = body.substr(colon + 1);

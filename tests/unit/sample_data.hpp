@@ -1,17 +1,30 @@
-// Test data shared by the compression tests: mixed compressible / random samples and gzip
+// Test data shared by the unit tests: random bytes, mixed compressible / random samples, and gzip
 // members made with zlib. Header-only, for tests (Catch2 assertions inside).
 #pragma once
 
 #include <zlib.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <span>
 #include <string>
 #include <string_view>
 
 namespace ocifs::test {
+
+// `size` pseudo-random bytes, the same for the same seed.
+inline std::string random_bytes(std::size_t size, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string out(size, '\0');
+  for (std::size_t i = 0; i < size; i += 8) {
+    auto v = rng();
+    std::memcpy(out.data() + i, &v, std::min<std::size_t>(8, size - i));
+  }
+  return out;
+}
 
 // Random bytes and word salad in runs of 1-64 KiB: some blocks deflate well, some do not.
 inline std::string make_data(std::size_t size, std::uint64_t seed) {

@@ -18,6 +18,7 @@
 #include "ocifs/cache/byte_size.hpp"
 #include "ocifs/cache/chunk_map.hpp"
 #include "ocifs/util/sha256.hpp"
+#include "sample_data.hpp"
 #include "temp_dir.hpp"
 
 using namespace ocifs;
@@ -25,19 +26,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using ocifs::test::random_bytes;
 using ocifs::test::TempDir;
 
 constexpr std::uint64_t kChunk = cache::ChunkMap::kChunkSize;
-
-std::string random_bytes(std::size_t size, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string out(size, '\0');
-  for (std::size_t i = 0; i < size; i += 8) {
-    auto v = rng();
-    std::memcpy(out.data() + i, &v, std::min<std::size_t>(8, size - i));
-  }
-  return out;
-}
 
 std::string digest_of(std::string_view data) { return "sha256:" + util::sha256_hex(data); }
 

@@ -13,6 +13,7 @@
 #include "ocifs/cache/blob_cache.hpp"
 #include "ocifs/cache/cached_blob_source.hpp"
 #include "ocifs/util/sha256.hpp"
+#include "sample_data.hpp"
 #include "temp_dir.hpp"
 
 using namespace ocifs;
@@ -21,19 +22,10 @@ using namespace std::chrono_literals;
 
 namespace {
 
+using ocifs::test::random_bytes;
 using ocifs::test::TempDir;
 
 constexpr std::uint64_t kChunk = cache::BlobEntry::kChunkSize;
-
-std::string random_bytes(std::size_t size, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string out(size, '\0');
-  for (std::size_t i = 0; i < size; i += 8) {
-    auto v = rng();
-    std::memcpy(out.data() + i, &v, std::min<std::size_t>(8, size - i));
-  }
-  return out;
-}
 
 // A blob in memory, answering like a registry; counts what it is asked for.
 class FakeRemote final : public cache::RemoteBlob {
