@@ -101,6 +101,14 @@ Result<ResolvedImage> resolve_registry(const oci::ImageRef& ref, const ResolveOp
   OCIFS_TRY(detail::follow_indexes(ctx.name, top, wanted, fetch, image));
   OCIFS_TRY(detail::read_config(ctx.name, options, fetch, image));
 
+  // Streams for every layer at once only when the layers fit in the cache budget twice over:
+  // otherwise the streams evict each other's chunks before the scans reach them, and the scans
+  // had better fetch what they read, by range, as they go.
+  std::uint64_t total = 0;
+  for (const auto& d : image.manifest.layers) total += static_cast<std::uint64_t>(std::max<std::int64_t>(d.size, 0));
+  const std::uint64_t budget = options.blob_cache->max_bytes();
+  const bool stream_layers = budget == 0 || total <= budget / 2;
+
   for (std::size_t i = 0; i < image.manifest.layers.size(); ++i) {
     const auto& d = image.manifest.layers[i];
     OCIFS_ASSIGN(auto name, detail::checked_layer_name(ctx.name, i, d));
@@ -115,7 +123,7 @@ Result<ResolvedImage> resolve_registry(const oci::ImageRef& ref, const ResolveOp
     layer::LayerBlob blob{source, d.digest, false, std::move(name), {}};
     // A layer that must be scanned is read whole, in order: stream it at once, every layer in
     // parallel, rather than in range requests as the scan gets there.
-    blob.prefetch = [source] { source->start_stream(); };
+    if (stream_layers) blob.prefetch = [source] { source->start_stream(); };
     image.layers.push_back(std::move(blob));
   }
   return image;

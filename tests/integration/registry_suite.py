@@ -858,7 +858,8 @@ def case_cache_commands(work):
     --cache-max 1 evicts everything (du: 0 B present), a remount then refetches (blob_bytes > 0)
     and = umoci unpack; lazy reads (index-only cache) of the whole tree with --cache-max 2M (the
     image is 14.7 MiB), then a remount reading it all again: right bytes, the remount fetches
-    all but <= 3 MiB again, at most 2 MiB of blob bytes are left."""
+    all but <= 3 MiB again, at most 2 MiB of blob bytes are left; a cold mount with --cache-max
+    4M (less than the largest layer) works and = umoci unpack."""
     layout, reference = umoci_image(work)
     reg, px, _ = _fault_setup(work, layout=(layout, reference))
     try:
@@ -910,6 +911,13 @@ def case_cache_commands(work):
         m = re.match(r'([\d.]+) (B|KiB|MiB|GiB)$', present)
         size = float(m.group(1)) * {'B': 1, 'KiB': 1024, 'MiB': 1 << 20, 'GiB': 1 << 30}[m.group(2)]
         check(size <= 2 << 20, '--cache-max 2M left %s of blob bytes' % present)
+
+        # a cold mount with a budget smaller than a layer: the layers are not streamed ahead
+        # (they would evict each other); the scans fetch what they read
+        px.reset_counters()
+        with mount(work, ref, mnt, work('cache-cold-small'), extra=['--cache-max', '4M']):
+            tree_equal(reference, mnt, 'cold mount with --cache-max 4M')
+        log('  cold mount with --cache-max 4M: %d blob bytes for %d of layers' % (px.blob_bytes, total))
     finally:
         _teardown(reg, px)
 
