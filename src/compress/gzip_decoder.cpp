@@ -150,20 +150,6 @@ Error GzipDecoder::decode_error(std::string_view reason) const {
                     consumed(), reason);
 }
 
-Result<void> GzipDecoder::refill() {
-  inflate_state& s = inflater_->state();
-  if (s.avail_in > 0 || eof_) return util::success();
-  in_offset_ += in_size_;
-  in_size_ = 0;
-  OCIFS_ASSIGN(std::size_t n, blob_->read_at(in_offset_, in_));
-  if (hash_raw_) raw_hasher_.update(std::span(in_).first(n));
-  in_size_ = n;
-  eof_ = n == 0;
-  s.next_in = reinterpret_cast<std::uint8_t*>(in_.data());
-  s.avail_in = static_cast<std::uint32_t>(n);
-  return util::success();
-}
-
 Result<void> GzipDecoder::ensure_input(std::size_t count) {
   inflate_state& s = inflater_->state();
   if (s.avail_in >= count || eof_) return util::success();
@@ -193,7 +179,7 @@ void GzipDecoder::record_point(bool member_start) {
 
 Result<void> GzipDecoder::start_member() {
   inflate_state& s = inflater_->state();
-  OCIFS_TRY(refill());
+  OCIFS_TRY(ensure_input(1));
   if (s.avail_in == 0) {
     if (members_ == 0) return decode_error("the blob is empty, not a gzip stream");
     state_ = State::done;
@@ -214,7 +200,7 @@ Result<void> GzipDecoder::start_member() {
       }
       s.next_in += s.avail_in;
       s.avail_in = 0;
-      OCIFS_TRY(refill());
+      OCIFS_TRY(ensure_input(1));
       if (s.avail_in == 0) break;
     }
     state_ = State::done;
@@ -242,7 +228,7 @@ Result<std::size_t> GzipDecoder::inflate_some(std::span<std::byte> out) {
       OCIFS_TRY(start_member());
       continue;
     }
-    OCIFS_TRY(refill());
+    OCIFS_TRY(ensure_input(1));
     // Output stops exactly where the next checkpoint is due, so checkpoints land on span
     // multiples of the decoded stream (unless a member ends or starts in between).
     std::size_t room = std::min<std::size_t>(out.size() - produced, 1u << 30);

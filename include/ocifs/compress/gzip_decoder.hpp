@@ -33,9 +33,8 @@ class GzipDecoder final : public StreamDecoder {
 
   // Inflates up to out.size() bytes; returns 0 only at the end of the stream.
   Result<std::size_t> inflate_some(std::span<std::byte> out);
-  // Reads the next block of the blob into in_ once ISA-L has consumed the previous one.
-  Result<void> refill();
-  // Makes at least `count` bytes available at next_in unless the blob ends first.
+  // Makes at least `count` bytes available at next_in unless the blob ends first: what is left
+  // moves to the front of in_, and the blob is read on into the rest of it.
   Result<void> ensure_input(std::size_t count);
   // Handles the bytes after a member: another member, zero padding to the end, or the end.
   Result<void> start_member();
