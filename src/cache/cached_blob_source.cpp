@@ -197,8 +197,12 @@ void CachedBlobSource::stream_main() {
   std::optional<Error> error;
   std::vector<std::byte> chunk_buf(kChunk);
   std::uint64_t next = entry_->next_absent(0);
+  // One request per run of absent chunks, asking for exactly that run: whatever a request asks
+  // for beyond what is wanted arrives anyway (the link's buffers are full of it) and is wasted.
   while (next < n && !stop_.load()) {
     std::uint64_t cur = next;
+    std::uint64_t run_end = cur + 1;
+    while (run_end < n && !entry_->chunk_present(run_end)) ++run_end;
     std::uint64_t filled = 0;
     std::optional<std::uint64_t> restart_at;
     {
@@ -210,9 +214,9 @@ void CachedBlobSource::stream_main() {
       if (stop_.load()) return make_error(std::errc::operation_canceled, "cannot stream {}: stopped", entry_->digest());
       streamed_.fetch_add(data.size(), std::memory_order_relaxed);
       while (!data.empty()) {
-        if (cur >= n) {
-          return make_error(std::errc::io_error, "cannot stream {}: the remote sent more than its {} bytes",
-                            entry_->digest(), entry_->size());
+        if (cur >= run_end) {
+          return make_error(std::errc::io_error, "cannot stream {}: the remote sent more than bytes {}-{}",
+                            entry_->digest(), next * kChunk, run_end * kChunk - 1);
         }
         const std::uint64_t len = entry_->chunk_length(cur);
         const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(len - filled, data.size()));
@@ -228,9 +232,10 @@ void CachedBlobSource::stream_main() {
           stream_pos_ = cur * kChunk;
         }
         cv_.notify_all();
-        if (cur < n && entry_->chunk_present(cur)) {
+        // Range reads may have fetched what lies ahead meanwhile.
+        if (cur < run_end && entry_->chunk_present(cur)) {
           auto absent = entry_->next_absent(cur);
-          if (absent == n || absent - cur >= kSkipChunks) {
+          if (absent >= run_end || absent - cur >= kSkipChunks) {
             restart_at = absent;
             return make_error(std::errc::operation_canceled, "skipping present chunks");
           }
@@ -238,7 +243,8 @@ void CachedBlobSource::stream_main() {
       }
       return util::success();
     };
-    auto r = remote_->stream(cur * kChunk, sink, [this] { return stop_.load(); });
+    const std::uint64_t to = std::min(run_end * kChunk, entry_->size());
+    auto r = remote_->stream(cur * kChunk, to, sink, [this] { return stop_.load(); });
     if (restart_at) {
       next = *restart_at;
       continue;
@@ -247,9 +253,12 @@ void CachedBlobSource::stream_main() {
       error = make_error(std::errc::operation_canceled, "cannot stream {}: stopped", entry_->digest());
     } else if (!r) {
       error = r.error();
-    } else if (cur < n) {
+    } else if (cur < run_end) {
       error = make_error(std::errc::io_error, "cannot stream {}: the stream ended at byte {} of {}", entry_->digest(),
                          cur * kChunk + filled, entry_->size());
+    } else {
+      next = entry_->next_absent(run_end);
+      continue;
     }
     break;
   }

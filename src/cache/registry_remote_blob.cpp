@@ -11,9 +11,9 @@ Result<std::size_t> RegistryRemoteBlob::read_range(std::uint64_t offset, std::sp
   return client_->read_blob_range(digest_, offset, buf);
 }
 
-Result<void> RegistryRemoteBlob::stream(std::uint64_t from, const Sink& sink,
+Result<void> RegistryRemoteBlob::stream(std::uint64_t from, std::uint64_t to, const Sink& sink,
                                         const std::function<bool()>& cancelled) {
-  return client_->stream_blob(digest_, from, sink, cancelled);
+  return client_->stream_blob(digest_, from, sink, cancelled, to);
 }
 
 std::string RegistryRemoteBlob::describe() const { return fmt::format("{}@{}", client_->describe(), digest_); }

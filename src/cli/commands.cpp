@@ -64,11 +64,13 @@ Result<std::unique_ptr<Resolution>> prepare(const CommonOptions& common) {
   return resolution;
 }
 
-Result<std::unique_ptr<image::Image>> open_image(const CommonOptions& common, const std::string& ref_text) {
+Result<std::unique_ptr<image::Image>> open_image(const CommonOptions& common, const std::string& ref_text,
+                                                layer::FirstOpen first_open = layer::FirstOpen::scan) {
   OCIFS_ASSIGN(auto ref, oci::ImageRef::parse(ref_text));
   OCIFS_ASSIGN(auto resolution, prepare(common));
   image::OpenOptions options;
   options.resolve = resolution->options;
+  options.first_open = first_open;
   Progress progress(common.quiet, common.progress);
   progress.attach(options);
   auto image = image::Image::open(ref, resolution->cache, options);
@@ -181,7 +183,9 @@ int run_mount(MountArgs args) {
     if (!detached) return fail(detached.error());
     daemon.emplace(std::move(detached).value());
   }
-  auto image = open_image(args.common, args.ref);
+  // A live mount can show an uncompressed registry layer before it has all arrived: its tree
+  // comes from its tar headers, its bytes wait for verification (image.hpp).
+  auto image = open_image(args.common, args.ref, layer::FirstOpen::walk_uncompressed);
   if (!image) return fail(image.error());
   malloc_trim(0);  // indexing's buffers are gone; the daemon need not keep them
   auto server = fuse::FuseServer::mount(**image, args.mountpoint, parsed.fuse);

@@ -3,9 +3,15 @@
 #include <atomic>
 #include <thread>
 
+#include <spdlog/spdlog.h>
+
 #include "ocifs/image/tree_builder.hpp"
 
 namespace ocifs::image {
+
+Image::~Image() {
+  for (auto& verifier : verifiers_) verifier.request_stop();  // all at once; the members join them
+}
 
 Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache::Cache& cache,
                                            const OpenOptions& options) {
@@ -19,9 +25,11 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
   }
 
   // Remote layers without an index are fetched whole: start them all now, so the network works
-  // on every layer while the scans below take them two at a time.
+  // on every layer while the scans below take them two at a time. Those to be walked are
+  // fetched only once the mount is live.
+  const bool walk = options.first_open == layer::FirstOpen::walk_uncompressed;
   for (const auto& blob : blobs) {
-    if (blob.prefetch && !cache.has_index(blob.digest)) blob.prefetch();
+    if (blob.prefetch && !cache.has_index(blob.digest) && !(walk && blob.declared_uncompressed)) blob.prefetch();
   }
   // Index layers in parallel: each is one independent streaming pass (decode + hash), CPU-bound.
   std::vector<std::optional<Result<layer::OpenLayer>>> opened(blobs.size());
@@ -32,7 +40,7 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
     for (std::size_t i; !failed && (i = next.fetch_add(1)) < blobs.size();) {
       layer::ProgressFn progress;
       if (options.on_progress) progress = [&, i](std::uint64_t bytes) { options.on_progress(i, bytes); };
-      opened[i] = layer::open_layer(blobs[i], cache, progress, spans);
+      opened[i] = layer::open_layer(blobs[i], cache, progress, spans, options.first_open);
       if (!opened[i]->ok()) failed = true;
     }
   };
@@ -54,7 +62,8 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
     const auto& seek = layer.index->seek_index();
     image->layers_.push_back({blobs[i].digest, seek.encoding, seek.compressed_size, seek.decoded_size,
                               layer.index->size(), layer.from_cache,
-                              seek.encoding == compress::Encoding::zstd && !seek.zstd_spilled});
+                              seek.encoding == compress::Encoding::zstd && !seek.zstd_spilled,
+                              static_cast<bool>(layer.verify)});
     builder.apply_layer(static_cast<std::uint16_t>(i), *layer.index, blobs[i].name);
     readers.push_back(layer.reader);
     names.push_back(blobs[i].name);
@@ -62,6 +71,15 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
   }
   image->tree_ = std::move(builder).build();
   image->content_ = std::make_unique<ContentReader>(image->tree_, std::move(readers), std::move(names));
+  // Walked layers are verified in the background, all at once: their streams share the link.
+  for (auto& layer : opened) {
+    if (!layer->value().verify) continue;
+    image->verifiers_.emplace_back([verify = std::move(layer->value().verify)](std::stop_token stop) {
+      if (auto verified = verify(stop); !verified && verified.error().code != std::errc::operation_canceled) {
+        spdlog::error("{}", verified.error().message);
+      }
+    });
+  }
   return image;
 }
 

@@ -121,6 +121,7 @@ Result<ResolvedImage> resolve_registry(const oci::ImageRef& ref, const ResolveOp
     if (client) remote = std::make_shared<cache::RegistryRemoteBlob>(client, d.digest);
     auto source = std::make_shared<cache::CachedBlobSource>(std::move(entry), std::move(remote));
     layer::LayerBlob blob{source, d.digest, false, std::move(name), {}};
+    blob.declared_uncompressed = d.media_type.ends_with(".tar");
     // A layer that must be scanned is read whole, in order: stream it at once, every layer in
     // parallel, rather than in range requests as the scan gets there.
     if (stream_layers) blob.prefetch = [source] { source->start_stream(); };

@@ -131,25 +131,7 @@ void LayerIndex::add(const TarEntry& entry) {
   entries_.push_back(e);
 }
 
-std::string LayerIndex::serialize() const {
-  std::string seek = seek_.serialize();
-  std::string out;
-  out.reserve(kHeaderSize + entries_.size() * kEntrySize + xattrs_.size() * kXattrSize +
-              sparse_.size() * kExtentSize + pool_.size() + seek.size() + digest_.size() + kChecksumSize);
-  out.append(kMagic);
-  put<std::uint32_t>(out, kFormatVersion);
-  put<std::uint32_t>(out, 0);
-  put<std::uint64_t>(out, entries_.size());
-  put<std::uint64_t>(out, xattrs_.size());
-  put<std::uint64_t>(out, sparse_.size());
-  put<std::uint64_t>(out, pool_.size());
-  put<std::uint64_t>(out, seek.size());
-  put<std::uint64_t>(out, digest_.size());
-  put<std::uint64_t>(out, blob_blocks_.block_size);
-  put<std::uint64_t>(out, blob_blocks_.blob_size);
-  put<std::uint64_t>(out, blob_blocks_.digests.size());
-  put<std::uint64_t>(out, decoded_blocks_.blob_size);
-  put<std::uint64_t>(out, decoded_blocks_.digests.size());
+void LayerIndex::append_tables(std::string& out) const {
   for (const auto& e : entries_) {
     put(out, e.data_offset);
     put(out, e.size);
@@ -169,6 +151,37 @@ std::string LayerIndex::serialize() const {
     put(out, s.length);
   }
   out.append(pool_);
+}
+
+std::array<std::uint8_t, 32> LayerIndex::entries_digest() const {
+  std::string tables;
+  for (std::uint64_t count : {entries_.size(), xattrs_.size(), sparse_.size(), pool_.size()}) put(tables, count);
+  append_tables(tables);
+  util::Sha256 sum;
+  sum.update(std::string_view(tables));
+  return sum.digest();
+}
+
+std::string LayerIndex::serialize() const {
+  std::string seek = seek_.serialize();
+  std::string out;
+  out.reserve(kHeaderSize + entries_.size() * kEntrySize + xattrs_.size() * kXattrSize +
+              sparse_.size() * kExtentSize + pool_.size() + seek.size() + digest_.size() + kChecksumSize);
+  out.append(kMagic);
+  put<std::uint32_t>(out, kFormatVersion);
+  put<std::uint32_t>(out, 0);
+  put<std::uint64_t>(out, entries_.size());
+  put<std::uint64_t>(out, xattrs_.size());
+  put<std::uint64_t>(out, sparse_.size());
+  put<std::uint64_t>(out, pool_.size());
+  put<std::uint64_t>(out, seek.size());
+  put<std::uint64_t>(out, digest_.size());
+  put<std::uint64_t>(out, blob_blocks_.block_size);
+  put<std::uint64_t>(out, blob_blocks_.blob_size);
+  put<std::uint64_t>(out, blob_blocks_.digests.size());
+  put<std::uint64_t>(out, decoded_blocks_.blob_size);
+  put<std::uint64_t>(out, decoded_blocks_.digests.size());
+  append_tables(out);
   out.append(seek);
   out.append(digest_);
   for (const auto* table : {&blob_blocks_, &decoded_blocks_}) {

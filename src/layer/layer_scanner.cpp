@@ -8,8 +8,11 @@
 #include <cstring>
 
 #include "decoded_tee.hpp"
+#include "entry_table.hpp"
 #include "ocifs/compress/stream_decoder.hpp"
 #include "ocifs/io/file_source.hpp"
+#include "ocifs/io/gated_source.hpp"
+#include "ocifs/layer/header_walk.hpp"
 #include "ocifs/layer/tar_walker.hpp"
 #include "scan_source.hpp"
 
@@ -149,15 +152,6 @@ void ScanSource::report_final() const {
   if (progress_) progress_(served_);
 }
 
-namespace {
-
-// Index tables use u32 offsets and counts; a layer near these limits is hostile (1 Gi entries
-// would need 512 GiB of tar headers), so it is refused instead of overflowing.
-constexpr std::uint64_t kMaxPoolBytes = 3ull << 30;
-constexpr std::uint64_t kMaxRecords = 1ull << 30;
-
-}  // namespace
-
 Result<LayerIndex> scan_layer(const LayerBlob& layer, const cache::Cache& cache, const ProgressFn& progress) {
   // Started first: reading ahead overlaps with everything below.
   auto source = std::make_shared<ScanSource>(layer.blob, progress);
@@ -186,24 +180,8 @@ Result<LayerIndex> scan_layer(const LayerBlob& layer, const cache::Cache& cache,
     }
   }
 
-  LayerIndex index;
   TarWalker walker(*stream, layer.name);
-  std::uint64_t pool_bytes = 0, xattrs = 0, extents = 0;
-  for (;;) {
-    OCIFS_ASSIGN(auto entry, walker.next());
-    if (!entry) break;
-    pool_bytes += entry->path.size() + entry->link_target.size();
-    for (const auto& x : entry->xattrs) pool_bytes += x.name.size() + x.value.size();
-    xattrs += entry->xattrs.size();
-    extents += entry->sparse.size();
-    if (pool_bytes > kMaxPoolBytes || index.size() >= kMaxRecords || xattrs > kMaxRecords ||
-        extents > kMaxRecords) {
-      return make_error(std::errc::file_too_large,
-                        "cannot index {}: too many entries or names (at '{}', header offset {})", layer.name,
-                        entry->path, entry->header_offset);
-    }
-    index.add(*entry);
-  }
+  OCIFS_ASSIGN(LayerIndex index, index_entries(walker, layer.name));
   OCIFS_ASSIGN(compress::SeekIndex seek, stream->finish());
   OCIFS_ASSIGN(ScanSource::Digests raw, source->finish());
   source->report_final();
@@ -254,7 +232,7 @@ Result<OpenLayer> open_reader(const LayerBlob& layer, const cache::Cache& cache,
     decoded = std::make_shared<io::VerifiedSource>(std::move(file), index->decoded_blocks());
   }
   OCIFS_ASSIGN(auto reader, compress::make_seekable_reader(index->seek_index(), blob, decoded, spans));
-  return OpenLayer{std::move(index), std::move(reader), from_cache};
+  return OpenLayer{std::move(index), std::move(reader), from_cache, {}};
 }
 
 Result<std::shared_ptr<const LayerIndex>> scan_and_store(const LayerBlob& layer, const cache::Cache& cache,
@@ -262,8 +240,9 @@ Result<std::shared_ptr<const LayerIndex>> scan_and_store(const LayerBlob& layer,
   if (layer.prefetch) layer.prefetch();  // usually started already, for every layer at once
   auto scanned = scan_layer(layer, cache, progress);
   if (!scanned) {
-    // Cached remote bytes that failed verification must not be read again as they are.
-    layer.blob->discard(0, layer.blob->size());
+    // Cached remote bytes that failed verification must not be read again as they are (a scan
+    // that was stopped found nothing wrong with them).
+    if (scanned.error().code != std::errc::operation_canceled) layer.blob->discard(0, layer.blob->size());
     return std::move(scanned).error();
   }
   LayerIndex index = std::move(scanned).value();
@@ -274,10 +253,53 @@ Result<std::shared_ptr<const LayerIndex>> scan_and_store(const LayerBlob& layer,
   return std::make_shared<const LayerIndex>(std::move(index));
 }
 
+// The verified source a walked layer's reads go through, once a scan of the whole blob has
+// matched its digest and found the entries the walk found.
+Result<io::BlobSourcePtr> verify_walked(const LayerBlob& layer, const cache::Cache& cache,
+                                        const std::array<std::uint8_t, 32>& walked_entries, std::stop_token stop) {
+  if (stop.stop_requested()) {
+    return make_error(std::errc::operation_canceled, "cannot verify {}: stopped", layer.name);
+  }
+  LayerBlob stoppable = layer;
+  stoppable.blob = std::make_shared<io::StoppableSource>(layer.blob, stop);
+  OCIFS_ASSIGN(auto index, scan_and_store(stoppable, cache, {}));
+  if (index->entries_digest() != walked_entries) {
+    // The verified index is stored: the next mount shows the layer as it really is.
+    return make_error(std::errc::io_error,
+                      "{} does not hold the entries its tar headers showed when the mount went live (the "
+                      "registry served different bytes); its files cannot be read until it is mounted again",
+                      layer.name);
+  }
+  if (!index->blob_blocks().covers(layer.blob->size())) {
+    return make_error(std::errc::io_error, "cannot open {}: its index describes a blob of {} bytes, not {}",
+                      layer.name, index->blob_blocks().blob_size, layer.blob->size());
+  }
+  return io::BlobSourcePtr(std::make_shared<io::VerifiedSource>(layer.blob, index->blob_blocks()));
+}
+
+Result<OpenLayer> open_walked(const LayerBlob& layer, const cache::Cache& cache, const ProgressFn& progress,
+                              const std::shared_ptr<compress::SpanCache>& spans) {
+  OCIFS_ASSIGN(LayerIndex walked, walk_tar_headers(layer, progress));
+  auto gate = std::make_shared<io::GatedSource>(layer.blob->size(), layer.blob->describe());
+  OCIFS_ASSIGN(auto reader, compress::make_seekable_reader(walked.seek_index(), gate, nullptr, spans));
+  const auto entries = walked.entries_digest();
+  OpenLayer opened{std::make_shared<const LayerIndex>(std::move(walked)), std::move(reader), false, {}};
+  opened.verify = [layer, cache, gate, entries](std::stop_token stop) -> Result<void> {
+    auto verified = verify_walked(layer, cache, entries, std::move(stop));
+    if (!verified) {
+      gate->fail(verified.error());
+      return std::move(verified).error();
+    }
+    gate->open(std::move(verified).value());
+    return util::success();
+  };
+  return opened;
+}
+
 }  // namespace
 
 Result<OpenLayer> open_layer(const LayerBlob& layer, const cache::Cache& cache, const ProgressFn& progress,
-                             const std::shared_ptr<compress::SpanCache>& spans) {
+                             const std::shared_ptr<compress::SpanCache>& spans, FirstOpen first_open) {
   auto stored = cache.read_index(layer.digest);
   if (!stored) {
     spdlog::warn("cannot read the cached index of {}: {}; rebuilding it", layer.name, stored.error().message);
@@ -294,6 +316,10 @@ Result<OpenLayer> open_layer(const LayerBlob& layer, const cache::Cache& cache, 
       // E.g. the decoded stream of a zstd layer was evicted: scan again to recreate it.
       spdlog::warn("{}; rescanning {}", opened.error().message, layer.name);
     }
+  }
+  if (first_open == FirstOpen::walk_uncompressed && !layer.blob->stable()) {
+    OCIFS_ASSIGN(auto encoding, compress::detect_encoding(*layer.blob));
+    if (encoding == compress::Encoding::tar) return open_walked(layer, cache, progress, spans);
   }
   OCIFS_ASSIGN(auto index, scan_and_store(layer, cache, progress));
   return open_reader(layer, cache, std::move(index), false, spans);

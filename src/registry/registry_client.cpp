@@ -659,10 +659,11 @@ Result<std::string> RegistryClient::get_blob(std::string_view digest_text, std::
 Result<void> RegistryClient::stream_blob(
     std::string_view digest_text, std::uint64_t from,
     const std::function<Result<void>(std::span<const std::byte>)>& sink,
-    const std::function<bool()>& cancelled) {
+    const std::function<bool()>& cancelled, std::optional<std::uint64_t> end) {
   auto& d = *impl_;
   auto parsed = oci::Digest::parse(digest_text);
   if (!parsed) return parsed.error().with_context(fmt::format("cannot stream blob of {}", describe()));
+  if (end && *end <= from) return util::success();
   std::string digest(digest_text);
   std::uint64_t pos = from;
   // bool: Result<void> has no value to carry through over_endpoints.
@@ -678,11 +679,16 @@ Result<void> RegistryClient::stream_blob(
       std::uint64_t skip = 0;
       std::optional<std::uint64_t> total;
       std::optional<Error> sink_error, range_error;
+      bool reached_end = false;  // `end` reached: the rest of the answer is not wanted
       std::uint64_t start = pos;
       Exchange x;
       x.path = blob_path(ep.endpoint.repository, digest);
       x.blob_digest = digest;
-      if (pos > 0) x.headers.push_back(fmt::format("Range: bytes={}-", pos));
+      if (end) {
+        x.headers.push_back(fmt::format("Range: bytes={}-{}", pos, *end - 1));
+      } else if (pos > 0) {
+        x.headers.push_back(fmt::format("Range: bytes={}-", pos));
+      }
       x.on_body = [&](const HttpResponse& head, std::span<const std::byte> chunk) {
         if (!checked) {
           checked = true;
@@ -695,11 +701,16 @@ Result<void> RegistryClient::stream_blob(
           skip -= n;
           if (chunk.empty()) return true;
         }
+        if (end && chunk.size() > *end - pos) chunk = chunk.first(static_cast<std::size_t>(*end - pos));
         if (auto r = sink(chunk); !r) {
           sink_error = std::move(r).error();
           return false;
         }
         pos += chunk.size();
+        if (end && pos == *end) {
+          reached_end = true;
+          return false;  // a server that ignored the Range would send the rest of the blob
+        }
         return true;
       };
       x.cancelled = cancelled;
@@ -712,6 +723,7 @@ Result<void> RegistryClient::stream_blob(
         final = true;
         return *sink_error;
       }
+      if (reached_end) return true;
       if (!sent) return std::move(sent).error().with_context(context);
       if (cancelled && cancelled()) {
         final = true;
@@ -728,7 +740,7 @@ Result<void> RegistryClient::stream_blob(
         return d.transport_error(resp, budget).with_context(context);
       }
       if (resp.status == 206) {
-        if (total && pos < *total) {
+        if (auto want = end ? end : total; want && pos < *want) {
           if (pos == start) return make_error(std::errc::io_error, "{}: an empty partial answer", context);
           continue;  // the server sent less than asked for: ask for the rest
         }

@@ -10,7 +10,9 @@ switches on for the next N matching requests, request/byte counters, and traffic
             ...
 
 Faults (kind, extra parameters).  Each is scoped by `path` (a regex on the URL path, default
-BLOBS), `methods` (default GET) and `count` (None = every matching request).  A fault that
+BLOBS), `methods` (default GET), `ranges` (None: any request; 'bounded': `Range: bytes=A-B`;
+'open': no Range or `bytes=A-`, as a client streaming a blob sends) and `count` (None = every
+matching request).  A fault that
 changes an answer is only spent on a request the registry answered 2xx, so an auth round
 trip (401 without a token) does not use it up; `status*` and a `stall` before the answer are
 spent at once.
@@ -32,7 +34,9 @@ spent at once.
   stall (seconds=5, after=None, resume=False)
                                         after=None: send nothing; else stop after `after` body
                                         bytes; for `seconds`, then close (or carry on if resume)
-  corrupt_blob (at=None)                flip one byte of the body (default: the middle one)
+  corrupt_blob (at=None, blob_at=None)  flip one byte of the body (default: the middle one); with
+                                        blob_at, the byte at that offset of the blob, in whichever
+                                        answers carry it (counted in `flips`)
 
 Counters: request_count, blob_bytes (body bytes of blob GETs served, CDN included),
 records / cdn_records (one dict per request: via, peer (the client's port: same port, same
@@ -67,13 +71,15 @@ class Fault:
     """One switched-on fault; a context manager that removes it on exit.  hits: times applied;
     remaining: applications left (None = unlimited)."""
 
-    def __init__(self, proxy, kind, path, count, methods, params):
+    def __init__(self, proxy, kind, path, count, methods, params, ranges=None):
         if kind not in KINDS:
             raise ValueError('unknown fault %r; known: %s' % (kind, ', '.join(sorted(KINDS))))
-        self.proxy, self.kind, self.params = proxy, kind, params
+        if ranges not in (None, 'bounded', 'open'):
+            raise ValueError('ranges must be None, bounded or open, not %r' % (ranges,))
+        self.proxy, self.kind, self.params, self.ranges = proxy, kind, params, ranges
         self.pattern = re.compile(path)
         self.methods = {m.upper() for m in methods}
-        self.remaining, self.hits = count, 0
+        self.remaining, self.hits, self.flips = count, 0, 0
         self._lock = threading.Lock()
 
     @property
@@ -86,6 +92,10 @@ class Fault:
         if self.remaining == 0 or method not in self.methods or not self.pattern.search(path):
             return False
         rng = headers.get('Range')
+        if self.ranges is not None:
+            bounded = rng is not None and re.fullmatch(r'bytes=\d+-\d+', rng.strip()) is not None
+            if bounded != (self.ranges == 'bounded'):
+                return False
         if self.kind == 'ignore_range':
             return rng is not None
         if self.kind == 'reject_multirange':
@@ -198,8 +208,8 @@ class FaultProxy:
         return getattr(self.upstream, 'creds', None)
 
     # ---- knobs
-    def add_fault(self, kind, path=BLOBS, count=1, methods=('GET',), **params):
-        f = Fault(self, kind, path, count, methods, params)
+    def add_fault(self, kind, path=BLOBS, count=1, methods=('GET',), ranges=None, **params):
+        f = Fault(self, kind, path, count, methods, params, ranges)
         with self._lock:
             self._faults.append(f)
         return f
@@ -413,6 +423,10 @@ class FaultProxy:
             cut = min(length, p['after'] if p.get('after') is not None else length // 2)
         elif kind == 'stall':
             stall_at = min(length, p['after'])
+        elif kind == 'corrupt_blob' and length and p.get('blob_at') is not None:
+            m = re.match(r'bytes (\d+)-', resp.getheader('Content-Range') or '')
+            at = p['blob_at'] - (int(m.group(1)) if m else 0)
+            flip_at = at if 0 <= at < length else None
         elif kind == 'corrupt_blob' and length:
             flip_at = min(length - 1, p['at'] if p.get('at') is not None else length // 2)
         sent = 0
@@ -429,6 +443,7 @@ class FaultProxy:
             if flip_at is not None and sent <= flip_at < sent + len(chunk):
                 b = bytearray(chunk)
                 b[flip_at - sent] ^= 0xFF
+                f.flips += 1
                 chunk = bytes(b)
             if self._bucket:
                 self._bucket.take(len(chunk), h.server.stopping)

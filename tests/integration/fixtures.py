@@ -273,12 +273,19 @@ def skopeo_convert(layout, work):
     run(['skopeo', 'copy', '-q', '--dest-compress', '--dest-compress-format', 'zstd', src,
          'oci:%s:%s' % (z, TAG)])
     refs['zstd'] = 'oci:%s:%s' % (z, TAG)
-    # skopeo 1.9 recompresses whatever goes to oci:, even with --dest-oci-accept-uncompressed-
-    # layers; the dir: transport honours --dest-decompress, so go through it and re-wrap the
-    # result as an OCI layout (same blob names, manifest stored as a blob, index.json added).
-    d = os.path.join(work, 'Udir')
+    refs['uncompressed'] = 'oci:%s:%s' % (uncompressed_layout(src, os.path.join(work, 'U')), TAG)
+    return refs
+
+
+def uncompressed_layout(src, u, tag=TAG):
+    """An OCI layout at u holding src (a skopeo reference) with uncompressed layers, tagged tag.
+
+    skopeo 1.9 recompresses whatever goes to oci:, even with --dest-oci-accept-uncompressed-
+    layers; the dir: transport honours --dest-decompress, so go through it and re-wrap the
+    result as an OCI layout (same blob names, manifest stored as a blob, index.json added).
+    Push it with registry.push_layout (skopeo would compress it again)."""
+    d = u + '.dir'
     run(['skopeo', 'copy', '-q', '--dest-decompress', src, 'dir:%s' % d])
-    u = os.path.join(work, 'U')
     os.makedirs(os.path.join(u, 'blobs', 'sha256'))
     for n in os.listdir(d):
         if len(n) == 64:
@@ -293,10 +300,9 @@ def skopeo_convert(layout, work):
     with open(os.path.join(u, 'index.json'), 'w') as f:
         json.dump({'schemaVersion': 2, 'manifests': [{
             'mediaType': 'application/vnd.oci.image.manifest.v1+json', 'digest': 'sha256:' + md,
-            'size': len(mb), 'annotations': {'org.opencontainers.image.ref.name': TAG}}]}, f)
+            'size': len(mb), 'annotations': {'org.opencontainers.image.ref.name': tag}}]}, f)
     shutil.rmtree(d)
-    refs['uncompressed'] = 'oci:%s:%s' % (u, TAG)
-    return refs
+    return u
 
 
 def gzip_docker_archive(layout, work):

@@ -23,8 +23,10 @@ import re
 import shutil
 import stat
 import sys
+import tarfile
 import threading
 import time
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -670,9 +672,9 @@ def case_fault_drop(work):
         with mount(work, ref, work('mnt'), cache):
             tree_equal(reference, work('mnt'), 'cold mount with 3 dropped connections')
         check(f.hits == 3, 'drop hits %d' % f.hits)
-        resumed = [r for r in px.records if r['range'] and re.match(r'bytes=[1-9]\d*-$', r['range'])]
+        resumed = [r for r in px.records if r['range'] and re.match(r'bytes=[1-9]\d*-\d*$', r['range'])]
         log('  dropped 3, resumed with %s' % [r['range'] for r in resumed])
-        check(resumed, 'no resumed request (Range: bytes=N-) after the drops: %s' % [
+        check(resumed, 'no resumed request (Range: bytes=N-…) after the drops: %s' % [
             (r['fault'], r['range']) for r in px.records])
 
         px.reset_counters()
@@ -922,6 +924,107 @@ def case_cache_commands(work):
         _teardown(reg, px)
 
 
+# ------------------------------------------------------------------ uncompressed layers: header walk
+
+def _read_in_thread(path):
+    """Starts reading path on a thread; returns (thread, result dict: 'data' or 'error')."""
+    result = {}
+
+    def reader():
+        try:
+            result['data'] = read_file(path)
+        except OSError as e:
+            result['error'] = e
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    return t, result
+
+
+def case_uncompressed_walk(work):
+    """Uncompressed layers (raw push of the skopeo conversion) on a cold mount are shown from
+    their tar headers, read by range; their bytes are verified by a stream of the rest once the
+    mount is live, and served only after that. Through a 40 Mbit/s link: the mount goes live
+    having fetched under half of the blob bytes (the 20 MiB data/sparse and data/large are
+    skipped), every path can be listed and stat'ed, a read waits while the rest arrives; then the
+    read completes, the tree = umoci unpack, every blob byte was fetched once, and a warm remount
+    fetches none. With the verifying requests corrupted, the mount still goes live but the read
+    gets EIO; a remount without the fault (same cache) walks again and = umoci unpack."""
+    layout, reference = umoci_image(work)
+    conv = fixtures.skopeo_convert(layout, work.path)
+    plain_layout = conv['uncompressed'][len('oci:'):].rsplit(':', 1)[0]
+    with Registry() as reg, FaultProxy(reg) as px:
+        push_layout(plain_layout, reg, REPO + ':plain')
+        layers = layer_descs(reg, REPO + ':plain')
+        check(all(l['mediaType'].endswith('.tar') for l in layers), 'layers not plain tar: %s' % layers)
+        total = sum(l['size'] for l in layers)
+        layer_path = _layer_path(reg, None, REPO + ':plain')
+        ref, mnt, cache = px.ref(REPO + ':plain'), work('mnt'), work('cache')
+        big = 'data/large'
+        want_big = read_file(os.path.join(reference, big))
+
+        px.shape(40_000_000)  # the rest of the blobs takes ~10 s: time to look while it comes
+        t0 = time.time()
+        with mount(work, ref, mnt, cache):
+            live = time.time() - t0
+            walked = px.blob_bytes
+            log('  live after %.2f s with %d of %d blob bytes fetched (%.1f%%)' % (
+                live, walked, total, 100.0 * walked / total))
+            check(walked < total / 2, 'the walk fetched %d of %d blob bytes' % (walked, total))
+            paths = 0
+            for dirpath, dirs, files in os.walk(mnt):
+                for n in dirs + files:
+                    os.lstat(os.path.join(dirpath, n))
+                    paths += 1
+            check(os.path.getsize(os.path.join(mnt, big)) == len(want_big), 'size of %s' % big)
+            thread, result = _read_in_thread(os.path.join(mnt, big))
+            thread.join(1.5)
+            check(thread.is_alive() and not result,
+                  'a read of %s returned before its layer was verified: %s' % (
+                      big, 'error %r' % result.get('error') if 'error' in result else 'data'))
+            px.shape(None)
+            thread.join(120)
+            check(not thread.is_alive(), 'the read of %s still waits 120 s later' % big)
+            check(result.get('data') == want_big, 'read of %s after verification: %r' % (
+                big, result.get('error') or '%d bytes, wrong' % len(result.get('data', b''))))
+            tree_equal(reference, mnt, 'uncompressed, walked (cold)')
+            log('  %d paths listed while the layers were unverified; the read waited %.1f s' % (
+                paths, time.time() - t0 - live))
+        ranges = [r['range'] for r in px.records if re.search(layer_path, urllib.parse.urlsplit(r['path']).path)]
+        check(all(r and re.fullmatch(r'bytes=\d+-\d+', r) for r in ranges), 'unbounded requests: %s' % ranges)
+        image_bytes = compressed_size(reg, REPO + ':plain')  # layers and config
+        log('  cold mount + full read: %d blob bytes for %d (%.4fx)' % (
+            px.blob_bytes, image_bytes, px.blob_bytes / image_bytes))
+        check(px.blob_bytes <= image_bytes, 'cold mount + full read fetched %d bytes for %d' % (
+            px.blob_bytes, image_bytes))
+        px.reset_counters()
+        with mount(work, ref, mnt, cache):
+            tree_equal(reference, mnt, 'uncompressed, warm remount')
+        check(px.blob_bytes == 0, 'warm remount fetched %d blob bytes' % px.blob_bytes)
+
+        # one byte flipped in the zeros of data/sparse, which the walk skips and the verifying
+        # requests bring: the mount goes live, and the read gets EIO, never bytes
+        blob = os.path.join(plain_layout, 'blobs', 'sha256', layers[0]['digest'].split(':')[1])
+        with tarfile.open(blob) as tf:
+            sparse = [m for m in tf.getmembers() if m.name.lstrip('./') == 'data/sparse'][0]
+        cache2 = work('cache-corrupt')
+        px.reset_counters()
+        bad = px.add_fault('corrupt_blob', path=_layer_path(reg, 0, REPO + ':plain'), count=None,
+                           blob_at=sparse.offset_data + (5 << 20))
+        with mount(work, ref, mnt, cache2):
+            try:
+                got = read_file(os.path.join(mnt, 'etc/passwd'))
+                raise Fail('read from a layer that fails verification gave %r' % got[:100])
+            except OSError as e:
+                check(e.errno == errno.EIO, 'read from a layer that fails verification: %r, want EIO' % e)
+        check(bad.flips == 1, 'the corrupt byte was sent %d times' % bad.flips)
+        px.remove_fault(bad)
+        px.reset_counters()
+        with mount(work, ref, mnt, cache2):
+            tree_equal(reference, mnt, 'remount after a corrupt stream')
+        check(px.count(path=_layer_path(reg, 0, REPO + ':plain'), status=206) > 0,
+              'the remount did not fetch the corrupt layer again')
+
+
 CASES = {
     'anonymous': case_anonymous,
     'compression': case_compression,
@@ -937,6 +1040,7 @@ CASES = {
     'fault_stall_cold': case_fault_stall_cold,
     'fault_stall_read': case_fault_stall_read,
     'cache_commands': case_cache_commands,
+    'uncompressed_walk': case_uncompressed_walk,
 }
 for _fn in CASES.values():
     _fn.tools = REG_TOOLS

@@ -19,7 +19,8 @@ class RegistryRemoteBlob final : public RemoteBlob {
   RegistryRemoteBlob(std::shared_ptr<registry::RegistryClient> client, std::string digest);
 
   Result<std::size_t> read_range(std::uint64_t offset, std::span<std::byte> buf) override;
-  Result<void> stream(std::uint64_t from, const Sink& sink, const std::function<bool()>& cancelled) override;
+  Result<void> stream(std::uint64_t from, std::uint64_t to, const Sink& sink,
+                      const std::function<bool()>& cancelled) override;
   std::string describe() const override;
 
  private:

@@ -21,10 +21,12 @@ class RemoteBlob {
   virtual ~RemoteBlob() = default;
   // Exactly buf.size() bytes at `offset` (fewer only at the end of the blob), within a deadline.
   virtual Result<std::size_t> read_range(std::uint64_t offset, std::span<std::byte> buf) = 0;
-  // Bytes [from, end of blob) in order to `sink`, in pieces of any size; a sink error stops the
-  // stream and is returned. Should call the sink at least every few seconds while data flows,
-  // and poll `cancelled` about once a second even when nothing flows (true: stop and fail).
-  virtual Result<void> stream(std::uint64_t from, const Sink& sink, const std::function<bool()>& cancelled) = 0;
+  // Bytes [from, to) in order to `sink`, in pieces of any size; a sink error stops the stream
+  // and is returned. Asks for no more than that: bytes the sink does not want are bandwidth
+  // wasted. Should call the sink at least every few seconds while data flows, and poll
+  // `cancelled` about once a second even when nothing flows (true: stop and fail).
+  virtual Result<void> stream(std::uint64_t from, std::uint64_t to, const Sink& sink,
+                              const std::function<bool()>& cancelled) = 0;
   // For messages: "ghcr.io/org/app@sha256:…".
   virtual std::string describe() const = 0;
 };

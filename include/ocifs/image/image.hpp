@@ -1,10 +1,13 @@
 // Image: an image ready to serve — resolved, every layer indexed (in parallel, reusing cached
 // indexes), the merged Tree built, and a ContentReader over the layers' decoded streams.
-// Immutable after open(): safe to use from every FUSE thread.
+// Immutable after open(): safe to use from every FUSE thread. Walked layers
+// (FirstOpen::walk_uncompressed) each have a verification thread, stopped and joined by the
+// destructor (at most one range request of waiting).
 #pragma once
 
 #include <functional>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "ocifs/cache/cache.hpp"
@@ -22,6 +25,7 @@ struct LayerInfo {
   std::size_t entries = 0;
   bool from_cache = false;
   bool per_frame = false;  // zstd read frame by frame: sequential reads want a cursor per open file
+  bool walked = false;     // shown from its tar headers; its bytes are verified in the background
 };
 
 struct OpenOptions {
@@ -31,10 +35,18 @@ struct OpenOptions {
   std::function<void(std::size_t layer, std::uint64_t bytes_read)> on_progress;
   // Called once resolution is done, before indexing starts (progress display set-up).
   std::function<void(const ResolvedImage&)> on_resolved;
+  // FirstOpen::walk_uncompressed (mount): remote uncompressed layers without an index are shown
+  // from a walk of their tar headers, and verified in the background once open() has returned;
+  // reads of their files wait for that. Other commands want everything verified up front.
+  layer::FirstOpen first_open = layer::FirstOpen::scan;
 };
 
 class Image {
  public:
+  ~Image();
+  Image(const Image&) = delete;
+  Image& operator=(const Image&) = delete;
+
   static Result<std::unique_ptr<Image>> open(const oci::ImageRef& ref, const cache::Cache& cache,
                                              const OpenOptions& options = {});
 
@@ -50,6 +62,7 @@ class Image {
   Tree tree_;
   std::vector<LayerInfo> layers_;
   std::unique_ptr<ContentReader> content_;
+  std::vector<std::jthread> verifiers_;  // last: joined before the readers they open go away
 };
 
 }  // namespace ocifs::image

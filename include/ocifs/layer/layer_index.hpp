@@ -4,6 +4,7 @@
 // Immutable once built: safe to read from many threads.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -78,11 +79,16 @@ class LayerIndex {
   std::string serialize() const;
   static Result<LayerIndex> deserialize(std::string_view bytes);
 
+  // sha256 of the entry, xattr, sparse and name tables alone: two indexes of the same tar agree
+  // on it whatever their seek index and block digests (a header walk against a verified scan).
+  std::array<std::uint8_t, 32> entries_digest() const;
+
  private:
   std::string_view pool(std::uint32_t offset, std::uint32_t size) const {
     return std::string_view(pool_).substr(offset, size);
   }
   std::uint32_t intern(std::string_view s);
+  void append_tables(std::string& out) const;  // entries, xattrs, sparse extents, pool
 
   std::vector<IndexEntry> entries_;
   std::vector<XattrRef> xattrs_;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <stop_token>
 #include <string>
 
 #include "ocifs/cache/cache.hpp"
@@ -24,6 +25,9 @@ struct LayerBlob {
   // Remote blobs: starts fetching the whole blob in the background, for a layer about to be
   // scanned. Empty for local blobs.
   std::function<void()> prefetch;
+  // The manifest's media type says plain tar. A hint (the encoding is detected from the bytes):
+  // such a layer is likely to be walked rather than streamed (FirstOpen::walk_uncompressed).
+  bool declared_uncompressed = false;
 };
 
 // Called now and then with the raw blob bytes read so far.
@@ -38,12 +42,28 @@ struct OpenLayer {
   std::shared_ptr<const LayerIndex> index;
   compress::SeekableReaderPtr reader;  // the decoded stream
   bool from_cache = false;             // the index was loaded, not scanned
+  // Set when `index` came from a header walk (FirstOpen::walk_uncompressed): the reader's reads
+  // wait until this has run. It scans the whole blob, verifying its digest, checks that the scan
+  // found exactly the walked entries, stores the index and lets the reads through; on any failure
+  // the reads get its error instead. A stop requested through the token ends it at its next read
+  // (and keeps the cached bytes: they were not found bad). Call once, from any thread.
+  std::function<Result<void>(std::stop_token)> verify;
+};
+
+// How a layer without a stored index is opened.
+enum class FirstOpen {
+  scan,  // one verified pass over the whole blob before anything is shown
+  // A remote (unstable) uncompressed layer: its tar headers are walked by range (header_walk.hpp)
+  // and its tree is shown at once; its bytes are served only after OpenLayer::verify. Other
+  // layers are scanned.
+  walk_uncompressed,
 };
 
 // Loads the layer's index from the cache (rebuilding it if missing, damaged or of another
 // format version), scanning and persisting it otherwise, and opens a reader on its stream.
 // Gzip readers keep decoded spans in `spans` (shared by an image's layers; null: their own).
 Result<OpenLayer> open_layer(const LayerBlob& layer, const cache::Cache& cache, const ProgressFn& progress = {},
-                             const std::shared_ptr<compress::SpanCache>& spans = nullptr);
+                             const std::shared_ptr<compress::SpanCache>& spans = nullptr,
+                             FirstOpen first_open = FirstOpen::scan);
 
 }  // namespace ocifs::layer

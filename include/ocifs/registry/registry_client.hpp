@@ -69,13 +69,15 @@ class RegistryClient {
   Result<FetchedManifest> get_manifest(std::string_view tag_or_digest);
   // GET a small blob (a config) whole, verified against its digest; refuses more than max_size.
   Result<std::string> get_blob(std::string_view digest, std::uint64_t max_size);
-  // Streams blob bytes [from, end) in order to `sink`; a dropped connection resumes with Range
-  // from the byte reached. Does NOT verify (the caller hashes). A sink error stops and is returned.
-  // `cancelled` is polled about once a second, also while a stalled connection sends nothing,
-  // and between attempts: true ends the stream with operation_canceled.
+  // Streams blob bytes [from, end) in order to `sink` (`end` unset: to the end of the blob); a
+  // dropped connection resumes with Range from the byte reached. Does NOT verify (the caller
+  // hashes). A sink error stops and is returned. `cancelled` is polled about once a second, also
+  // while a stalled connection sends nothing, and between attempts: true ends the stream with
+  // operation_canceled.
   Result<void> stream_blob(std::string_view digest, std::uint64_t from,
                            const std::function<Result<void>(std::span<const std::byte>)>& sink,
-                           const std::function<bool()>& cancelled = {});
+                           const std::function<bool()>& cancelled = {},
+                           std::optional<std::uint64_t> end = std::nullopt);
   // Exactly buf.size() bytes at `offset` (fewer only at the end of the blob), within
   // read_deadline; errors are std::errc::io_error naming the digest and offset.
   Result<std::size_t> read_blob_range(std::string_view digest, std::uint64_t offset,

@@ -1,0 +1,56 @@
+#include "ocifs/io/gated_source.hpp"
+
+namespace ocifs::io {
+
+void GatedSource::open(BlobSourcePtr inner) {
+  {
+    std::lock_guard lock(mu_);
+    if (inner_ || error_) return;
+    inner_ = std::move(inner);
+  }
+  cv_.notify_all();
+}
+
+void GatedSource::fail(Error error) {
+  {
+    std::lock_guard lock(mu_);
+    if (inner_ || error_) return;
+    error_ = std::move(error);
+  }
+  cv_.notify_all();
+}
+
+bool GatedSource::is_open() const {
+  std::lock_guard lock(mu_);
+  return inner_ != nullptr;
+}
+
+Result<BlobSourcePtr> GatedSource::wait() const {
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return inner_ || error_; });
+  if (error_) return *error_;
+  return inner_;
+}
+
+Result<std::size_t> GatedSource::read_at(std::uint64_t offset, std::span<std::byte> buf) const {
+  OCIFS_ASSIGN(auto inner, wait());
+  return inner->read_at(offset, buf);
+}
+
+bool GatedSource::discard(std::uint64_t offset, std::uint64_t length) const {
+  BlobSourcePtr inner;
+  {
+    std::lock_guard lock(mu_);
+    inner = inner_;
+  }
+  return inner && inner->discard(offset, length);
+}
+
+Result<std::size_t> StoppableSource::read_at(std::uint64_t offset, std::span<std::byte> buf) const {
+  if (stop_.stop_requested()) {
+    return make_error(std::errc::operation_canceled, "cannot read {}: stopped", inner_->describe());
+  }
+  return inner_->read_at(offset, buf);
+}
+
+}  // namespace ocifs::io
