@@ -254,22 +254,28 @@ struct VerifyGuard {
 
 }  // namespace
 
-TEST_CASE("walk_tar_headers: the index of a scan from the headers alone") {
+// A cache in a temporary directory, and the sample layer behind an unstable CountingSource.
+struct SampleLayer {
+  SampleLayer() { REQUIRE(cache); }
+
   TempDir dir;
-  auto cache = cache::Cache::open(dir.path);
-  REQUIRE(cache);
-  const auto members = sample_members();
+  Result<cache::Cache> cache = cache::Cache::open(dir.path);
+  const std::vector<Member> members = sample_members();
   const std::string tar = make_tar(members);
+  const std::string digest = digest_of(tar);
+  std::shared_ptr<CountingSource> source = std::make_shared<CountingSource>(tar);
+};
+
+TEST_CASE_METHOD(SampleLayer, "walk_tar_headers: the index of a scan from the headers alone") {
   REQUIRE(tar.size() > 20 * MiB);
 
-  auto source = std::make_shared<CountingSource>(tar);
   std::vector<std::uint64_t> progress;
-  auto walked = layer::walk_tar_headers(layer_of(source, digest_of(tar)),
+  auto walked = layer::walk_tar_headers(layer_of(source, digest),
                                         [&](std::uint64_t n) { progress.push_back(n); });
   if (!walked) FAIL(walked.error().message);
 
   auto scanned = layer::scan_layer(
-      layer_of(std::make_shared<io::MemorySource>(tar, "layer.blob"), digest_of(tar)), *cache);
+      layer_of(std::make_shared<io::MemorySource>(tar, "layer.blob"), digest), *cache);
   if (!scanned) FAIL(scanned.error().message);
 
   // The same entry tables as the verified scan.
@@ -302,7 +308,7 @@ TEST_CASE("walk_tar_headers: the index of a scan from the headers alone") {
   CHECK(walked->seek_index().encoding == compress::Encoding::tar);
   CHECK(walked->seek_index().compressed_size == tar.size());
   CHECK(walked->seek_index().decoded_size == tar.size());
-  CHECK(walked->digest() == digest_of(tar));
+  CHECK(walked->digest() == digest);
   CHECK(walked->blob_blocks().digests.empty());
   // The scan's index has them, and entries_digest ignores them.
   CHECK_FALSE(scanned->blob_blocks().digests.empty());
@@ -429,14 +435,7 @@ TEST_CASE("walk_tar_headers: a truncated tar is an error naming the layer") {
   CHECK_FALSE(cache->has_index(digest_of(truncated)));
 }
 
-TEST_CASE("open_layer walk_uncompressed: reads wait for verify") {
-  TempDir dir;
-  auto cache = cache::Cache::open(dir.path);
-  REQUIRE(cache);
-  const auto members = sample_members();
-  const std::string tar = make_tar(members);
-  const std::string digest = digest_of(tar);
-  auto source = std::make_shared<CountingSource>(tar);
+TEST_CASE_METHOD(SampleLayer, "open_layer walk_uncompressed: reads wait for verify") {
   auto blob = layer_of(source, digest);
 
   std::uint64_t last_progress = 0;
@@ -492,14 +491,8 @@ TEST_CASE("open_layer walk_uncompressed: reads wait for verify") {
   CHECK(read_ok(*second->reader, passwd->data_offset, passwd->size) == members[2].content);
 }
 
-TEST_CASE("open_layer walk_uncompressed: a wrong digest fails verify and the reads") {
-  TempDir dir;
-  auto cache = cache::Cache::open(dir.path);
-  REQUIRE(cache);
-  const auto members = sample_members();
-  const std::string tar = make_tar(members);
+TEST_CASE_METHOD(SampleLayer, "open_layer walk_uncompressed: a wrong digest fails verify and the reads") {
   const std::string wrong = digest_of("something else");
-  auto source = std::make_shared<CountingSource>(tar);
 
   auto opened = layer::open_layer(layer_of(source, wrong), *cache, {}, nullptr, layer::FirstOpen::walk_uncompressed);
   if (!opened) FAIL(opened.error().message);  // the walk checks no digest
@@ -579,14 +572,7 @@ TEST_CASE("open_layer walk_uncompressed: verify fails when the scan finds other 
   CHECK_FALSE(find(*again->index, "etc/hostname"));
 }
 
-TEST_CASE("open_layer walk_uncompressed: a stopped verify") {
-  TempDir dir;
-  auto cache = cache::Cache::open(dir.path);
-  REQUIRE(cache);
-  const auto members = sample_members();
-  const std::string tar = make_tar(members);
-  const std::string digest = digest_of(tar);
-  auto source = std::make_shared<CountingSource>(tar);
+TEST_CASE_METHOD(SampleLayer, "open_layer walk_uncompressed: a stopped verify") {
   auto opened = layer::open_layer(layer_of(source, digest), *cache, {}, nullptr, layer::FirstOpen::walk_uncompressed);
   if (!opened) FAIL(opened.error().message);
   REQUIRE(opened->verify);
