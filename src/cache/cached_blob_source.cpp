@@ -45,10 +45,14 @@ Result<std::size_t> CachedBlobSource::read_at(std::uint64_t offset, std::span<st
   const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), size - offset));
   std::size_t done = 0;
   bool allow_stream_wait = true;
+  reads_.fetch_add(1, std::memory_order_relaxed);
   for (int idle = 0;; ++idle) {
     OCIFS_ASSIGN(std::size_t n, entry_->read(offset + done, buf.subspan(done, want - done)));
     done += n;
-    if (done == want) return done;
+    if (done == want) {
+      if (idle == 0) hits_.fetch_add(1, std::memory_order_relaxed);  // all of it was in the cache
+      return done;
+    }
     if (n > 0) idle = 0;
     if (idle == kMaxIdleRounds) {
       return make_error(std::errc::io_error,
@@ -155,6 +159,7 @@ Result<void> CachedBlobSource::fetch_run(std::uint64_t first, std::uint64_t coun
   std::vector<std::byte> buf(length);
   auto got = remote_->read_range(offset, buf);
   if (!got) {
+    fetch_errors_.fetch_add(1, std::memory_order_relaxed);
     Error error{got.error().code, fmt::format("cannot fetch {} bytes {}-{} from {}: {}", entry_->digest(), offset,
                                               offset + length - 1, remote_->describe(), got.error().message)};
     std::lock_guard lock(failure_mu_);
@@ -296,7 +301,11 @@ CachedBlobSource::Progress CachedBlobSource::progress() const {
   p.present = entry_->present_bytes();
   p.streamed = streamed_.load(std::memory_order_relaxed);
   p.fetched = fetched_.load(std::memory_order_relaxed);
+  p.reads = reads_.load(std::memory_order_relaxed);
+  p.hits = hits_.load(std::memory_order_relaxed);
+  p.fetch_errors = fetch_errors_.load(std::memory_order_relaxed);
   std::lock_guard lock(mu_);
+  if (stream_error_) ++p.fetch_errors;
   p.streaming = stream_started_ && !stream_done_;
   p.stream_done = stream_started_ && stream_done_;
   return p;

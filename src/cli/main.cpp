@@ -3,11 +3,13 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstring>
 
 #include "cache_commands.hpp"
 #include "commands.hpp"
+#include "status_command.hpp"
 
 namespace {
 
@@ -28,17 +30,16 @@ void add_common(CLI::App& app, CommonOptions& common) {
   app.add_flag("-d,--debug", common.debug, "Debug log (and libfuse request log when mounting)");
 }
 
-bool is_subcommand(const char* arg) {
-  for (const char* name : {"mount", "umount", "unmount", "ls", "cat", "inspect", "index", "cache", "help"}) {
-    if (std::strcmp(arg, name) == 0) return true;
-  }
-  return false;
+bool is_subcommand(CLI::App& app, const std::string& arg) {
+  if (arg == "help") return true;
+  auto all = app.get_subcommands([](CLI::App*) { return true; });
+  return std::any_of(all.begin(), all.end(), [&](CLI::App* sub) { return sub->check_name(arg); });
 }
 
 // mount.fuse3 and fstab call "ocifs SOURCE MOUNTPOINT [-n] -o OPTS": rewrite it as "mount".
-std::vector<std::string> normalise_argv(int argc, char** argv) {
+std::vector<std::string> normalise_argv(CLI::App& app, int argc, char** argv) {
   std::vector<std::string> args(argv, argv + argc);
-  if (argc >= 3 && argv[1][0] != '-' && !is_subcommand(argv[1])) args.insert(args.begin() + 1, "mount");
+  if (argc >= 3 && argv[1][0] != '-' && !is_subcommand(app, argv[1])) args.insert(args.begin() + 1, "mount");
   return args;
 }
 
@@ -97,9 +98,14 @@ int main(int argc, char** argv) {
   add_common(*index_cmd, common);
   index_cmd->add_option("REF", ref)->required();
 
+  std::string status_point;
+  auto* status_cmd = app.add_subcommand("status", "Show what a live mount has fetched and served, per layer");
+  status_cmd->add_option("MOUNTPOINT", status_point)->required();
+  status_cmd->add_flag("--json", json, "Machine-readable output");
+
   auto cache_cmd = ocifs::cli::add_cache_command(app);
 
-  auto args = normalise_argv(argc, argv);
+  auto args = normalise_argv(app, argc, argv);
   std::vector<const char*> cargs;
   for (auto& a : args) cargs.push_back(a.c_str());
   try {
@@ -122,6 +128,7 @@ int main(int argc, char** argv) {
       return ocifs::cli::run_mount(std::move(mount));
     }
     if (*umount_cmd) return ocifs::cli::run_umount(umount_point);
+    if (*status_cmd) return ocifs::cli::run_status(status_point, json);
     spdlog::set_level(level_for(common));
     if (*ls_cmd) return ocifs::cli::run_ls(common, ref, path, long_format);
     if (*cat_cmd) return ocifs::cli::run_cat(common, ref, path);

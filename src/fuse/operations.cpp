@@ -1,5 +1,7 @@
 #include "operations.hpp"
 
+#include "ocifs/fuse/fuse_server.hpp"
+
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -259,6 +261,7 @@ void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) 
     for (const auto& x : tree.xattrs(tree.inode(index))) {
       if (tree.str(x.name) == name) return reply_sized(req, tree.str(x.value), size);
     }
+    if (ino == FUSE_ROOT_ID && name == kStatusXattr) return reply_sized(req, image.status_json(), size);
     fuse_reply_err(req, ENODATA);
   });
 }

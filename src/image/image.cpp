@@ -66,6 +66,7 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
                               static_cast<bool>(layer.verify)});
     builder.apply_layer(static_cast<std::uint16_t>(i), *layer.index, blobs[i].name);
     readers.push_back(layer.reader);
+    image->gates_.push_back(layer.gate);
     names.push_back(blobs[i].name);
     layer.index.reset();  // the tree keeps what it needs; entry tables go
   }

@@ -25,6 +25,11 @@ bool GatedSource::is_open() const {
   return inner_ != nullptr;
 }
 
+std::optional<Error> GatedSource::failure() const {
+  std::lock_guard lock(mu_);
+  return error_;
+}
+
 Result<BlobSourcePtr> GatedSource::wait() const {
   std::unique_lock lock(mu_);
   cv_.wait(lock, [&] { return inner_ || error_; });

@@ -232,7 +232,7 @@ Result<OpenLayer> open_reader(const LayerBlob& layer, const cache::Cache& cache,
     decoded = std::make_shared<io::VerifiedSource>(std::move(file), index->decoded_blocks());
   }
   OCIFS_ASSIGN(auto reader, compress::make_seekable_reader(index->seek_index(), blob, decoded, spans));
-  return OpenLayer{std::move(index), std::move(reader), from_cache, {}};
+  return OpenLayer{std::move(index), std::move(reader), from_cache, {}, {}};
 }
 
 Result<std::shared_ptr<const LayerIndex>> scan_and_store(const LayerBlob& layer, const cache::Cache& cache,
@@ -283,7 +283,7 @@ Result<OpenLayer> open_walked(const LayerBlob& layer, const cache::Cache& cache,
   auto gate = std::make_shared<io::GatedSource>(layer.blob->size(), layer.blob->describe());
   OCIFS_ASSIGN(auto reader, compress::make_seekable_reader(walked.seek_index(), gate, nullptr, spans));
   const auto entries = walked.entries_digest();
-  OpenLayer opened{std::make_shared<const LayerIndex>(std::move(walked)), std::move(reader), false, {}};
+  OpenLayer opened{std::make_shared<const LayerIndex>(std::move(walked)), std::move(reader), false, {}, gate};
   opened.verify = [layer, cache, gate, entries](std::stop_token stop) -> Result<void> {
     auto verified = verify_walked(layer, cache, entries, std::move(stop));
     if (!verified) {

@@ -82,6 +82,13 @@ def mount(work, ref, mnt, cache, extra=(), env=None, **kw):
     return Mount(ref, mnt, cache, extra=list(extra), env=env or clean_env(work), **kw)
 
 
+def status_of(work, mnt):
+    """`ocifs status --json MNT`, parsed."""
+    r = oc(work, 'status', '--json', mnt)
+    check(r.returncode == 0, 'ocifs status: exit %d: %s' % (r.returncode, err_text(r)[-500:]))
+    return json.loads(r.stdout)
+
+
 def err_text(r):
     return (r.stderr + r.stdout).decode(errors='replace')
 
@@ -189,6 +196,14 @@ def case_anonymous(work):
         cache, mnt = work('cache'), work('mnt')
         with mount(work, ref, mnt, cache):
             tree_equal(reference, mnt, 'cold mount')
+            status = status_of(work, mnt)
+            sizes = [l['size'] for l in layer_descs(reg, REPO + ':v1')]
+            check([l['size'] for l in status['layers']] == sizes, 'status sizes %r, want %r' % (status, sizes))
+            for l in status['layers']:
+                check(l['source'] == 'registry' and l['state'] == 'ready' and l['fetch_errors'] == 0
+                      and l['cached'] == l['size'] and 0 < l['fetched'] <= l['size']
+                      and l['reads'] >= l['cache_hits'] > 0,
+                      'status after a cold mount and a full read: %r' % l)
         cold = px.blob_bytes
         log('  cold mount + reading every file: %d blob bytes, %d requests (image: %d bytes)' % (
             cold, px.request_count, total))
@@ -970,6 +985,9 @@ def case_uncompressed_walk(work):
             log('  live after %.2f s with %d of %d blob bytes fetched (%.1f%%)' % (
                 live, walked, total, 100.0 * walked / total))
             check(walked < total / 2, 'the walk fetched %d of %d blob bytes' % (walked, total))
+            states = [(l['walked'], l['state']) for l in status_of(work, mnt)['layers']]
+            check(states[0] == (True, 'verifying') and all(w for w, _ in states),
+                  'status right after going live (walked, state): %s' % states)
             paths = 0
             for dirpath, dirs, files in os.walk(mnt):
                 for n in dirs + files:
@@ -987,6 +1005,8 @@ def case_uncompressed_walk(work):
             check(result.get('data') == want_big, 'read of %s after verification: %r' % (
                 big, result.get('error') or '%d bytes, wrong' % len(result.get('data', b''))))
             tree_equal(reference, mnt, 'uncompressed, walked (cold)')
+            states = [l['state'] for l in status_of(work, mnt)['layers']]
+            check(states == ['ready'] * len(layers), 'status after the reads: %s' % states)
             log('  %d paths listed while the layers were unverified; the read waited %.1f s' % (
                 paths, time.time() - t0 - live))
         ranges = [r['range'] for r in px.records if re.search(layer_path, urllib.parse.urlsplit(r['path']).path)]
@@ -1016,6 +1036,9 @@ def case_uncompressed_walk(work):
                 raise Fail('read from a layer that fails verification gave %r' % got[:100])
             except OSError as e:
                 check(e.errno == errno.EIO, 'read from a layer that fails verification: %r, want EIO' % e)
+            first = status_of(work, mnt)['layers'][0]
+            check(first['state'] == 'failed' and 'does not match' in first.get('error', ''),
+                  'status of the layer that failed verification: %r' % first)
         check(bad.flips == 1, 'the corrupt byte was sent %d times' % bad.flips)
         px.remove_fault(bad)
         px.reset_counters()

@@ -226,6 +226,46 @@ def case_progress(work):
     check(rc == 0 and 'indexing' not in out, 'progress despite -q: %r' % out[-300:])
 
 
+def case_status(work):
+    """`ocifs status MNT [--json]` on a live local mount: one entry per layer with its digest,
+    format and size, state ready, source local; the text form has a line per layer; the status
+    name is not listed among the root's xattrs (tree_equal checks them all) and is answered on
+    the root only; a directory that is not an ocifs mount is refused with exit 1."""
+    layout, reference = umoci_image(work)
+    ref = 'oci:%s:%s' % (layout, TAG)
+    digests = layer_digests(layout)
+    mnt = work('mnt')
+    with Mount(ref, mnt, work('cache')):
+        r = run([OCIFS, 'status', '--json', mnt])
+        check(r.returncode == 0, 'status --json: exit %d: %s' % (r.returncode, r.stderr.decode()[-500:]))
+        status = json.loads(r.stdout)
+        check(status['image'] == ref, 'status names %r, not %r' % (status['image'], ref))
+        got = [l['digest'] for l in status['layers']]
+        check(got == digests, 'status layers %s, want %s' % (got, digests))
+        for l in status['layers']:
+            size = os.path.getsize(blob_path(layout, l['digest']))
+            check(l['format'] == 'gzip' and l['state'] == 'ready' and l['source'] == 'local' and l['size'] == size,
+                  'status of layer %d: %r (blob of %d bytes)' % (l['index'], l, size))
+            check('fetched' not in l, 'a local layer reports fetched bytes: %r' % l)
+        r = run([OCIFS, 'status', mnt])
+        text = r.stdout.decode()
+        check(r.returncode == 0 and text.splitlines()[1].split()[:3] == ['LAYER', 'DIGEST', 'FORMAT'],
+              'status text: exit %d: %r' % (r.returncode, text[:500]))
+        for i, d in enumerate(digests, 1):
+            check(any(l.split()[:2] == [str(i), d[:19]] for l in text.splitlines()),
+                  'status text has no line for layer %d: %r' % (i, text))
+        check('ocifs.status' not in os.listxattr(mnt), 'the status name is listed: %r' % os.listxattr(mnt))
+        try:
+            os.getxattr(os.path.join(mnt, 'etc'), 'ocifs.status')
+            raise Fail('the status is answered below the root')
+        except OSError as e:
+            check(e.errno == errno.ENODATA, 'getxattr of the status name on etc: %r' % e)
+        tree_equal(reference, mnt, 'with status asked')
+    r = run([OCIFS, 'status', work.path])
+    check(r.returncode == 1 and b'not the root of an ocifs mount' in r.stderr,
+          'status of a plain directory: exit %d %r' % (r.returncode, r.stderr[-300:]))
+
+
 def case_cli(work):
     """ocifs ls / cat / inspect on the umoci image."""
     layout, reference = umoci_image(work)
@@ -1033,6 +1073,7 @@ CASES = {
     'gnu_sparse': case_gnu_sparse,
     'cli': case_cli,
     'progress': case_progress,
+    'status': case_status,
     'chroot': case_chroot,
     'concurrent': case_concurrent,
     'fuse3_form': case_fuse3_form,

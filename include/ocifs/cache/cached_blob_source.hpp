@@ -60,6 +60,9 @@ class CachedBlobSource final : public io::BlobSource {
     std::uint64_t present = 0;   // bytes in the cache
     std::uint64_t streamed = 0;  // bytes the stream has received
     std::uint64_t fetched = 0;   // bytes fetched by range requests
+    std::uint64_t reads = 0;     // read_at calls
+    std::uint64_t hits = 0;      // of those, served from the cache alone
+    std::uint64_t fetch_errors = 0;  // failed range fetches, and a stream that failed
     bool streaming = false;      // the stream is running
     bool stream_done = false;    // it has ended; wait_stream() says how
   };
@@ -114,6 +117,9 @@ class CachedBlobSource final : public io::BlobSource {
   mutable std::map<std::uint64_t, std::shared_ptr<Flight>> in_flight_;  // by chunk, under mu_
   mutable std::atomic<std::int64_t> last_refresh_ms_{0};
   mutable std::atomic<std::uint64_t> fetched_{0};
+  mutable std::atomic<std::uint64_t> reads_{0};
+  mutable std::atomic<std::uint64_t> hits_{0};
+  mutable std::atomic<std::uint64_t> fetch_errors_{0};
   mutable std::mutex failure_mu_;  // never held with another lock
   mutable std::optional<std::pair<std::int64_t, Error>> last_failure_;  // steady ms, what failed
 

@@ -54,6 +54,10 @@ class Image {
   const Tree& tree() const { return tree_; }
   const ContentReader& content() const { return *content_; }
   const std::vector<LayerInfo>& layers() const { return layers_; }
+  // What `ocifs status` shows, as JSON: the image, and per layer its format, state (ready,
+  // verifying, failed), sizes and, for registry layers, bytes cached and fetched, reads, cache
+  // hits and fetch errors. Safe from any thread.
+  std::string status_json() const;
 
  private:
   Image() = default;
@@ -62,6 +66,7 @@ class Image {
   Tree tree_;
   std::vector<LayerInfo> layers_;
   std::unique_ptr<ContentReader> content_;
+  std::vector<std::shared_ptr<const io::GatedSource>> gates_;  // per layer; null unless walked
   std::vector<std::jthread> verifiers_;  // last: joined before the readers they open go away
 };
 

@@ -26,6 +26,8 @@ class GatedSource final : public BlobSource {
   // Every read, waiting or to come, gets `error`. Ignored after open() or fail().
   void fail(Error error);
   bool is_open() const;
+  // The error given to fail(), if it was called.
+  std::optional<Error> failure() const;
 
   std::uint64_t size() const override { return size_; }
   Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) const override;

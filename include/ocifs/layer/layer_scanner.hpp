@@ -11,6 +11,7 @@
 #include "ocifs/compress/seekable_reader.hpp"
 #include "ocifs/compress/span_cache.hpp"
 #include "ocifs/io/blob_source.hpp"
+#include "ocifs/io/gated_source.hpp"
 #include "ocifs/layer/layer_index.hpp"
 
 namespace ocifs::layer {
@@ -48,6 +49,8 @@ struct OpenLayer {
   // the reads get its error instead. A stop requested through the token ends it at its next read
   // (and keeps the cached bytes: they were not found bad). Call once, from any thread.
   std::function<Result<void>(std::stop_token)> verify;
+  // With `verify`: the gate its reads wait on (open once verified, or failed), for status.
+  std::shared_ptr<const io::GatedSource> gate;
 };
 
 // How a layer without a stored index is opened.

@@ -1,0 +1,12 @@
+// `ocifs status MOUNTPOINT [--json]`: what a live mount has fetched and served, per layer. The
+// daemon answers a getxattr of fuse::kStatusXattr on the mount's root (no socket to find, and
+// only who can see the mount can ask); the name is never listed, so the tree stays the image's.
+#pragma once
+
+#include <string>
+
+namespace ocifs::cli {
+
+int run_status(const std::string& mountpoint, bool json);
+
+}  // namespace ocifs::cli
