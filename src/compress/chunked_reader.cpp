@@ -1,0 +1,134 @@
+#include "ocifs/compress/chunked_reader.hpp"
+
+#include <zlib.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "forwarding_cursor.hpp"
+#include "ocifs/util/sha256.hpp"
+
+namespace ocifs::compress {
+
+namespace {
+
+// Inflates the gzip member at the start of `in` until `out` is full. What follows the chunk's
+// bytes in the member (tar padding, the next header) is not needed: the digest covers the chunk.
+Result<void> gunzip_prefix(std::span<const std::byte> in, std::span<std::byte> out) {
+  z_stream z{};
+  if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) return make_error(std::errc::not_enough_memory, "inflateInit2 failed");
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<std::byte*>(in.data()));
+  z.avail_in = static_cast<uInt>(in.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  int rc = Z_OK;
+  while (z.avail_out > 0 && rc == Z_OK) rc = inflate(&z, Z_NO_FLUSH);
+  inflateEnd(&z);
+  if (z.avail_out > 0) {
+    return make_error(std::errc::io_error, "the gzip member {} after {} of {} bytes", rc == Z_STREAM_END ? "ends" : "is corrupt",
+                      out.size() - z.avail_out, out.size());
+  }
+  return util::success();
+}
+
+Result<void> unzstd_prefix(std::span<const std::byte> in, std::span<std::byte> out) {
+  std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> ctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  if (!ctx) return make_error(std::errc::not_enough_memory, "ZSTD_createDCtx failed");
+  ZSTD_inBuffer input{in.data(), in.size(), 0};
+  ZSTD_outBuffer output{out.data(), out.size(), 0};
+  while (output.pos < output.size) {
+    std::size_t rc = ZSTD_decompressStream(ctx.get(), &output, &input);
+    if (ZSTD_isError(rc)) return make_error(std::errc::io_error, "the zstd frame is corrupt: {}", ZSTD_getErrorName(rc));
+    if (output.pos < output.size && (rc == 0 || input.pos == input.size)) {
+      return make_error(std::errc::io_error, "the zstd frame ends after {} of {} bytes", output.pos, output.size);
+    }
+  }
+  return util::success();
+}
+
+// A compressed chunk may not be absurdly larger than what it holds: a TOC pointing a small chunk
+// at gigabytes of blob would make every read fetch them.
+constexpr std::uint64_t kMaxOverhead = 1u << 20;
+
+}  // namespace
+
+ChunkedReader::ChunkedReader(std::vector<Chunk> chunks, std::uint64_t size, ChunkCodec codec, io::BlobSourcePtr blob,
+                             std::shared_ptr<SpanCache> spans, std::string name)
+    : chunks_(std::move(chunks)),
+      size_(size),
+      codec_(codec),
+      blob_(std::move(blob)),
+      spans_(spans ? std::move(spans) : std::make_shared<SpanCache>()),
+      owner_(spans_->new_owner()),
+      name_(std::move(name)) {}
+
+std::unique_ptr<ReadCursor> ChunkedReader::open_cursor() const {
+  return std::make_unique<ForwardingCursor>(shared_from_this());
+}
+
+Result<std::vector<std::byte>> ChunkedReader::fetch_and_decode(const Chunk& chunk) const {
+  std::vector<std::byte> out(chunk.size);
+  if (chunk.zeros) return out;
+  const std::uint64_t end = std::min(chunk.blob_end, blob_->size());
+  if (chunk.blob_offset >= end || end - chunk.blob_offset > 2 * chunk.size + kMaxOverhead) {
+    return make_error(std::errc::io_error, "cannot read {}: the chunk at offset {} claims bytes {}-{} of the blob",
+                      name_, chunk.offset, chunk.blob_offset, chunk.blob_end);
+  }
+  std::vector<std::byte> in(end - chunk.blob_offset);
+  for (int attempt = 0;; ++attempt) {
+    OCIFS_TRY(blob_->read_exact(chunk.blob_offset, in));
+    auto decoded = codec_ == ChunkCodec::gzip ? gunzip_prefix(in, out) : unzstd_prefix(in, out);
+    bool good = false;
+    if (decoded) {
+      util::Sha256 sum;
+      sum.update(std::span<const std::byte>(out));
+      good = sum.digest() == chunk.digest;
+    }
+    if (good) return out;
+    // Bytes from a cache that can drop them get one more fetch: a bad copy heals.
+    if (attempt == 0 && blob_->discard(chunk.blob_offset, in.size())) continue;
+    return make_error(std::errc::io_error, "cannot read {}: the chunk at blob bytes {}-{} {}", name_,
+                      chunk.blob_offset, end - 1,
+                      decoded ? "does not match its digest in the TOC" : decoded.error().message);
+  }
+}
+
+Result<std::shared_ptr<SpanCache::Entry>> ChunkedReader::load(std::size_t k) const {
+  auto entry = spans_->entry(owner_, k);
+  std::lock_guard lock(entry->mutex);
+  if (entry->charged) return entry;  // complete
+  auto decoded = fetch_and_decode(chunks_[k]);
+  if (!decoded) {
+    spans_->drop(owner_, k);
+    return std::move(decoded).error();
+  }
+  entry->data = std::move(decoded).value();
+  entry->charged = true;
+  loaded_.fetch_add(1, std::memory_order_relaxed);
+  spans_->charge(owner_, k, entry->data.size());
+  return entry;
+}
+
+Result<std::size_t> ChunkedReader::read_at(std::uint64_t offset, std::span<std::byte> buf) const {
+  std::size_t done = 0;
+  while (done < buf.size() && offset + done < size_) {
+    const std::uint64_t at = offset + done;
+    // The last chunk starting at or before `at`.
+    auto it = std::upper_bound(chunks_.begin(), chunks_.end(), at,
+                               [](std::uint64_t v, const Chunk& c) { return v < c.offset; });
+    if (it == chunks_.begin() || at >= std::prev(it)->offset + std::prev(it)->size) {
+      return make_error(std::errc::io_error, "cannot read {} at offset {}: no chunk holds it", name_, at);
+    }
+    const std::size_t k = static_cast<std::size_t>(std::prev(it) - chunks_.begin());
+    OCIFS_ASSIGN(auto entry, load(k));
+    std::lock_guard lock(entry->mutex);
+    const std::uint64_t within = at - chunks_[k].offset;
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size() - done, entry->data.size() - within));
+    std::memcpy(buf.data() + done, entry->data.data() + within, n);
+    done += n;
+  }
+  return done;
+}
+
+}  // namespace ocifs::compress
