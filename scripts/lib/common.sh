@@ -13,6 +13,7 @@ OCIFS_BUILD_PACKAGES=(
 OCIFS_TOOL_PACKAGES=(
   umoci skopeo busybox-static attr libcap2-bin python3 zstd gzip tar util-linux
   docker-registry apache2-utils python3-jwt python3-cryptography curl openssl
+  containerd stargz-snapshotter
 )
 
 as_root() {

@@ -295,6 +295,18 @@ void CachedBlobSource::stop_stream() {
   if (thread_.joinable()) thread_.join();
 }
 
+Result<void> CachedBlobSource::prefetch(std::uint64_t offset, std::uint64_t length) const {
+  const std::uint64_t end = std::min(entry_->size(), offset + std::min(length, entry_->size()));
+  if (offset >= end) return util::success();
+  bool allow_stream_wait = true;
+  return ensure(offset, end, allow_stream_wait);
+}
+
+bool CachedBlobSource::fetching() const {
+  std::lock_guard lock(mu_);
+  return !in_flight_.empty();
+}
+
 CachedBlobSource::Progress CachedBlobSource::progress() const {
   Progress p;
   p.size = entry_->size();

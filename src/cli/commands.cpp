@@ -65,12 +65,14 @@ Result<std::unique_ptr<Resolution>> prepare(const CommonOptions& common) {
 }
 
 Result<std::unique_ptr<image::Image>> open_image(const CommonOptions& common, const std::string& ref_text,
-                                                layer::FirstOpen first_open = layer::FirstOpen::scan) {
+                                                layer::FirstOpen first_open = layer::FirstOpen::scan,
+                                                image::PrefetchMode prefetch = image::PrefetchMode::none) {
   OCIFS_ASSIGN(auto ref, oci::ImageRef::parse(ref_text));
   OCIFS_ASSIGN(auto resolution, prepare(common));
   image::OpenOptions options;
   options.resolve = resolution->options;
   options.first_open = first_open;
+  options.prefetch = prefetch;
   Progress progress(common.quiet, common.progress);
   progress.attach(options);
   auto image = image::Image::open(ref, resolution->cache, options);
@@ -136,6 +138,7 @@ ParsedMountOptions parse_mount_options(MountArgs& args) {
     else if (opt.starts_with("platform=")) args.common.platform = opt.substr(9);
     else if (opt.starts_with("cache_max=")) args.common.cache_max = opt.substr(10);
     else if (opt.starts_with("authfile=")) args.common.authfile = opt.substr(9);
+    else if (opt.starts_with("prefetch=")) args.prefetch = opt.substr(9);
     else if (opt == "offline") args.common.offline = true;
     else if (opt == "plain_http") args.common.plain_http = true;
     else if (opt == "tls_verify=false") args.common.tls_verify = false;
@@ -172,6 +175,11 @@ int run_mount(MountArgs args) {
     spdlog::error("cannot mount {}: {}", args.ref, parsed.error);
     return kExitFailure;
   }
+  auto prefetch = image::parse_prefetch_mode(args.prefetch);
+  if (!prefetch) {
+    spdlog::error("cannot mount {}: {}", args.ref, prefetch.error().message);
+    return 2;  // a usage error, as CLI11 reports --prefetch with a bad value
+  }
   struct stat st {};
   if (::stat(args.mountpoint.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     spdlog::error("cannot mount {} at {}: the mountpoint is not an existing directory", args.ref, args.mountpoint);
@@ -185,7 +193,7 @@ int run_mount(MountArgs args) {
   }
   // A live mount can show an uncompressed registry layer before it has all arrived: its tree
   // comes from its tar headers, its bytes wait for verification (image.hpp).
-  auto image = open_image(args.common, args.ref, layer::FirstOpen::walk_uncompressed);
+  auto image = open_image(args.common, args.ref, layer::FirstOpen::walk_uncompressed, *prefetch);
   if (!image) return fail(image.error());
   malloc_trim(0);  // indexing's buffers are gone; the daemon need not keep them
   auto server = fuse::FuseServer::mount(**image, args.mountpoint, parsed.fuse);

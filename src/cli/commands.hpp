@@ -28,6 +28,7 @@ struct MountArgs {
   std::string mountpoint;
   std::vector<std::string> fuse_options;  // -o values, comma lists already split
   bool foreground = false;
+  std::string prefetch = "landmark";  // --prefetch none|landmark|all
 };
 
 int run_mount(MountArgs args);

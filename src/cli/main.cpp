@@ -69,6 +69,10 @@ int main(int argc, char** argv) {
   mount_cmd->add_option("-o", raw_options, "Mount options: allow_other, dev, suid, cache_dir=DIR, cache_max=SIZE, platform=P, authfile=FILE, offline, plain_http, tls_verify=false, and libfuse options")
       ->allow_extra_args(false);
   mount_cmd->add_flag("-f,--foreground", mount.foreground, "Stay in the foreground");
+  mount_cmd->add_option("--prefetch", mount.prefetch,
+                        "Fetch in the background once live: none, landmark (what an eStargz image marks as needed "
+                        "first; the default) or all")
+      ->check(CLI::IsMember({"none", "landmark", "all"}));
   mount_cmd->add_flag("-n", dash_n, "Ignored (mount(8) compatibility: do not write /etc/mtab)");
 
   std::string umount_point;

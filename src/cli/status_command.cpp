@@ -49,13 +49,13 @@ std::string count(const nlohmann::json& layer, const char* key) {
 }
 
 void print_text(const nlohmann::json& status) {
-  std::printf("%s (%s)\n", status["image"].get<std::string>().c_str(),
-              status["manifest"].get<std::string>().c_str());
-  std::printf("%-5s %-19s %-5s %-9s %-8s %10s %10s %10s %8s %8s %6s\n", "LAYER", "DIGEST", "FORMAT", "STATE",
+  std::printf("%s (%s), prefetch %s\n", status["image"].get<std::string>().c_str(),
+              status["manifest"].get<std::string>().c_str(), status.value("prefetch", "none").c_str());
+  std::printf("%-5s %-19s %-12s %-9s %-8s %10s %10s %10s %8s %8s %6s\n", "LAYER", "DIGEST", "FORMAT", "STATE",
               "SOURCE", "SIZE", "CACHED", "FETCHED", "READS", "HITS", "ERRORS");
   for (const auto& layer : status["layers"]) {
     std::string digest = layer["digest"].get<std::string>().substr(0, 19);
-    std::printf("%-5llu %-19s %-5s %-9s %-8s %10s %10s %10s %8s %8s %6s\n",
+    std::printf("%-5llu %-19s %-12s %-9s %-8s %10s %10s %10s %8s %8s %6s\n",
                 static_cast<unsigned long long>(layer["index"].get<std::uint64_t>()), digest.c_str(),
                 layer["format"].get<std::string>().c_str(), layer["state"].get<std::string>().c_str(),
                 layer["source"].get<std::string>().c_str(), bytes(layer, "size").c_str(),

@@ -68,10 +68,11 @@ std::unique_ptr<ReadCursor> ChunkedReader::open_cursor() const {
 }
 
 Result<std::vector<std::byte>> ChunkedReader::fetch_and_decode(const Chunk& chunk) const {
-  std::vector<std::byte> out(chunk.size);
-  if (chunk.zeros) return out;
+  if (chunk.zeros) return std::vector<std::byte>(chunk.size);
+  // The member's decoded bytes up to the chunk's end; the chunk is the last `size` of them.
+  std::vector<std::byte> out(chunk.inner_offset + chunk.size);
   const std::uint64_t end = std::min(chunk.blob_end, blob_->size());
-  if (chunk.blob_offset >= end || end - chunk.blob_offset > 2 * chunk.size + kMaxOverhead) {
+  if (chunk.blob_offset >= end || end - chunk.blob_offset > 2 * out.size() + kMaxOverhead) {
     return make_error(std::errc::io_error, "cannot read {}: the chunk at offset {} claims bytes {}-{} of the blob",
                       name_, chunk.offset, chunk.blob_offset, chunk.blob_end);
   }
@@ -82,10 +83,13 @@ Result<std::vector<std::byte>> ChunkedReader::fetch_and_decode(const Chunk& chun
     bool good = false;
     if (decoded) {
       util::Sha256 sum;
-      sum.update(std::span<const std::byte>(out));
+      sum.update(std::span<const std::byte>(out).subspan(chunk.inner_offset));
       good = sum.digest() == chunk.digest;
     }
-    if (good) return out;
+    if (good) {
+      if (chunk.inner_offset > 0) out.erase(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(chunk.inner_offset));
+      return out;
+    }
     // Bytes from a cache that can drop them get one more fetch: a bad copy heals.
     if (attempt == 0 && blob_->discard(chunk.blob_offset, in.size())) continue;
     return make_error(std::errc::io_error, "cannot read {}: the chunk at blob bytes {}-{} {}", name_,

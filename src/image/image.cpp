@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "ocifs/image/tree_builder.hpp"
+#include "ocifs/layer/toc_layer.hpp"
 
 namespace ocifs::image {
 
@@ -29,7 +30,10 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
   // fetched only once the mount is live.
   const bool walk = options.first_open == layer::FirstOpen::walk_uncompressed;
   for (const auto& blob : blobs) {
-    if (blob.prefetch && !cache.has_index(blob.digest) && !(walk && blob.declared_uncompressed)) blob.prefetch();
+    if (blob.prefetch && !cache.has_index(blob.digest) && !(walk && blob.declared_uncompressed) &&
+        layer::toc_format_of(blob) == layer::TocFormat::none) {
+      blob.prefetch();
+    }
   }
   // Index layers in parallel: each is one independent streaming pass (decode + hash), CPU-bound.
   std::vector<std::optional<Result<layer::OpenLayer>>> opened(blobs.size());
@@ -63,7 +67,7 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
     image->layers_.push_back({blobs[i].digest, seek.encoding, seek.compressed_size, seek.decoded_size,
                               layer.index->size(), layer.from_cache,
                               seek.encoding == compress::Encoding::zstd && !seek.zstd_spilled,
-                              static_cast<bool>(layer.verify)});
+                              static_cast<bool>(layer.verify), layer.toc_format});
     builder.apply_layer(static_cast<std::uint16_t>(i), *layer.index, blobs[i].name);
     readers.push_back(layer.reader);
     image->gates_.push_back(layer.gate);
@@ -72,6 +76,18 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
   }
   image->tree_ = std::move(builder).build();
   image->content_ = std::make_unique<ContentReader>(image->tree_, std::move(readers), std::move(names));
+  // Prefetching, after the mount is live: the marked ranges of every layer first, then the rest.
+  if (options.prefetch != PrefetchMode::none) {
+    std::vector<Prefetcher::Range> ranges;
+    for (std::size_t i = 0; i < blobs.size(); ++i) {
+      const auto& landmark = opened[i]->value().landmark_end;
+      if (landmark && !blobs[i].blob->stable()) ranges.push_back({blobs[i].blob, 0, *landmark});
+    }
+    for (std::size_t i = 0; i < blobs.size() && options.prefetch == PrefetchMode::all; ++i) {
+      if (!blobs[i].blob->stable()) ranges.push_back({blobs[i].blob, 0, blobs[i].blob->size()});
+    }
+    if (!ranges.empty()) image->prefetcher_ = std::make_unique<Prefetcher>(std::move(ranges));
+  }
   // Walked layers are verified in the background, all at once: their streams share the link.
   for (auto& layer : opened) {
     if (!layer->value().verify) continue;

@@ -13,7 +13,7 @@ std::string Image::status_json() const {
     nlohmann::json layer = {
         {"index", i + 1},
         {"digest", info.digest},
-        {"format", std::string(compress::to_string(info.encoding))},
+        {"format", info.toc_format.empty() ? std::string(compress::to_string(info.encoding)) : info.toc_format},
         {"size", info.compressed_size},
         {"decoded_size", info.decoded_size},
         {"entries", info.entries},
@@ -45,6 +45,7 @@ std::string Image::status_json() const {
   nlohmann::json status = {
       {"image", resolved_.name},
       {"manifest", resolved_.manifest_descriptor.digest},
+      {"prefetch", !prefetcher_ ? "none" : prefetcher_->done() ? "done" : "running"},
       {"layers", std::move(layers)},
   };
   return status.dump();

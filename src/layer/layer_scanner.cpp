@@ -13,6 +13,7 @@
 #include "ocifs/io/file_source.hpp"
 #include "ocifs/io/gated_source.hpp"
 #include "ocifs/layer/header_walk.hpp"
+#include "ocifs/layer/toc_layer.hpp"
 #include "ocifs/layer/tar_walker.hpp"
 #include "scan_source.hpp"
 
@@ -232,7 +233,7 @@ Result<OpenLayer> open_reader(const LayerBlob& layer, const cache::Cache& cache,
     decoded = std::make_shared<io::VerifiedSource>(std::move(file), index->decoded_blocks());
   }
   OCIFS_ASSIGN(auto reader, compress::make_seekable_reader(index->seek_index(), blob, decoded, spans));
-  return OpenLayer{std::move(index), std::move(reader), from_cache, {}, {}};
+  return OpenLayer{std::move(index), std::move(reader), from_cache};
 }
 
 Result<std::shared_ptr<const LayerIndex>> scan_and_store(const LayerBlob& layer, const cache::Cache& cache,
@@ -283,7 +284,8 @@ Result<OpenLayer> open_walked(const LayerBlob& layer, const cache::Cache& cache,
   auto gate = std::make_shared<io::GatedSource>(layer.blob->size(), layer.blob->describe());
   OCIFS_ASSIGN(auto reader, compress::make_seekable_reader(walked.seek_index(), gate, nullptr, spans));
   const auto entries = walked.entries_digest();
-  OpenLayer opened{std::make_shared<const LayerIndex>(std::move(walked)), std::move(reader), false, {}, gate};
+  OpenLayer opened{std::make_shared<const LayerIndex>(std::move(walked)), std::move(reader), false};
+  opened.gate = gate;
   opened.verify = [layer, cache, gate, entries](std::stop_token stop) -> Result<void> {
     auto verified = verify_walked(layer, cache, entries, std::move(stop));
     if (!verified) {
@@ -300,6 +302,12 @@ Result<OpenLayer> open_walked(const LayerBlob& layer, const cache::Cache& cache,
 
 Result<OpenLayer> open_layer(const LayerBlob& layer, const cache::Cache& cache, const ProgressFn& progress,
                              const std::shared_ptr<compress::SpanCache>& spans, FirstOpen first_open) {
+  // A remote layer built for lazy pulling is read by its TOC, never whole.
+  if (auto format = toc_format_of(layer); format != TocFormat::none && !layer.blob->stable()) {
+    auto opened = open_toc_layer(layer, format, spans);
+    if (opened || opened.error().code != std::errc::not_supported) return opened;
+    spdlog::warn("{}; scanning it instead", opened.error().message);
+  }
   auto stored = cache.read_index(layer.digest);
   if (!stored) {
     spdlog::warn("cannot read the cached index of {}: {}; rebuilding it", layer.name, stored.error().message);

@@ -29,6 +29,7 @@
 // PAX records: "LEN KEY=VALUE\n" with LEN the decimal length of the whole record, so values may
 // hold NUL and newline bytes. GNU sparse 1.0 stores its map at the start of the data as
 // decimal lines "N\n" then N x "OFFSET\nLENGTH\n", padded with NULs to a 512-byte boundary.
+#include "ocifs/util/base64.hpp"
 #include "ocifs/layer/tar_walker.hpp"
 
 #include <spdlog/spdlog.h>
@@ -167,39 +168,6 @@ std::optional<std::string> url_decode(std::string_view s) {
     out += static_cast<char>(hi * 16 + lo);
     i += 2;
   }
-  return out;
-}
-
-std::optional<std::string> base64_decode(std::string_view s) {
-  auto value = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  std::string out;
-  out.reserve(s.size() / 4 * 3);
-  std::uint32_t acc = 0;
-  int bits = 0;
-  std::size_t pad = 0;
-  for (char c : s) {
-    if (c == '=') {
-      ++pad;
-      continue;
-    }
-    if (c == '\n' || c == '\r') continue;
-    int v = value(c);
-    if (v < 0 || pad > 0) return std::nullopt;
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xff);
-    }
-  }
-  if (pad > 2) return std::nullopt;
   return out;
 }
 
@@ -525,7 +493,7 @@ Result<std::optional<TarEntry>> TarWalker::make_entry(const Block& header, std::
         x.value = value;
       } else {
         auto name = url_decode(std::string_view(key).substr(17));
-        auto decoded = base64_decode(value);
+        auto decoded = util::base64_decode(value);
         if (!name || !decoded) {
           spdlog::warn("{}: ignoring undecodable PAX record {} of '{}' at offset {}", name_, key, raw_path,
                        ext.first_offset);

@@ -7,7 +7,7 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 
-#include "ocifs/registry/base64.hpp"
+#include "ocifs/util/base64.hpp"
 #include "ocifs/registry/registry_url.hpp"
 
 namespace ocifs::registry {
@@ -186,7 +186,7 @@ Result<std::string> Authenticator::authorization(Deadline deadline) {
     OCIFS_ASSIGN(auto creds, credentials_locked());
     if (*creds && !(*creds)->credentials.username.empty()) {
       const auto& c = (*creds)->credentials;
-      return "Basic " + base64_encode(c.username + ":" + c.password);
+      return "Basic " + util::base64_encode(c.username + ":" + c.password);
     }
   }
   return std::string();
@@ -224,7 +224,7 @@ Result<std::string> Authenticator::fetch_token_locked(const AuthChallenge& beare
     req.url = token_url(realm, service, scopes_);
     if (creds && !creds->credentials.username.empty()) {
       req.headers.push_back("Authorization: Basic " +
-                            base64_encode(creds->credentials.username + ":" + creds->credentials.password));
+                            util::base64_encode(creds->credentials.username + ":" + creds->credentials.password));
     }
   }
   RetryBudget budget(deadline, ctx_.max_attempts, ctx_.retries);

@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "ocifs/registry/base64.hpp"
+#include "ocifs/util/base64.hpp"
 #include "ocifs/registry/credential_helper.hpp"
 
 namespace ocifs::registry {
@@ -187,7 +187,7 @@ Result<std::optional<FoundCredentials>> CredentialLookup::find_in_file(
       const json& entry = *it->second;
       Credentials c;
       if (auto auth = string_field(entry, "auth"); !auth.empty()) {
-        auto decoded = base64_decode(auth);
+        auto decoded = util::base64_decode(auth);
         auto colon = decoded ? decoded->find(':') : std::string::npos;
         if (colon == std::string::npos) {
           return make_error(

@@ -14,6 +14,7 @@ import os
 import random
 import shutil
 import stat
+import struct
 import subprocess
 import sys
 import tarfile
@@ -108,9 +109,12 @@ def _variant(kind):
     return fn
 
 
-def case_zstd_frames(work):
-    """Multi-frame zstd layers (1 MiB frames, as chunked producers write them): read frame by
-    frame, with real FUSE opens carrying a cursor per open file; compared with the unpack."""
+def zstd_frames_image(work, seekable):
+    """The umoci image with every layer recompressed as zstd frames of 1 MiB of tar each; with
+    `seekable`, each layer ends with the seek table of the zstd library's seekable format
+    (contrib/seekable_format: a skippable frame, magic 0x184D2A5E, holding per frame the
+    compressed and decompressed size, then the frame count, a descriptor byte and the magic
+    0x8F92EAB1). Returns (layout, reference, frames)."""
     if not shutil.which('zstd'):
         raise Skip('zstd is not installed')
     layout, reference = umoci_image(work)
@@ -118,17 +122,36 @@ def case_zstd_frames(work):
     for i, digest in enumerate(layer_digests(layout)):
         tar = gzip.decompress(open(blob_path(layout, digest), 'rb').read())
         chunks = [tar[at:at + (1 << 20)] for at in range(0, len(tar), 1 << 20)]
-        data = b''.join(subprocess.run(['zstd', '-q', '-3', '-c'], input=c, stdout=subprocess.PIPE,
-                                       check=True).stdout for c in chunks)
+        compressed = [subprocess.run(['zstd', '-q', '-3', '-c'], input=c, stdout=subprocess.PIPE,
+                                     check=True).stdout for c in chunks]
+        data = b''.join(compressed)
+        if seekable:
+            table = b''.join(struct.pack('<II', len(z), len(c)) for z, c in zip(compressed, chunks))
+            table += struct.pack('<IBI', len(chunks), 0, 0x8F92EAB1)
+            data += struct.pack('<II', 0x184D2A5E, len(table)) + table
         frames += len(chunks)
         _replace_layer_blob(layout, i, data)
 
         def media(man, i=i):
             man['layers'][i]['mediaType'] = 'application/vnd.oci.image.layer.v1.tar+zstd'
         _rewrite_manifest(layout, media)
-    log('  %d zstd frames in %d layers' % (frames, len(layer_digests(layout))))
+    log('  %d zstd frames in %d layers%s' % (frames, len(layer_digests(layout)), ', seekable' if seekable else ''))
     check(frames > len(layer_digests(layout)), 'some layer has several frames')
+    return layout, reference
+
+
+def case_zstd_frames(work):
+    """Multi-frame zstd layers (1 MiB frames, as chunked producers write them): read frame by
+    frame, with real FUSE opens carrying a cursor per open file; compared with the unpack."""
+    layout, reference = zstd_frames_image(work, seekable=False)
     mount_and_compare(work, 'oci:%s:%s' % (layout, TAG), reference, 'zstd-frames')
+
+
+def case_zstd_seekable(work):
+    """zstd layers in the seekable format (1 MiB frames and the seek table in a trailing
+    skippable frame): read frame by frame; compared with the unpack."""
+    layout, reference = zstd_frames_image(work, seekable=True)
+    mount_and_compare(work, 'oci:%s:%s' % (layout, TAG), reference, 'zstd-seekable')
 
 
 def case_docker_archive_forms(work):
@@ -1068,6 +1091,7 @@ CASES = {
     'gzip_docker_archive': _variant('gzip-docker-archive'),
     'zstd': _variant('zstd'),
     'zstd_frames': case_zstd_frames,
+    'zstd_seekable': case_zstd_seekable,
     'uncompressed': _variant('uncompressed'),
     'edge': case_edge,
     'gnu_sparse': case_gnu_sparse,

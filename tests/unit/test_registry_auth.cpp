@@ -1,10 +1,9 @@
-// registry/: WWW-Authenticate parsing, Retry-After and backoff, token answers, base64, URL
+// registry/: WWW-Authenticate parsing, Retry-After and backoff, token answers, URL
 // building and redaction. Pure functions; no network.
 #include <catch2/catch.hpp>
 
 #include "ocifs/registry/auth_challenge.hpp"
 #include "ocifs/registry/authenticator.hpp"
-#include "ocifs/registry/base64.hpp"
 #include "ocifs/registry/registry_url.hpp"
 #include "ocifs/registry/retry_budget.hpp"
 
@@ -183,20 +182,6 @@ TEST_CASE("parse_rfc3339") {
   CHECK_FALSE(parse_rfc3339("2024-05-01T12:00:00"));
   CHECK_FALSE(parse_rfc3339("2024-13-01T12:00:00Z"));
   CHECK_FALSE(parse_rfc3339("2024-05-01T12:00:00Zjunk"));
-}
-
-TEST_CASE("base64 round trips and tolerates missing padding") {
-  CHECK(base64_encode("") == "");
-  CHECK(base64_encode("f") == "Zg==");
-  CHECK(base64_encode("fo") == "Zm8=");
-  CHECK(base64_encode("foo") == "Zm9v");
-  CHECK(base64_encode("user:p@ss:word") == "dXNlcjpwQHNzOndvcmQ=");
-  CHECK(base64_decode("dXNlcjpwQHNzOndvcmQ=") == std::optional<std::string>("user:p@ss:word"));
-  CHECK(base64_decode("Zm8") == std::optional<std::string>("fo"));
-  CHECK(base64_decode("Zm9v\n") == std::optional<std::string>("foo"));
-  CHECK_FALSE(base64_decode("Zm9v!"));
-  CHECK_FALSE(base64_decode("Zg==Zg"));
-  CHECK_FALSE(base64_decode("Z"));
 }
 
 TEST_CASE("registry URLs") {

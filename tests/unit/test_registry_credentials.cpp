@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "ocifs/registry/base64.hpp"
+#include "ocifs/util/base64.hpp"
 #include "ocifs/registry/credential_helper.hpp"
 #include "ocifs/registry/credentials.hpp"
 #include "temp_dir.hpp"
@@ -33,7 +33,7 @@ struct PathPrefix {
 };
 
 std::string auth_entry(const std::string& user, const std::string& pass) {
-  return R"({"auth":")" + base64_encode(user + ":" + pass) + R"("})";
+  return R"({"auth":")" + util::base64_encode(user + ":" + pass) + R"("})";
 }
 
 // A helper that logs its argument and stdin to LOG and answers per server URL.

@@ -4,11 +4,13 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <optional>
 
 #include "ocifs/cache/cache.hpp"
 #include "ocifs/io/blob_source.hpp"
 #include "ocifs/io/block_digests.hpp"
 #include "ocifs/io/file_source.hpp"
+#include "ocifs/util/base64.hpp"
 #include "ocifs/util/result.hpp"
 #include "ocifs/util/sha256.hpp"
 
@@ -164,4 +166,26 @@ TEST_CASE("block digests: recorded in one pass, checked on read") {
   flaky->heals = false;
   CHECK_THAT(read(healed, 12000, 10), Catch::Contains("do not match"));
   CHECK(flaky->discards == 2);
+}
+
+TEST_CASE("base64 round trips and tolerates missing padding") {
+  CHECK(util::base64_encode("") == "");
+  CHECK(util::base64_encode("f") == "Zg==");
+  CHECK(util::base64_encode("fo") == "Zm8=");
+  CHECK(util::base64_encode("foo") == "Zm9v");
+  CHECK(util::base64_encode("user:p@ss:word") == "dXNlcjpwQHNzOndvcmQ=");
+  CHECK(util::base64_decode("dXNlcjpwQHNzOndvcmQ=") == std::optional<std::string>("user:p@ss:word"));
+  CHECK(util::base64_decode("Zm8") == std::optional<std::string>("fo"));
+  CHECK(util::base64_decode("Zm9v\n") == std::optional<std::string>("foo"));
+  CHECK_FALSE(util::base64_decode("Zm9v!"));
+  CHECK_FALSE(util::base64_decode("Zg==Zg"));
+  CHECK_FALSE(util::base64_decode("Z"));
+  // Required padding (TOC xattrs, as Go's StdEncoding): whole groups only.
+  using util::Base64Padding;
+  CHECK(util::base64_decode("Zm8=", Base64Padding::required) == std::optional<std::string>("fo"));
+  CHECK(util::base64_decode("Zg==", Base64Padding::required) == std::optional<std::string>("f"));
+  CHECK_FALSE(util::base64_decode("Zm8", Base64Padding::required));
+  CHECK_FALSE(util::base64_decode("Zg=", Base64Padding::required));
+  CHECK_FALSE(util::base64_decode("Zm9v=", Base64Padding::required));
+  CHECK_FALSE(util::base64_decode("Zg===", Base64Padding::required));
 }

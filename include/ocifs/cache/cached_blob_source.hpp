@@ -82,6 +82,9 @@ class CachedBlobSource final : public io::BlobSource {
   bool stable() const override { return false; }
   // Marks the chunks of the range absent (a verification failed): the next read refetches them.
   bool discard(std::uint64_t offset, std::uint64_t length) const override;
+  // Fetches the missing chunks of the range, one request per missing run (as reads do).
+  Result<void> prefetch(std::uint64_t offset, std::uint64_t length) const override;
+  bool fetching() const override;
 
   // Starts streaming the blob's missing bytes into the cache in the background; a no-op if the
   // blob is complete or a stream was started before.

@@ -29,6 +29,7 @@ struct Chunk {
   std::uint64_t size = 0;         // decoded bytes
   std::uint64_t blob_offset = 0;  // where its gzip member / zstd frame starts in the blob
   std::uint64_t blob_end = 0;     // the member or frame ends at or before this
+  std::uint64_t inner_offset = 0; // decoded bytes before the chunk's in its member (eStargz)
   std::array<std::uint8_t, 32> digest{};  // sha256 of the decoded bytes
   bool zeros = false;             // a hole: `size` zero bytes, nothing in the blob
 };

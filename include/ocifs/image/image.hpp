@@ -13,6 +13,7 @@
 #include "ocifs/cache/cache.hpp"
 #include "ocifs/image/content_reader.hpp"
 #include "ocifs/image/image_source.hpp"
+#include "ocifs/image/prefetcher.hpp"
 #include "ocifs/image/tree.hpp"
 
 namespace ocifs::image {
@@ -26,6 +27,7 @@ struct LayerInfo {
   bool from_cache = false;
   bool per_frame = false;  // zstd read frame by frame: sequential reads want a cursor per open file
   bool walked = false;     // shown from its tar headers; its bytes are verified in the background
+  std::string toc_format;  // "estargz", "zstd:chunked": opened from its TOC, read chunk by chunk
 };
 
 struct OpenOptions {
@@ -39,6 +41,8 @@ struct OpenOptions {
   // from a walk of their tar headers, and verified in the background once open() has returned;
   // reads of their files wait for that. Other commands want everything verified up front.
   layer::FirstOpen first_open = layer::FirstOpen::scan;
+  // What to fetch in the background once open() has returned (prefetcher.hpp).
+  PrefetchMode prefetch = PrefetchMode::none;
 };
 
 class Image {
@@ -67,7 +71,8 @@ class Image {
   std::vector<LayerInfo> layers_;
   std::unique_ptr<ContentReader> content_;
   std::vector<std::shared_ptr<const io::GatedSource>> gates_;  // per layer; null unless walked
-  std::vector<std::jthread> verifiers_;  // last: joined before the readers they open go away
+  std::vector<std::jthread> verifiers_;
+  std::unique_ptr<Prefetcher> prefetcher_;  // last: joined before the readers they open go away
 };
 
 }  // namespace ocifs::image

@@ -32,6 +32,12 @@ class BlobSource {
   // Drops any cached copy of [offset, offset + length) so that the next read fetches it again;
   // false when there is nothing to drop (the bytes are the source's own).
   virtual bool discard(std::uint64_t /*offset*/, std::uint64_t /*length*/) const { return false; }
+  // Brings [offset, offset + length) into a local cache, for a source that has one (a registry
+  // blob), fetching what is missing; a no-op for bytes that are local anyway. For background
+  // prefetching: it may take as long as the fetches do.
+  virtual Result<void> prefetch(std::uint64_t /*offset*/, std::uint64_t /*length*/) const { return {}; }
+  // Whether reads are waiting on fetches right now: a prefetcher lets them have the link.
+  virtual bool fetching() const { return false; }
 };
 
 using BlobSourcePtr = std::shared_ptr<const BlobSource>;

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <functional>
+#include <map>
+#include <optional>
 #include <stop_token>
 #include <string>
 
@@ -29,6 +31,8 @@ struct LayerBlob {
   // The manifest's media type says plain tar. A hint (the encoding is detected from the bytes):
   // such a layer is likely to be walked rather than streamed (FirstOpen::walk_uncompressed).
   bool declared_uncompressed = false;
+  // The manifest's annotations of the layer: a TOC's digest and position (toc_layer.hpp).
+  std::map<std::string, std::string> annotations{};
 };
 
 // Called now and then with the raw blob bytes read so far.
@@ -48,9 +52,14 @@ struct OpenLayer {
   // found exactly the walked entries, stores the index and lets the reads through; on any failure
   // the reads get its error instead. A stop requested through the token ends it at its next read
   // (and keeps the cached bytes: they were not found bad). Call once, from any thread.
-  std::function<Result<void>(std::stop_token)> verify;
+  std::function<Result<void>(std::stop_token)> verify{};
   // With `verify`: the gate its reads wait on (open once verified, or failed), for status.
-  std::shared_ptr<const io::GatedSource> gate;
+  std::shared_ptr<const io::GatedSource> gate{};
+  // "estargz" or "zstd:chunked" when opened from its TOC (toc_layer.hpp); empty otherwise.
+  std::string toc_format{};
+  // eStargz `.prefetch.landmark`: the blob's bytes before this hold what the image's author
+  // marked as needed first.
+  std::optional<std::uint64_t> landmark_end{};
 };
 
 // How a layer without a stored index is opened.

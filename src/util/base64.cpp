@@ -1,9 +1,9 @@
-#include "ocifs/registry/base64.hpp"
+#include "ocifs/util/base64.hpp"
 
 #include <array>
 #include <cstdint>
 
-namespace ocifs::registry {
+namespace ocifs::util {
 
 namespace {
 constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -32,7 +32,7 @@ std::string base64_encode(std::string_view data) {
   return out;
 }
 
-std::optional<std::string> base64_decode(std::string_view text) {
+std::optional<std::string> base64_decode(std::string_view text, Base64Padding padding_rule) {
   std::array<int, 256> value;
   value.fill(-1);
   for (int i = 0; i < 64; ++i) value[static_cast<unsigned char>(kAlphabet[i])] = i;
@@ -40,10 +40,13 @@ std::optional<std::string> base64_decode(std::string_view text) {
   std::uint32_t acc = 0;
   int bits = 0;
   bool padding = false;
+  std::size_t symbols = 0, pads = 0;
   for (unsigned char c : text) {
     if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
+    ++symbols;
     if (c == '=') {
       padding = true;
+      ++pads;
       continue;
     }
     if (padding || value[c] < 0) return std::nullopt;  // data after padding, or not base64
@@ -55,7 +58,12 @@ std::optional<std::string> base64_decode(std::string_view text) {
     }
   }
   if (bits >= 6) return std::nullopt;  // a lone trailing character carries no byte
+  if (pads > 2) return std::nullopt;
+  // Required padding: whole groups, and "=" exactly for the symbols the last group lacks.
+  if (padding_rule == Base64Padding::required && (symbols % 4 != 0 || (pads > 0 && static_cast<std::size_t>(bits / 2) != pads))) {
+    return std::nullopt;
+  }
   return out;
 }
 
-}  // namespace ocifs::registry
+}  // namespace ocifs::util

@@ -1,0 +1,50 @@
+// Prefetcher: after a mount is live, brings registry layers' bytes into the blob cache in the
+// background, so that later reads are local: `--prefetch=landmark` the ranges an eStargz image
+// marks as needed first (everything before its `.prefetch.landmark`, one request per layer),
+// `--prefetch=all` those and then every layer whole. One request at a time, in pieces of
+// kPiece, and none while reads are waiting on fetches of that blob: on-demand reads keep the
+// link. One thread; stopped and joined by the destructor (after at most one piece).
+#pragma once
+
+#include <atomic>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "ocifs/io/blob_source.hpp"
+
+namespace ocifs::image {
+
+enum class PrefetchMode { none, landmark, all };
+
+Result<PrefetchMode> parse_prefetch_mode(std::string_view text);
+
+class Prefetcher {
+ public:
+  static constexpr std::uint64_t kPiece = 4u << 20;
+
+  struct Range {
+    io::BlobSourcePtr blob;
+    std::uint64_t offset = 0;
+    std::uint64_t length = 0;
+  };
+
+  // Fetches `ranges` in order.
+  explicit Prefetcher(std::vector<Range> ranges);
+  ~Prefetcher();
+  Prefetcher(const Prefetcher&) = delete;
+  Prefetcher& operator=(const Prefetcher&) = delete;
+
+  bool done() const { return done_; }
+  std::uint64_t failed_ranges() const { return failed_; }
+
+ private:
+  void run(std::stop_token stop);
+
+  std::vector<Range> ranges_;
+  std::atomic<bool> done_{false};
+  std::atomic<std::uint64_t> failed_{0};
+  std::jthread thread_;  // last: started once the rest is set up
+};
+
+}  // namespace ocifs::image

@@ -1,0 +1,202 @@
+#!/usr/bin/python3
+"""Lazy-pull layers (issue 4): eStargz and zstd:chunked images made by the real converter
+(containerd + ctr-remote, lazy_fixtures.py) from the umoci fixture image, served by a real
+docker-registry on 127.0.0.1 through the counting fault proxy.
+
+Each mounted tree equals `umoci unpack` of the source image, except the one name that is not
+UTF-8: the converter writes TOC names as JSON strings, so it becomes U+FFFD there (ocifs shows
+what the TOC says).  Blob bytes are counted at the proxy.
+
+Run one case: OCIFS_BIN=build/ocifs /usr/bin/python3 lazy_suite.py estargz"""
+
+import errno
+import gzip
+import io
+import json
+import os
+import sys
+import tarfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import fixtures  # noqa: E402
+from common import Fail, check, log, main  # noqa: E402
+from lazy_fixtures import Containerd, convert_and_push, estargz_toc_offset, require_lazy_tools  # noqa: E402
+from registry import FaultProxy, Registry, push_image  # noqa: E402
+from registry_suite import (REPO, _layer_path, mount, oc, err_text, read_file, refused,  # noqa: E402
+                            status_of, umoci_image)
+from suite import tree_equal  # noqa: E402
+
+# The fixture's non-UTF-8 name, and what the TOC makes of it.
+NON_UTF8 = os.path.join('names', os.fsdecode(fixtures.NON_UTF8))
+REPLACED = os.path.join('names', fixtures.NON_UTF8.decode('utf-8', errors='replace'))
+
+
+def lazy_image(work, reg, kind):
+    """The umoci image pushed as REPO:v1 and converted to `kind` as REPO:lazy; returns
+    (reference rootfs, the converted manifest, its blob bytes: layers and config)."""
+    require_lazy_tools()
+    layout, reference = umoci_image(work)
+    push_image('oci:%s:%s' % (layout, fixtures.TAG), reg, REPO + ':v1')
+    with Containerd(work('ctrd')) as ctrd:
+        man = convert_and_push(ctrd, reg, REPO + ':v1', REPO + ':lazy', kind, level=1)
+    return reference, man, sum(l['size'] for l in man['layers']) + man['config']['size']
+
+
+def same_tree(reference, mnt, what):
+    """= umoci unpack but for the non-UTF-8 name, which must show as the TOC spells it."""
+    check(os.path.isfile(os.path.join(mnt, REPLACED)), '%s: no %r in the mount' % (what, REPLACED))
+    tree_equal(reference, mnt, what, ignore_paths=(NON_UTF8, REPLACED))
+
+
+def lazy_mount_case(work, kind, fmt):
+    with Registry() as reg, FaultProxy(reg) as px:
+        reference, man, total = lazy_image(work, reg, kind)
+        ref, mnt, cache = px.ref(REPO + ':lazy'), work('mnt'), work('cache')
+        px.reset_counters()
+        with mount(work, ref, mnt, cache):
+            live = px.blob_bytes
+            release = read_file(os.path.join(mnt, 'etc/os-release'))
+            small = px.blob_bytes
+            log('  cold mount: %d blob bytes; + etc/os-release: %d; image %d (%.2f%%)' % (
+                live, small, total, 100.0 * small / total))
+            check(release == read_file(os.path.join(reference, 'etc/os-release')), 'etc/os-release differs')
+            check(small <= total * 0.02, 'a cold mount and one small read fetched %d of %d bytes' % (small, total))
+            status = status_of(work, mnt)
+            check(all(l['format'] == fmt and l['state'] == 'ready' for l in status['layers']),
+                  'status: %s' % [(l['format'], l['state']) for l in status['layers']])
+            big = read_file(os.path.join(mnt, 'data/large'))
+            check(big == read_file(os.path.join(reference, 'data/large')), 'data/large differs')
+            same_tree(reference, mnt, '%s (cold)' % kind)
+        log('  cold mount + reading every file: %d blob bytes for %d' % (px.blob_bytes, total))
+        check(px.blob_bytes <= total, 'reading every file fetched %d bytes for %d' % (px.blob_bytes, total))
+        px.reset_counters()
+        with mount(work, ref, mnt, cache):
+            same_tree(reference, mnt, '%s (warm)' % kind)
+        check(px.blob_bytes == 0, 'warm remount fetched %d blob bytes' % px.blob_bytes)
+
+
+def case_estargz(work):
+    """eStargz: the cold mount reads the footer and TOC only; a small read then fetches a tiny
+    fraction of the image (<= 2%); status says estargz; every file = umoci unpack; reading all
+    fetches no more than the image's bytes; a warm remount fetches nothing."""
+    lazy_mount_case(work, 'estargz', 'estargz')
+
+
+def case_zstdchunked(work):
+    """zstd:chunked, as case_estargz."""
+    lazy_mount_case(work, 'zstdchunked', 'zstd:chunked')
+
+
+def estargz_toc(blob):
+    """The TOC (dict) of an eStargz blob, and its offset."""
+    off = estargz_toc_offset(blob[-51:])
+    tar = gzip.GzipFile(fileobj=io.BytesIO(blob[off:-51])).read()
+    with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+        return json.load(tf.extractfile('stargz.index.json')), off
+
+
+def case_lazy_bad(work):
+    """Tampered eStargz bytes through the proxy: a byte flipped in a chunk of data/large gives
+    EIO on that file (other files still read right) and nothing wrong is ever served; a byte
+    flipped in the TOC, or in the footer's offset, refuses the mount naming the layer, and the
+    same cache mounts fine once the fault is gone (nothing bad was kept)."""
+    with Registry() as reg, FaultProxy(reg) as px:
+        reference, man, _ = lazy_image(work, reg, 'estargz')
+        ref = px.ref(REPO + ':lazy')
+        layer0 = man['layers'][0]['digest']
+        _, _, blob = reg.client().blob(REPO, layer0)
+        toc, toc_offset = estargz_toc(blob)
+        chunk = [e for e in toc['entries'] if e['name'] == 'data/large' and 'offset' in e][0]
+        path = _layer_path(reg, 0, REPO + ':lazy')
+
+        with px.fault('corrupt_blob', path=path, count=None, blob_at=chunk['offset'] + 100) as f:
+            with mount(work, ref, work('mnt'), work('cache-chunk')):
+                try:
+                    got = read_file(os.path.join(work('mnt'), 'data/large'))
+                    check(False, 'data/large from a tampered chunk: %d bytes served' % len(got))
+                except OSError as e:
+                    check(e.errno == errno.EIO, 'data/large from a tampered chunk: %r, want EIO' % e)
+                check(read_file(os.path.join(work('mnt'), 'etc/passwd')) ==
+                      read_file(os.path.join(reference, 'etc/passwd')), 'etc/passwd wrong next to a bad chunk')
+                r = oc(work, 'status', work('mnt'))
+                log('  status after the bad chunk:\n' + '\n'.join('  | ' + l for l in r.stdout.decode().splitlines()))
+            check(f.flips >= 1, 'the tampered chunk was never sent')
+
+        for what, at in (('TOC', toc_offset + 40), ('footer', len(blob) - 51 + 20)):
+            with px.fault('corrupt_blob', path=path, count=None, blob_at=at):
+                err, _ = refused(work, ['--cache-dir', work('cache-' + what), ref], 'tampered ' + what)
+                check(layer0.split(':')[1][:12] in err, 'tampered %s: the message does not name the layer: %s' % (
+                    what, err))
+            with mount(work, ref, work('mnt'), work('cache-' + what)):
+                same_tree(reference, work('mnt'), 'same cache after the tampered %s' % what)
+
+
+def wait_prefetch(work, mnt, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        state = status_of(work, mnt)['prefetch']
+        if state != 'running':
+            return state
+        time.sleep(0.1)
+    raise Fail('the prefetch still runs after %d s' % timeout)
+
+
+def case_lazy_prefetch(work):
+    """--prefetch on an eStargz image whose files etc/os-release and bin/busybox are marked
+    (ctr-remote --estargz-record-in, a .prefetch.landmark after them): landmark (the default)
+    fetches little more than those ranges and then reading them fetches nothing; all fetches every
+    layer once (no more than the image's bytes), then reading every file fetches nothing; none
+    fetches nothing in the background. status says none/running/done."""
+    require_lazy_tools()
+    with Registry() as reg, FaultProxy(reg) as px:
+        layout, reference = umoci_image(work)
+        push_image('oci:%s:%s' % (layout, fixtures.TAG), reg, REPO + ':v1')
+        with Containerd(work('ctrd')) as ctrd:
+            man = convert_and_push(ctrd, reg, REPO + ':v1', REPO + ':lazy', 'estargz', level=1,
+                                   prioritized=['etc/os-release', 'bin/busybox'])
+        total = sum(l['size'] for l in man['layers']) + man['config']['size']
+        ref = px.ref(REPO + ':lazy')
+        busybox = os.path.getsize(os.path.join(reference, 'bin/busybox'))
+
+        px.reset_counters()
+        with mount(work, ref, work('mnt'), work('cache-landmark')):
+            check(wait_prefetch(work, work('mnt')) == 'done', 'landmark prefetch did not finish')
+            fetched = px.blob_bytes
+            check(read_file(os.path.join(work('mnt'), 'bin/busybox')) ==
+                  read_file(os.path.join(reference, 'bin/busybox')), 'bin/busybox differs')
+            log('  landmark: %d blob bytes prefetched (busybox %d, image %d); reading busybox then: %d more' % (
+                fetched, busybox, total, px.blob_bytes - fetched))
+            check(px.blob_bytes == fetched, 'reading a prefetched file fetched %d bytes' % (px.blob_bytes - fetched))
+            check(fetched < total / 2, 'the landmark prefetch fetched %d of %d bytes' % (fetched, total))
+
+        px.reset_counters()
+        with mount(work, ref, work('mnt'), work('cache-all'), extra=['--prefetch', 'all']):
+            check(wait_prefetch(work, work('mnt')) == 'done', 'prefetch all did not finish')
+            fetched = px.blob_bytes
+            same_tree(reference, work('mnt'), 'after --prefetch all')
+            log('  all: %d blob bytes prefetched of %d; reading every file then: %d more' % (
+                fetched, total, px.blob_bytes - fetched))
+            check(total - man['config']['size'] <= fetched <= total, 'prefetch all fetched %d of %d' % (fetched, total))
+            check(px.blob_bytes == fetched, 'reading after prefetch all fetched %d bytes' % (px.blob_bytes - fetched))
+
+        px.reset_counters()
+        with mount(work, ref, work('mnt'), work('cache-none'), extra=['--prefetch', 'none']):
+            live = px.blob_bytes
+            time.sleep(1)
+            check(status_of(work, work('mnt'))['prefetch'] == 'none', 'status with --prefetch none')
+            check(px.blob_bytes == live, '--prefetch none fetched %d bytes in the background' % (px.blob_bytes - live))
+
+
+CASES = {
+    'estargz': case_estargz,
+    'zstdchunked': case_zstdchunked,
+    'lazy_bad': case_lazy_bad,
+    'lazy_prefetch': case_lazy_prefetch,
+}
+for _fn in CASES.values():
+    _fn.tools = ('umoci', 'skopeo')
+
+if __name__ == '__main__':
+    sys.exit(main(CASES))
