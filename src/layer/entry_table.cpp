@@ -11,12 +11,14 @@ constexpr std::uint64_t kMaxRecords = 1ull << 30;
 
 }  // namespace
 
-Result<LayerIndex> index_entries(TarWalker& walker, std::string_view layer_name) {
+Result<LayerIndex> index_entries(TarWalker& walker, std::string_view layer_name,
+                                 bool (*skip)(std::string_view path)) {
   LayerIndex index;
   std::uint64_t pool_bytes = 0, xattrs = 0, extents = 0;
   for (;;) {
     OCIFS_ASSIGN(auto entry, walker.next());
     if (!entry) break;
+    if (skip && skip(entry->path)) continue;
     pool_bytes += entry->path.size() + entry->link_target.size();
     for (const auto& x : entry->xattrs) pool_bytes += x.name.size() + x.value.size();
     xattrs += entry->xattrs.size();

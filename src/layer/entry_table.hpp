@@ -9,8 +9,9 @@
 
 namespace ocifs::layer {
 
-// Every entry `walker` yields, in order; a layer whose names or entry counts would overflow the
-// index's u32 tables is refused.
-Result<LayerIndex> index_entries(TarWalker& walker, std::string_view layer_name);
+// Every entry `walker` yields, in order, but those `skip` says to leave out; a layer whose names
+// or entry counts would overflow the index's u32 tables is refused.
+Result<LayerIndex> index_entries(TarWalker& walker, std::string_view layer_name,
+                                 bool (*skip)(std::string_view path) = nullptr);
 
 }  // namespace ocifs::layer

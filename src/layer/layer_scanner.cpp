@@ -13,6 +13,7 @@
 #include "ocifs/io/file_source.hpp"
 #include "ocifs/io/gated_source.hpp"
 #include "ocifs/layer/header_walk.hpp"
+#include "ocifs/layer/lazy_toc.hpp"
 #include "ocifs/layer/toc_layer.hpp"
 #include "ocifs/layer/tar_walker.hpp"
 #include "scan_source.hpp"
@@ -181,8 +182,11 @@ Result<LayerIndex> scan_layer(const LayerBlob& layer, const cache::Cache& cache,
     }
   }
 
+  // A stargz layer read whole (legacy, or without a TOC digest) hides its TOC and landmarks as a
+  // TOC-read one does.
+  const bool stargz = encoding == compress::Encoding::gzip && has_stargz_footer(*layer.blob);
   TarWalker walker(*stream, layer.name);
-  OCIFS_ASSIGN(LayerIndex index, index_entries(walker, layer.name));
+  OCIFS_ASSIGN(LayerIndex index, index_entries(walker, layer.name, stargz ? &is_stargz_metadata : nullptr));
   OCIFS_ASSIGN(compress::SeekIndex seek, stream->finish());
   OCIFS_ASSIGN(ScanSource::Digests raw, source->finish());
   source->report_final();

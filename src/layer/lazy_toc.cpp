@@ -974,6 +974,19 @@ Result<EstargzFooter> decode_estargz_footer(std::span<const std::byte> tail, std
   return footer;
 }
 
+bool has_stargz_footer(const io::BlobSource& blob) {
+  const std::uint64_t size = blob.size();
+  if (size < kLegacyStargzFooterSize) return false;
+  std::array<std::byte, kEstargzFooterSize> tail{};
+  const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(size, tail.size()));
+  if (!blob.read_exact(size - n, std::span(tail).first(n))) return false;
+  return decode_estargz_footer(std::span(tail).first(n), size).ok();
+}
+
+bool is_stargz_metadata(std::string_view path) {
+  return path == kTocName || path == kPrefetchLandmark || path == kNoPrefetchLandmark;
+}
+
 Result<std::uint64_t> parse_estargz_footer(std::span<const std::byte> tail, std::uint64_t blob_size) {
   OCIFS_ASSIGN(EstargzFooter footer, decode_estargz_footer(tail, blob_size));
   return footer.toc_offset;

@@ -89,6 +89,18 @@ def case_zstdchunked(work):
     lazy_mount_case(work, 'zstdchunked', 'zstd:chunked')
 
 
+def case_stargz_legacy(work):
+    """Legacy stargz (47-byte footers, no TOC digest in the manifest): with nothing to check a
+    TOC against, the layers are scanned whole like any gzip layer; the tree = umoci unpack,
+    the non-UTF-8 name included."""
+    with Registry() as reg, FaultProxy(reg) as px:
+        reference, man, total = lazy_image(work, reg, 'estargz-legacy')
+        with mount(work, px.ref(REPO + ':lazy'), work('mnt'), work('cache')):
+            tree_equal(reference, work('mnt'), 'legacy stargz')
+            formats = [l['format'] for l in status_of(work, work('mnt'))['layers']]
+            check(formats == ['gzip'] * len(man['layers']), 'legacy stargz layers shown as %s' % formats)
+
+
 def estargz_toc(blob):
     """The TOC (dict) of an eStargz blob, and its offset."""
     off = estargz_toc_offset(blob[-51:])
@@ -194,6 +206,7 @@ CASES = {
     'zstdchunked': case_zstdchunked,
     'lazy_bad': case_lazy_bad,
     'lazy_prefetch': case_lazy_prefetch,
+    'stargz_legacy': case_stargz_legacy,
 }
 for _fn in CASES.values():
     _fn.tools = ('umoci', 'skopeo')

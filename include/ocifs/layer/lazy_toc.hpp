@@ -58,6 +58,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ocifs/io/blob_source.hpp"
 #include "ocifs/layer/tar_entry.hpp"
 #include "ocifs/util/result.hpp"
 
@@ -138,6 +139,12 @@ struct EstargzFooter {
 // 51-byte eStargz footer, then the 47-byte legacy one. A footer whose TOC offset is not inside
 // the blob before the footer is an error.
 Result<EstargzFooter> decode_estargz_footer(std::span<const std::byte> tail, std::uint64_t blob_size);
+// Whether the blob ends with an eStargz or legacy stargz footer (reads its last 51 bytes).
+bool has_stargz_footer(const io::BlobSource& blob);
+// The entries a stargz layer carries for its readers, not for the tree: the TOC and the landmarks
+// (root paths, normalised as tar_entry.hpp does).
+bool is_stargz_metadata(std::string_view path);
+
 // The same, returning the TOC offset only.
 Result<std::uint64_t> parse_estargz_footer(std::span<const std::byte> tail, std::uint64_t blob_size);
 
