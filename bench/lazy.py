@@ -39,6 +39,7 @@ _spec.loader.exec_module(B)
 
 OCIFS = B.OCIFS
 WORK = os.environ.get('BENCH_WORK', '/tmp/ocifs-bench-lazy')
+B.WORK = WORK  # add_python_layer stages its files there
 RATE = int(os.environ.get('BENCH_RATE', '100'))
 LATENCY = int(os.environ.get('BENCH_LATENCY_MS', '5'))
 RUNS = int(os.environ.get('BENCH_RUNS', '3'))

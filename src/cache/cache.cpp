@@ -1,5 +1,6 @@
 #include "ocifs/cache/cache.hpp"
 
+#include <charconv>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -49,7 +50,7 @@ fs::path Cache::default_root() {
 
 Result<Cache> Cache::open(fs::path root) {
   std::error_code ec;
-  for (const char* sub : {"index/sha256", "decoded/sha256", "documents/sha256", "refs", "tmp"}) {
+  for (const char* sub : {"index/sha256", "decoded/sha256", "documents/sha256", "access/sha256", "refs", "tmp"}) {
     fs::create_directories(root / sub, ec);
     if (ec) return util::errno_error(ec.value(), fmt::format("cannot create cache directory {}", (root / sub).string()));
   }
@@ -118,6 +119,41 @@ Result<std::optional<std::string>> Cache::read_document(std::string_view digest)
 Result<void> Cache::write_document(std::string_view digest, std::string_view bytes) const {
   OCIFS_ASSIGN(auto rel, digest_path(digest));
   return io::write_file_atomic(root_ / "documents" / rel, bytes);
+}
+
+namespace {
+constexpr std::string_view kAccessMagic = "ocifs-access 1\n";
+}  // namespace
+
+Result<std::optional<std::vector<std::uint32_t>>> Cache::read_access_record(std::string_view digest) const {
+  using Record = std::optional<std::vector<std::uint32_t>>;
+  OCIFS_ASSIGN(auto rel, digest_path(digest));
+  auto bytes = io::read_file(root_ / "access" / rel, kAccessMagic.size() + 11 * kMaxAccessRecord);
+  if (!bytes) {
+    if (bytes.error().code == std::errc::no_such_file_or_directory) return Record();
+    return std::move(bytes).error();
+  }
+  std::string_view text = *bytes;
+  if (!text.starts_with(kAccessMagic)) return Record();
+  text.remove_prefix(kAccessMagic.size());
+  std::vector<std::uint32_t> inodes;
+  while (!text.empty()) {
+    auto eol = text.find('\n');
+    if (eol == std::string_view::npos) return Record();  // cut short
+    std::uint32_t v = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + eol, v);
+    if (ec != std::errc() || end != text.data() + eol) return Record();
+    inodes.push_back(v);
+    text.remove_prefix(eol + 1);
+  }
+  return Record(std::move(inodes));
+}
+
+Result<void> Cache::write_access_record(std::string_view digest, const std::vector<std::uint32_t>& inodes) const {
+  OCIFS_ASSIGN(auto rel, digest_path(digest));
+  std::string text(kAccessMagic);
+  for (std::size_t i = 0; i < std::min(inodes.size(), kMaxAccessRecord); ++i) text += fmt::format("{}\n", inodes[i]);
+  return io::write_file_atomic(root_ / "access" / rel, text);
 }
 
 Result<fs::path> Cache::ref_path(std::string_view host, std::string_view repository, std::string_view tag) const {

@@ -64,15 +64,21 @@ Result<std::unique_ptr<Resolution>> prepare(const CommonOptions& common) {
   return resolution;
 }
 
+// `mount`: opening for a mount, with that prefetch mode. A live mount can show an uncompressed
+// registry layer before it has all arrived (its tree from its tar headers, its bytes waiting for
+// verification: image.hpp), prefetches, and keeps what its reads touched for the next cold mount.
+// The other commands want everything verified up front and nothing in the background.
 Result<std::unique_ptr<image::Image>> open_image(const CommonOptions& common, const std::string& ref_text,
-                                                layer::FirstOpen first_open = layer::FirstOpen::scan,
-                                                image::PrefetchMode prefetch = image::PrefetchMode::none) {
+                                                std::optional<image::PrefetchMode> mount = std::nullopt) {
   OCIFS_ASSIGN(auto ref, oci::ImageRef::parse(ref_text));
   OCIFS_ASSIGN(auto resolution, prepare(common));
   image::OpenOptions options;
   options.resolve = resolution->options;
-  options.first_open = first_open;
-  options.prefetch = prefetch;
+  if (mount) {
+    options.first_open = layer::FirstOpen::walk_uncompressed;
+    options.prefetch = *mount;
+    options.record_access = true;
+  }
   Progress progress(common.quiet, common.progress);
   progress.attach(options);
   auto image = image::Image::open(ref, resolution->cache, options);
@@ -191,9 +197,7 @@ int run_mount(MountArgs args) {
     if (!detached) return fail(detached.error());
     daemon.emplace(std::move(detached).value());
   }
-  // A live mount can show an uncompressed registry layer before it has all arrived: its tree
-  // comes from its tar headers, its bytes wait for verification (image.hpp).
-  auto image = open_image(args.common, args.ref, layer::FirstOpen::walk_uncompressed, *prefetch);
+  auto image = open_image(args.common, args.ref, *prefetch);
   if (!image) return fail(image.error());
   malloc_trim(0);  // indexing's buffers are gone; the daemon need not keep them
   auto server = fuse::FuseServer::mount(**image, args.mountpoint, parsed.fuse);

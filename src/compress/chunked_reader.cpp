@@ -67,6 +67,21 @@ std::unique_ptr<ReadCursor> ChunkedReader::open_cursor() const {
   return std::make_unique<ForwardingCursor>(shared_from_this());
 }
 
+void ChunkedReader::blob_ranges(std::uint64_t offset, std::uint64_t length, std::vector<BlobRange>& out) const {
+  auto it = std::upper_bound(chunks_.begin(), chunks_.end(), offset,
+                             [](std::uint64_t v, const Chunk& c) { return v < c.offset; });
+  if (it != chunks_.begin()) --it;
+  for (; it != chunks_.end() && it->offset < offset + length; ++it) {
+    if (it->zeros || it->offset + it->size <= offset) continue;
+    // Chunks sharing a member (inner_offset) or lying back to back make one range.
+    if (!out.empty() && out.back().blob == blob_ && out.back().offset + out.back().length >= it->blob_offset) {
+      out.back().length = std::max(out.back().length, it->blob_end - out.back().offset);
+    } else {
+      out.push_back({blob_, it->blob_offset, it->blob_end - it->blob_offset});
+    }
+  }
+}
+
 Result<std::vector<std::byte>> ChunkedReader::fetch_and_decode(const Chunk& chunk) const {
   if (chunk.zeros) return std::vector<std::byte>(chunk.size);
   // The member's decoded bytes up to the chunk's end; the chunk is the last `size` of them.

@@ -126,6 +126,22 @@ Result<std::size_t> GzipReader::read_at(std::uint64_t offset, std::span<std::byt
   return length;
 }
 
+void GzipReader::blob_ranges(std::uint64_t offset, std::uint64_t length, std::vector<BlobRange>& out) const {
+  const std::uint64_t size = index_->decoded_size;
+  if (offset >= size || length == 0) return;
+  const auto& points = index_->gzip_points;
+  auto first = std::upper_bound(points.begin(), points.end(), offset,
+                                [](std::uint64_t off, const GzipCheckpoint& p) { return off < p.decoded_offset; });
+  auto last = std::lower_bound(points.begin(), points.end(), std::min(size, offset + length),
+                               [](const GzipCheckpoint& p, std::uint64_t off) { return p.decoded_offset < off; });
+  const std::uint64_t from = std::prev(first)->compressed_offset;
+  // Inflating up to the next checkpoint reads the blob up to its offset (and a little past:
+  // ISA-L takes input in blocks).
+  const std::uint64_t to = last == points.end() ? index_->compressed_size
+                                                : std::min(index_->compressed_size, last->compressed_offset + (64u << 10));
+  out.push_back({blob_, from, to - from});
+}
+
 std::unique_ptr<ReadCursor> GzipReader::open_cursor() const {
   return std::make_unique<ForwardingCursor>(shared_from_this());
 }

@@ -154,6 +154,15 @@ Result<std::size_t> ZstdReader::read_at(std::uint64_t offset, std::span<std::byt
   return length;
 }
 
+void ZstdReader::blob_ranges(std::uint64_t offset, std::uint64_t length, std::vector<BlobRange>& out) const {
+  if (offset >= size() || length == 0) return;
+  const auto& frames = index_.zstd_frames;
+  const std::size_t first = frame_at(offset);
+  const std::size_t last = frame_at(std::min(size(), offset + length) - 1);
+  const std::uint64_t from = frames[first].compressed_offset;
+  out.push_back({blob_, from, frames[last].compressed_offset + frames[last].compressed_size - from});
+}
+
 std::unique_ptr<ReadCursor> ZstdReader::open_cursor() const {
   return std::make_unique<ZstdCursor>(shared_from_this());
 }

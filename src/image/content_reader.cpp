@@ -5,6 +5,37 @@
 
 namespace ocifs::image {
 
+ContentReader::ContentReader(const Tree& tree, std::vector<compress::SeekableReaderPtr> layers,
+                             std::vector<std::string> layer_names)
+    : tree_(tree),
+      layers_(std::move(layers)),
+      layer_names_(std::move(layer_names)),
+      read_(new std::atomic<std::uint64_t>[(tree.inode_count() + 63) / 64]()) {}
+
+void ContentReader::note_read(std::uint32_t inode) const {
+  const std::uint64_t bit = std::uint64_t{1} << (inode % 64);
+  if (read_[inode / 64].load(std::memory_order_relaxed) & bit) return;
+  if (read_[inode / 64].fetch_or(bit) & bit) return;  // another thread was first
+  std::lock_guard lock(order_mu_);
+  order_.push_back(inode);
+}
+
+std::vector<std::uint32_t> ContentReader::read_order() const {
+  std::lock_guard lock(order_mu_);
+  return order_;
+}
+
+void ContentReader::blob_ranges(std::uint32_t inode, std::vector<compress::BlobRange>& out) const {
+  const Inode& node = tree_.inode(inode);
+  if (!node.is_regular() || node.size == 0) return;
+  std::uint64_t stored = node.size;
+  if (auto extents = tree_.sparse(node); !extents.empty()) {
+    stored = 0;
+    for (const auto& e : extents) stored += e.length;
+  }
+  layers_.at(node.layer)->blob_ranges(node.data_offset, stored, out);
+}
+
 Result<std::size_t> ContentReader::read_stream(const Inode& node, std::uint64_t offset, std::span<std::byte> buf,
                                                OpenFile* file) const {
   const auto& layer = layers_.at(node.layer);
@@ -33,6 +64,7 @@ Result<std::size_t> ContentReader::read(std::uint32_t inode, std::uint64_t offse
   const Inode& node = tree_.inode(inode);
   if (!node.is_regular()) return make_error(std::errc::is_a_directory, "cannot read inode {}: not a regular file", inode + 1);
   if (offset >= node.size) return std::size_t{0};
+  note_read(inode);
   buf = buf.first(std::min<std::uint64_t>(buf.size(), node.size - offset));
   auto extents = tree_.sparse(node);
   if (extents.empty()) return read_stream(node, offset, buf, file);

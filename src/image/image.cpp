@@ -12,6 +12,13 @@ namespace ocifs::image {
 
 Image::~Image() {
   for (auto& verifier : verifiers_) verifier.request_stop();  // all at once; the members join them
+  if (record_to_ && content_) {
+    if (auto order = content_->read_order(); !order.empty()) {
+      if (auto written = record_to_->write_access_record(resolved_.manifest_descriptor.digest, order); !written) {
+        spdlog::info("cannot keep the files this mount read: {}", written.error().message);
+      }
+    }
+  }
 }
 
 Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache::Cache& cache,
@@ -76,9 +83,19 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
   }
   image->tree_ = std::move(builder).build();
   image->content_ = std::make_unique<ContentReader>(image->tree_, std::move(readers), std::move(names));
-  // Prefetching, after the mount is live: the marked ranges of every layer first, then the rest.
+  std::optional<std::vector<std::uint32_t>> record;
+  if (options.record_access || options.prefetch != PrefetchMode::none) {
+    auto read = cache.read_access_record(image->resolved_.manifest_descriptor.digest);
+    if (read) record = std::move(read).value();
+  }
+  if (options.record_access && !record) image->record_to_ = cache;
+  // Prefetching, after the mount is live: what the first mount read, then the marked ranges of
+  // every layer, then the rest.
   if (options.prefetch != PrefetchMode::none) {
     std::vector<Prefetcher::Range> ranges;
+    for (std::uint32_t inode : record.value_or(std::vector<std::uint32_t>{})) {
+      if (inode < image->tree_.inode_count()) image->content_->blob_ranges(inode, ranges);
+    }
     for (std::size_t i = 0; i < blobs.size(); ++i) {
       const auto& landmark = opened[i]->value().landmark_end;
       if (landmark && !blobs[i].blob->stable()) ranges.push_back({blobs[i].blob, 0, *landmark});

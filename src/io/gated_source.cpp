@@ -51,6 +51,24 @@ bool GatedSource::discard(std::uint64_t offset, std::uint64_t length) const {
   return inner && inner->discard(offset, length);
 }
 
+Result<void> GatedSource::prefetch(std::uint64_t offset, std::uint64_t length) const {
+  BlobSourcePtr inner;
+  {
+    std::lock_guard lock(mu_);
+    inner = inner_;
+  }
+  return inner ? inner->prefetch(offset, length) : util::success();
+}
+
+bool GatedSource::fetching() const {
+  BlobSourcePtr inner;
+  {
+    std::lock_guard lock(mu_);
+    inner = inner_;
+  }
+  return inner && inner->fetching();
+}
+
 Result<std::size_t> StoppableSource::read_at(std::uint64_t offset, std::span<std::byte> buf) const {
   if (stop_.stop_requested()) {
     return make_error(std::errc::operation_canceled, "cannot read {}: stopped", inner_->describe());

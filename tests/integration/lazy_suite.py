@@ -89,6 +89,41 @@ def case_zstdchunked(work):
     lazy_mount_case(work, 'zstdchunked', 'zstd:chunked')
 
 
+def case_first_run(work):
+    """The files an image's first mount reads are kept (cache access/ record, by manifest
+    digest); after the blob cache is emptied (`cache gc --cache-max 1K`), the next mount
+    prefetches those files first: once its prefetch is done, reading them fetches nothing, and it
+    fetched well under the image. The record is the first mount's: later mounts leave it."""
+    with Registry() as reg, FaultProxy(reg) as px:
+        reference, man, total = lazy_image(work, reg, 'estargz')
+        ref, mnt, cache = px.ref(REPO + ':lazy'), work('mnt'), work('cache')
+        first = ['bin/busybox', 'etc/os-release']
+        with mount(work, ref, mnt, cache, extra=['--prefetch', 'none']):
+            for p in first:
+                read_file(os.path.join(mnt, p))
+            digest = status_of(work, mnt)['manifest']
+        record = os.path.join(cache, 'access', 'sha256', digest.split(':')[1])
+        check(os.path.isfile(record), 'no access record at %s' % record)
+        kept = open(record).read()
+        log('  access record: %d files' % (len(kept.splitlines()) - 1))
+        check(len(kept.splitlines()) - 1 == len(first), 'access record: %r' % kept)
+        r = oc(work, 'cache', 'gc', '--cache-dir', cache, '--cache-max', '1K')
+        check(r.returncode == 0, 'cache gc: %s' % err_text(r))
+
+        px.reset_counters()
+        with mount(work, ref, mnt, cache):
+            check(wait_prefetch(work, mnt) == 'done', 'the prefetch did not finish')
+            fetched = px.blob_bytes
+            for p in first:
+                check(read_file(os.path.join(mnt, p)) == read_file(os.path.join(reference, p)), '%s differs' % p)
+            log('  second mount prefetched %d blob bytes (image %d); reading the recorded files then: %d more' % (
+                fetched, total, px.blob_bytes - fetched))
+            check(px.blob_bytes == fetched, 'reading the recorded files fetched %d more bytes' % (px.blob_bytes - fetched))
+            check(0 < fetched < total / 2, 'the second mount prefetched %d of %d bytes' % (fetched, total))
+            read_file(os.path.join(mnt, 'data/large'))
+        check(open(record).read() == kept, 'a later mount rewrote the access record')
+
+
 def case_stargz_legacy(work):
     """Legacy stargz (47-byte footers, no TOC digest in the manifest): with nothing to check a
     TOC against, the layers are scanned whole like any gzip layer; the tree = umoci unpack,
@@ -207,6 +242,7 @@ CASES = {
     'lazy_bad': case_lazy_bad,
     'lazy_prefetch': case_lazy_prefetch,
     'stargz_legacy': case_stargz_legacy,
+    'first_run': case_first_run,
 }
 for _fn in CASES.values():
     _fn.tools = ('umoci', 'skopeo')

@@ -181,3 +181,19 @@ TEST_CASE("ChunkedReader: chunks pointing at bad ranges are errors") {
                 !reader->read_at(5000, std::as_writable_bytes(std::span(out)));
   CHECK(failed);
 }
+
+TEST_CASE("ChunkedReader: blob_ranges covers the chunks a read needs, no more") {
+  auto layer = make_layer(sample_pieces(), ChunkCodec::gzip);
+  auto source = std::make_shared<FlakySource>(layer.blob);
+  auto reader = reader_of(layer, ChunkCodec::gzip, source);
+  std::vector<compress::BlobRange> ranges;
+  // Bytes of piece 1 and the first of piece 3: chunks 1, 2 and 3, back to back in the blob.
+  reader->blob_ranges(layer.chunks[1].offset + 10, layer.chunks[3].offset - layer.chunks[1].offset, ranges);
+  REQUIRE(ranges.size() == 1);
+  CHECK(ranges[0].offset == layer.chunks[1].blob_offset);
+  CHECK(ranges[0].offset + ranges[0].length == layer.chunks[3].blob_end);
+  ranges.clear();
+  reader->blob_ranges(layer.decoded.size() - 1, 100, ranges);
+  REQUIRE(ranges.size() == 1);
+  CHECK(ranges[0].offset == layer.chunks.back().blob_offset);
+}

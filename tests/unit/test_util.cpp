@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <optional>
 
 #include "ocifs/cache/cache.hpp"
@@ -13,6 +14,7 @@
 #include "ocifs/util/base64.hpp"
 #include "ocifs/util/result.hpp"
 #include "ocifs/util/sha256.hpp"
+#include "temp_dir.hpp"
 
 using namespace ocifs;
 
@@ -188,4 +190,24 @@ TEST_CASE("base64 round trips and tolerates missing padding") {
   CHECK_FALSE(util::base64_decode("Zg=", Base64Padding::required));
   CHECK_FALSE(util::base64_decode("Zm9v=", Base64Padding::required));
   CHECK_FALSE(util::base64_decode("Zg===", Base64Padding::required));
+}
+
+TEST_CASE("Cache: access records round-trip; a damaged one reads as none") {
+  ocifs::test::TempDir dir;
+  auto cache = cache::Cache::open(dir.path);
+  REQUIRE(cache);
+  const std::string digest = "sha256:" + std::string(64, 'a');
+  auto none = cache->read_access_record(digest);
+  REQUIRE(none);
+  CHECK_FALSE(*none);
+  REQUIRE(cache->write_access_record(digest, {5, 1, 4000000000u}));
+  auto back = cache->read_access_record(digest);
+  REQUIRE(back);
+  REQUIRE(*back);
+  CHECK(**back == std::vector<std::uint32_t>{5, 1, 4000000000u});
+  std::ofstream(dir.path / "access/sha256" / std::string(64, 'a')) << "ocifs-access 1\n12\nx3\n";
+  auto damaged = cache->read_access_record(digest);
+  REQUIRE(damaged);
+  CHECK_FALSE(*damaged);
+  CHECK_FALSE(cache->read_access_record("sha256:../etc"));
 }

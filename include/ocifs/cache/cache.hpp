@@ -4,6 +4,7 @@
 //   ROOT/decoded/sha256/<hex>        decoded streams of zstd layers that cannot be read per frame
 //   ROOT/documents/sha256/<hex>      registry manifests, indexes and configs (checked on read)
 //   ROOT/refs/<host>/<repository>/<tag>  the manifest digest a registry tag last resolved to
+//   ROOT/access/sha256/<hex>         files an image's first mount read, by manifest digest
 //   ROOT/tmp/                        temp files, renamed into place when complete
 //
 // Every write is a temp file + rename, so readers never see half a file and two processes
@@ -14,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "ocifs/io/fd.hpp"
 #include "ocifs/util/result.hpp"
@@ -58,6 +60,14 @@ class Cache {
   // the digest: a damaged copy is removed and reported absent.
   Result<std::optional<std::string>> read_document(std::string_view digest) const;
   Result<void> write_document(std::string_view digest, std::string_view bytes) const;
+
+  // The files (inode indexes of the image's tree) the first mount of the image with manifest
+  // `digest` read, in order: what a later cold mount prefetches first. A hint only: it decides
+  // an order, never a byte, so it is not checked beyond its format (at most kMaxAccessRecord
+  // numbers; a damaged record reads as none).
+  static constexpr std::size_t kMaxAccessRecord = 1u << 20;
+  Result<std::optional<std::vector<std::uint32_t>>> read_access_record(std::string_view digest) const;
+  Result<void> write_access_record(std::string_view digest, const std::vector<std::uint32_t>& inodes) const;
   // The digest `tag` of `repository` at `host` last resolved to (for --offline); nullopt if never.
   Result<std::optional<std::string>> read_ref(std::string_view host, std::string_view repository,
                                               std::string_view tag) const;

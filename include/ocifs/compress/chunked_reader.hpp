@@ -43,6 +43,7 @@ class ChunkedReader final : public SeekableReader, public std::enable_shared_fro
   std::uint64_t size() const override { return size_; }
   Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) const override;
   std::unique_ptr<ReadCursor> open_cursor() const override;
+  void blob_ranges(std::uint64_t offset, std::uint64_t length, std::vector<BlobRange>& out) const override;
 
   // Chunks fetched and decoded so far, and how many failed their digest.
   std::uint64_t chunks_loaded() const { return loaded_; }

@@ -17,6 +17,9 @@ class DirectReader final : public SeekableReader, public std::enable_shared_from
   std::uint64_t size() const override { return size_; }
   Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) const override;
   std::unique_ptr<ReadCursor> open_cursor() const override;
+  void blob_ranges(std::uint64_t offset, std::uint64_t length, std::vector<BlobRange>& out) const override {
+    if (offset < size_) out.push_back({source_, offset, std::min(length, size_ - offset)});
+  }
 
  private:
   io::BlobSourcePtr source_;

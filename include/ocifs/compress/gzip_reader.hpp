@@ -29,6 +29,7 @@ class GzipReader final : public SeekableReader, public std::enable_shared_from_t
   Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) const override;
   // Cursors share the span cache: they need no stream of their own.
   std::unique_ptr<ReadCursor> open_cursor() const override;
+  void blob_ranges(std::uint64_t offset, std::uint64_t length, std::vector<BlobRange>& out) const override;
 
  private:
   // Copies [offset, offset + out.size()) out of span `span` (the range lies in the span),

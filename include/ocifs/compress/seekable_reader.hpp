@@ -20,6 +20,13 @@ class ReadCursor {
   virtual Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) = 0;
 };
 
+// Bytes of a blob (a source's [offset, offset + length)).
+struct BlobRange {
+  io::BlobSourcePtr blob;
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
+};
+
 class SeekableReader {
  public:
   virtual ~SeekableReader() = default;
@@ -27,6 +34,9 @@ class SeekableReader {
   // Stateless read: resumes from the nearest checkpoint / frame every time.
   virtual Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) const = 0;
   virtual std::unique_ptr<ReadCursor> open_cursor() const = 0;
+  // Appends the source ranges a read of decoded [offset, offset + length) reads (the gzip spans,
+  // zstd frames or chunks around it), for prefetching. Approximate at the edges, never short.
+  virtual void blob_ranges(std::uint64_t offset, std::uint64_t length, std::vector<BlobRange>& out) const = 0;
 };
 
 using SeekableReaderPtr = std::shared_ptr<const SeekableReader>;

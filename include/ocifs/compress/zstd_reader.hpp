@@ -22,6 +22,7 @@ class ZstdReader final : public SeekableReader, public std::enable_shared_from_t
   std::uint64_t size() const override { return index_.decoded_size; }
   Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) const override;
   std::unique_ptr<ReadCursor> open_cursor() const override;
+  void blob_ranges(std::uint64_t offset, std::uint64_t length, std::vector<BlobRange>& out) const override;
 
   const std::vector<ZstdFrame>& frames() const { return index_.zstd_frames; }
   // Index of the frame holding decoded `offset` (offset < size()).

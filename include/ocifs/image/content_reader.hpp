@@ -1,9 +1,11 @@
 // ContentReader: file bytes of a Tree's regular files, read from the decoded layer streams
 // (sparse holes read as zeros). The stateless read path is thread-safe; an OpenFile holds one
 // live decoder cursor per open file and locks it, so concurrent reads of one handle serialise
-// while different handles run in parallel.
+// while different handles run in parallel. It also notes which files were read, in the order of
+// their first read (what a later cold mount of the image prefetches first).
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -28,8 +30,7 @@ class ContentReader {
     std::unique_ptr<compress::ReadCursor> cursor_;  // created on first read
   };
 
-  ContentReader(const Tree& tree, std::vector<compress::SeekableReaderPtr> layers, std::vector<std::string> layer_names)
-      : tree_(tree), layers_(std::move(layers)), layer_names_(std::move(layer_names)) {}
+  ContentReader(const Tree& tree, std::vector<compress::SeekableReaderPtr> layers, std::vector<std::string> layer_names);
 
   std::unique_ptr<OpenFile> open(std::uint32_t inode) const { return std::make_unique<OpenFile>(inode); }
 
@@ -38,13 +39,24 @@ class ContentReader {
   Result<std::size_t> read(std::uint32_t inode, std::uint64_t offset, std::span<std::byte> buf,
                            OpenFile* file = nullptr) const;
 
+  // The files read so far (inode indexes), each once, in the order of their first read.
+  std::vector<std::uint32_t> read_order() const;
+  // Appends the blob ranges holding the file's data (compress::SeekableReader::blob_ranges).
+  void blob_ranges(std::uint32_t inode, std::vector<compress::BlobRange>& out) const;
+
  private:
   Result<std::size_t> read_stream(const Inode& node, std::uint64_t offset, std::span<std::byte> buf,
                                   OpenFile* file) const;
 
+  void note_read(std::uint32_t inode) const;
+
   const Tree& tree_;
   std::vector<compress::SeekableReaderPtr> layers_;
   std::vector<std::string> layer_names_;
+  // Files read, as a bitmap (one atomic test per read) and in order.
+  std::unique_ptr<std::atomic<std::uint64_t>[]> read_;
+  mutable std::mutex order_mu_;
+  mutable std::vector<std::uint32_t> order_;  // under order_mu_
 };
 
 }  // namespace ocifs::image

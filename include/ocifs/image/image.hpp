@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -41,8 +42,12 @@ struct OpenOptions {
   // from a walk of their tar headers, and verified in the background once open() has returned;
   // reads of their files wait for that. Other commands want everything verified up front.
   layer::FirstOpen first_open = layer::FirstOpen::scan;
-  // What to fetch in the background once open() has returned (prefetcher.hpp).
+  // What to fetch in the background once open() has returned (prefetcher.hpp). Unless none, the
+  // files the image's first mount read (Cache::read_access_record) come first.
   PrefetchMode prefetch = PrefetchMode::none;
+  // Keep the files this mount reads as the image's access record, if it has none yet (written
+  // when the Image goes away).
+  bool record_access = false;
 };
 
 class Image {
@@ -71,6 +76,7 @@ class Image {
   std::vector<LayerInfo> layers_;
   std::unique_ptr<ContentReader> content_;
   std::vector<std::shared_ptr<const io::GatedSource>> gates_;  // per layer; null unless walked
+  std::optional<cache::Cache> record_to_;  // where this mount's access record goes, if it is the first
   std::vector<std::jthread> verifiers_;
   std::unique_ptr<Prefetcher> prefetcher_;  // last: joined before the readers they open go away
 };

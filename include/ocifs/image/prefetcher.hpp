@@ -11,7 +11,7 @@
 #include <thread>
 #include <vector>
 
-#include "ocifs/io/blob_source.hpp"
+#include "ocifs/compress/seekable_reader.hpp"
 
 namespace ocifs::image {
 
@@ -23,11 +23,7 @@ class Prefetcher {
  public:
   static constexpr std::uint64_t kPiece = 4u << 20;
 
-  struct Range {
-    io::BlobSourcePtr blob;
-    std::uint64_t offset = 0;
-    std::uint64_t length = 0;
-  };
+  using Range = compress::BlobRange;
 
   // Fetches `ranges` in order.
   explicit Prefetcher(std::vector<Range> ranges);

@@ -50,6 +50,10 @@ class VerifiedSource final : public BlobSource {
   // A block that does not match is an EIO error naming the blob and the block's offsets.
   Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) const override;
   std::string describe() const override { return inner_->describe(); }
+  Result<void> prefetch(std::uint64_t offset, std::uint64_t length) const override {
+    return inner_->prefetch(offset, length);
+  }
+  bool fetching() const override { return inner_->fetching(); }
 
  private:
   bool is_verified(std::uint64_t block) const;

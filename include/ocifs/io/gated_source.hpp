@@ -34,6 +34,9 @@ class GatedSource final : public BlobSource {
   std::string describe() const override { return name_; }
   bool stable() const override { return false; }
   bool discard(std::uint64_t offset, std::uint64_t length) const override;
+  // Forwarded once open; nothing to fetch for before (the verification fetches it all).
+  Result<void> prefetch(std::uint64_t offset, std::uint64_t length) const override;
+  bool fetching() const override;
 
  private:
   // Waits for open() or fail(); the source to read through, or the error.
@@ -57,6 +60,10 @@ class StoppableSource final : public BlobSource {
   std::string describe() const override { return inner_->describe(); }
   bool stable() const override { return inner_->stable(); }
   bool discard(std::uint64_t offset, std::uint64_t length) const override { return inner_->discard(offset, length); }
+  Result<void> prefetch(std::uint64_t offset, std::uint64_t length) const override {
+    return inner_->prefetch(offset, length);
+  }
+  bool fetching() const override { return inner_->fetching(); }
 
  private:
   BlobSourcePtr inner_;
