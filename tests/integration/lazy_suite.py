@@ -148,7 +148,8 @@ def case_lazy_bad(work):
     """Tampered eStargz bytes through the proxy: a byte flipped in a chunk of data/large gives
     EIO on that file (other files still read right) and nothing wrong is ever served; a byte
     flipped in the TOC, or in the footer's offset, refuses the mount naming the layer, and the
-    same cache mounts fine once the fault is gone (nothing bad was kept)."""
+    same cache mounts fine once the fault is gone (nothing bad was kept); a manifest whose TOC
+    digest annotation names another TOC refuses the mount, naming both digests."""
     with Registry() as reg, FaultProxy(reg) as px:
         reference, man, _ = lazy_image(work, reg, 'estargz')
         ref = px.ref(REPO + ':lazy')
@@ -170,6 +171,16 @@ def case_lazy_bad(work):
                 r = oc(work, 'status', work('mnt'))
                 log('  status after the bad chunk:\n' + '\n'.join('  | ' + l for l in r.stdout.decode().splitlines()))
             check(f.flips >= 1, 'the tampered chunk was never sent')
+
+        wrong = dict(man)
+        wrong['layers'] = [dict(l) for l in man['layers']]
+        wrong['layers'][0]['annotations'] = dict(man['layers'][0]['annotations'])
+        wrong['layers'][0]['annotations']['containerd.io/snapshot/stargz/toc.digest'] = 'sha256:' + 'ab' * 32
+        reg.client().put_manifest(REPO, 'wrong-toc', json.dumps(wrong).encode(),
+                                  'application/vnd.oci.image.manifest.v1+json')
+        err, _ = refused(work, ['--cache-dir', work('cache-wrong'), px.ref(REPO + ':wrong-toc')], 'wrong TOC digest')
+        check('ab' * 32 in err and layer0.split(':')[1][:12] in err,
+              'a TOC digest mismatch: the message names neither the digest nor the layer: %s' % err)
 
         for what, at in (('TOC', toc_offset + 40), ('footer', len(blob) - 51 + 20)):
             with px.fault('corrupt_blob', path=path, count=None, blob_at=at):
