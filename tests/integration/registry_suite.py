@@ -131,8 +131,9 @@ def compressed_size(reg, repo_tag):
 
 
 def index_only_copy(src, dst):
-    """A copy of cache src without its blob bytes (layer indexes, documents, refs only)."""
-    shutil.copytree(src, dst, ignore=lambda d, names: ['blobs'] if os.path.samefile(d, src) else [])
+    """A copy of cache src without its blob bytes (layer indexes, documents, refs only; no
+    access record either, which would have the next mount prefetch what the first one read)."""
+    shutil.copytree(src, dst, ignore=lambda d, names: ['blobs', 'access'] if os.path.samefile(d, src) else [])
     check(not os.path.exists(os.path.join(dst, 'blobs')), 'index-only copy has blobs')
     return dst
 
