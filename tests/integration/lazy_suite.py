@@ -250,8 +250,8 @@ def case_lazy_prefetch(work):
 CASES = {
     'estargz': case_estargz,
     'zstdchunked': case_zstdchunked,
-    'lazy_bad': case_lazy_bad,
-    'lazy_prefetch': case_lazy_prefetch,
+    'bad': case_lazy_bad,
+    'prefetch': case_lazy_prefetch,
     'stargz_legacy': case_stargz_legacy,
     'first_run': case_first_run,
 }
