@@ -10,6 +10,29 @@
 
 namespace ocifs::image {
 
+namespace {
+
+// What a mount fetches in the background once live, in order: the files the image's first mount
+// read (`record`), the ranges eStargz layers mark as needed first, then (all) every registry layer.
+std::vector<Prefetcher::Range> prefetch_plan(const Image& image, const std::vector<std::uint32_t>& record,
+                                             const std::vector<std::optional<std::uint64_t>>& landmarks,
+                                             PrefetchMode mode) {
+  std::vector<Prefetcher::Range> ranges;
+  for (std::uint32_t inode : record) {
+    if (inode < image.tree().inode_count()) image.content().blob_ranges(inode, ranges);
+  }
+  const auto& blobs = image.resolved().layers;
+  for (std::size_t i = 0; i < blobs.size(); ++i) {
+    if (landmarks[i] && !blobs[i].blob->stable()) ranges.push_back({blobs[i].blob, 0, *landmarks[i]});
+  }
+  for (std::size_t i = 0; i < blobs.size() && mode == PrefetchMode::all; ++i) {
+    if (!blobs[i].blob->stable()) ranges.push_back({blobs[i].blob, 0, blobs[i].blob->size()});
+  }
+  return ranges;
+}
+
+}  // namespace
+
 Image::~Image() {
   for (auto& verifier : verifiers_) verifier.request_stop();  // all at once; the members join them
   if (record_to_ && content_) {
@@ -89,20 +112,10 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
     if (read) record = std::move(read).value();
   }
   if (options.record_access && !record) image->record_to_ = cache;
-  // Prefetching, after the mount is live: what the first mount read, then the marked ranges of
-  // every layer, then the rest.
   if (options.prefetch != PrefetchMode::none) {
-    std::vector<Prefetcher::Range> ranges;
-    for (std::uint32_t inode : record.value_or(std::vector<std::uint32_t>{})) {
-      if (inode < image->tree_.inode_count()) image->content_->blob_ranges(inode, ranges);
-    }
-    for (std::size_t i = 0; i < blobs.size(); ++i) {
-      const auto& landmark = opened[i]->value().landmark_end;
-      if (landmark && !blobs[i].blob->stable()) ranges.push_back({blobs[i].blob, 0, *landmark});
-    }
-    for (std::size_t i = 0; i < blobs.size() && options.prefetch == PrefetchMode::all; ++i) {
-      if (!blobs[i].blob->stable()) ranges.push_back({blobs[i].blob, 0, blobs[i].blob->size()});
-    }
+    std::vector<std::optional<std::uint64_t>> landmarks;
+    for (auto& layer : opened) landmarks.push_back(layer->value().landmark_end);
+    auto ranges = prefetch_plan(*image, record.value_or(std::vector<std::uint32_t>{}), landmarks, options.prefetch);
     if (!ranges.empty()) image->prefetcher_ = std::make_unique<Prefetcher>(std::move(ranges));
   }
   // Walked layers are verified in the background, all at once: their streams share the link.
