@@ -3,6 +3,8 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
 #include "entry_table.hpp"
@@ -17,6 +19,7 @@ namespace ocifs::layer {
 namespace {
 
 constexpr std::string_view kEstargzTocName = "stargz.index.json";
+constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD in UTF-8
 // The JSON parser's own limit (TocLimits::max_json_size); a compressed TOC above it is refused
 // before anything is inflated.
 constexpr std::uint64_t kMaxToc = TocLimits{}.max_json_size;
@@ -34,7 +37,8 @@ Result<std::string> read_range(const io::BlobSource& blob, std::uint64_t offset,
   return out;
 }
 
-// A whole gzip member (the TOC's), inflated; at most `limit` bytes.
+// Whole gzip members, inflated back to back (one: the TOC's; several: the members between two
+// files' data); at most `limit` bytes.
 Result<std::string> gunzip(std::string_view in, std::uint64_t limit, std::string_view what) {
   z_stream z{};
   if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) return make_error(std::errc::not_enough_memory, "inflateInit2 failed");
@@ -42,8 +46,12 @@ Result<std::string> gunzip(std::string_view in, std::uint64_t limit, std::string
   z.avail_in = static_cast<uInt>(in.size());
   std::string out;
   int rc = Z_OK;
-  while (rc == Z_OK) {
-    if (out.size() >= limit) break;
+  for (;;) {
+    if (rc == Z_STREAM_END) {
+      if (z.avail_in == 0 || inflateReset(&z) != Z_OK) break;  // else the next member follows
+      rc = Z_OK;
+    }
+    if (rc != Z_OK || out.size() >= limit) break;
     const std::size_t have = out.size();
     out.resize(std::min<std::uint64_t>(limit, have + (1u << 20)));
     z.next_out = reinterpret_cast<Bytef*>(out.data() + have);
@@ -85,6 +93,92 @@ Result<std::string> tar_member(const std::string& tar, std::string_view name, st
 }
 
 std::string sha256_of(std::string_view data) { return "sha256:" + util::sha256_hex(data); }
+
+// zstd frames back to back, decoded; at most `limit` bytes.
+Result<std::string> unzstd_frames(std::string_view in, std::uint64_t limit, std::string_view what) {
+  std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> ctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  if (!ctx) return make_error(std::errc::not_enough_memory, "ZSTD_createDCtx failed");
+  ZSTD_inBuffer input{in.data(), in.size(), 0};
+  std::string out;
+  while (input.pos < input.size && out.size() < limit) {
+    const std::size_t have = out.size();
+    out.resize(std::min<std::uint64_t>(limit, have + (1u << 20)));
+    ZSTD_outBuffer output{out.data() + have, out.size() - have, 0};
+    std::size_t rc = ZSTD_decompressStream(ctx.get(), &output, &input);
+    out.resize(have + output.pos);
+    if (ZSTD_isError(rc)) return make_error(std::errc::io_error, "cannot read {}: {}", what, ZSTD_getErrorName(rc));
+  }
+  return out;
+}
+
+
+bool lossy(const TocFile& e) {
+  return e.path.find(kReplacement) != std::string::npos || e.link_target.find(kReplacement) != std::string::npos;
+}
+
+// Entries whose name or link target a TOC could not spell (not UTF-8) get theirs back from their
+// tar headers. Those sit after the previous file's data, in the member (or frames) that ends
+// where the next data starts: that range is fetched and decoded, its headers walked, and each
+// matched in order with the TOC's entries. A header is taken only if the TOC spells it the same
+// (as_toc_spells): the TOC is verified, these bytes are not, so only the bytes the TOC could not
+// spell come from them. Anything that does not line up keeps the TOC's name, with a warning.
+Result<void> recover_names(const LayerBlob& layer, TocFormat format, Toc& toc) {
+  auto& entries = toc.entries;
+  constexpr std::uint64_t kMaxRange = 16u << 20;
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    if (!lossy(entries[i])) continue;
+    // The last entry before it with data, and where the next data after that starts.
+    std::size_t first = 0;
+    std::uint64_t start = 0, skip = 0;
+    for (std::size_t p = i; p-- > 0;) {
+      if (entries[p].chunks.empty() || entries[p].chunks.back().zeros) continue;
+      const TocChunk& last = entries[p].chunks.back();
+      first = p + 1;
+      start = last.blob_offset;
+      skip = (last.inner_offset + last.size + 511) / 512 * 512;  // tar pads data to 512
+      break;
+    }
+    std::uint64_t end = toc.data_end;
+    for (std::size_t q = first; q < entries.size(); ++q) {
+      auto data = std::find_if(entries[q].chunks.begin(), entries[q].chunks.end(),
+                               [&](const TocChunk& c) { return !c.zeros && c.blob_offset > start; });
+      if (data != entries[q].chunks.end()) {
+        end = data->blob_offset;
+        break;
+      }
+    }
+    const std::string what = fmt::format("the tar headers of {} at blob bytes {}-{}", layer.name, start, end);
+    if (end <= start || end - start > kMaxRange) {
+      spdlog::warn("cannot read {}: too long; '{}' keeps the name its TOC gives", what, entries[i].path);
+      continue;
+    }
+    OCIFS_ASSIGN(std::string raw, read_range(*layer.blob, start, end - start));
+    OCIFS_ASSIGN(std::string decoded, format == TocFormat::estargz ? gunzip(raw, 4 * kMaxRange, what)
+                                                                   : unzstd_frames(raw, 4 * kMaxRange, what));
+    if (skip > decoded.size()) continue;
+    auto source = std::make_shared<io::MemorySource>(decoded.substr(skip), what);
+    compress::ScanOptions options;
+    options.hash = false;
+    OCIFS_ASSIGN(auto stream, compress::make_stream_decoder(compress::Encoding::tar, source, options));
+    TarWalker walker(*stream, what);
+    std::size_t j = first;
+    // The range ends inside the next file's data: the walk stops with an error there, after its
+    // header, which is all that is wanted.
+    for (auto next = walker.next(); next && *next && j < entries.size(); next = walker.next()) {
+      const TarEntry& header = **next;
+      if (is_stargz_metadata(header.path)) continue;
+      TocFile& e = entries[j++];
+      if (lossy(e) && as_toc_spells(header.path) == e.path && as_toc_spells(header.link_target) == e.link_target) {
+        e.path = header.path;
+        e.link_target = header.link_target;
+      }
+    }
+    if (lossy(entries[i])) {
+      spdlog::warn("cannot find the tar header of '{}' in {}; it keeps the name its TOC gives", entries[i].path, what);
+    }
+  }
+  return util::success();
+}
 
 Result<Toc> read_estargz_toc(const LayerBlob& layer) {
   const std::string* digest = annotation(layer, {kEstargzTocDigestAnnotation});
@@ -150,6 +244,32 @@ Result<std::array<std::uint8_t, 32>> digest_bytes(std::string_view digest, const
 
 }  // namespace
 
+std::string as_toc_spells(std::string_view raw) {
+  std::string out;
+  for (std::size_t i = 0; i < raw.size();) {
+    const auto b = static_cast<unsigned char>(raw[i]);
+    std::size_t n = b < 0x80 ? 1 : (b & 0xe0) == 0xc0 ? 2 : (b & 0xf0) == 0xe0 ? 3 : (b & 0xf8) == 0xf0 ? 4 : 0;
+    bool valid = n > 0 && i + n <= raw.size();
+    std::uint32_t cp = n == 1 ? b : n == 2 ? b & 0x1fu : n == 3 ? b & 0x0fu : b & 0x07u;
+    for (std::size_t k = 1; valid && k < n; ++k) {
+      const auto c = static_cast<unsigned char>(raw[i + k]);
+      valid = (c & 0xc0) == 0x80;
+      cp = cp << 6 | (c & 0x3fu);
+    }
+    // Overlong forms, surrogates and values past U+10FFFF are invalid too.
+    valid = valid && !(n == 2 && cp < 0x80) && !(n == 3 && cp < 0x800) && !(n == 4 && cp < 0x10000) &&
+            !(cp >= 0xd800 && cp <= 0xdfff) && cp <= 0x10ffff;
+    if (valid) {
+      out.append(raw.substr(i, n));
+      i += n;
+    } else {
+      out.append(kReplacement);
+      ++i;
+    }
+  }
+  return out;
+}
+
 std::string_view to_string(TocFormat format) {
   switch (format) {
     case TocFormat::estargz: return "estargz";
@@ -179,6 +299,7 @@ Result<OpenLayer> open_toc_layer(const LayerBlob& layer, TocFormat format,
     return read.error().with_context(fmt::format("cannot open {} by its TOC", layer.name));
   }
   Toc toc = std::move(read).value();
+  OCIFS_TRY(recover_names(layer, format, toc));
   // Files' data laid end to end: the offsets the index and the reader share.
   LayerIndex index;
   std::vector<compress::Chunk> chunks;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "ocifs/layer/lazy_toc.hpp"
+#include "ocifs/layer/toc_layer.hpp"
 #include "ocifs/util/sha256.hpp"
 
 using namespace ocifs;
@@ -1339,4 +1340,17 @@ TEST_CASE("mutated TOCs parse to a valid Toc or fail cleanly") {
   // Unmutated, both still parse.
   REQUIRE(es.parse().ok());
   REQUIRE(zs.parse().ok());
+}
+
+TEST_CASE("as_toc_spells: invalid UTF-8 bytes become U+FFFD each, as Go's encoding/json writes them") {
+  using layer::as_toc_spells;
+  const std::string r = "\xEF\xBF\xBD";
+  CHECK(as_toc_spells("plain/ascii") == "plain/ascii");
+  CHECK(as_toc_spells("caf\xC3\xA9") == "caf\xC3\xA9");                 // valid 2-byte
+  CHECK(as_toc_spells("\xF0\x9F\x98\x80") == "\xF0\x9F\x98\x80");        // valid 4-byte
+  CHECK(as_toc_spells("caf\xE9-\xFF\xFE.bin") == "caf" + r + "-" + r + r + ".bin");
+  CHECK(as_toc_spells("\xC0\xAF") == r + r);                            // overlong "/"
+  CHECK(as_toc_spells("\xED\xA0\x80") == r + r + r);                   // a surrogate
+  CHECK(as_toc_spells("\xE2\x82") == r + r);                            // cut short
+  CHECK(as_toc_spells("\xF4\x90\x80\x80") == r + r + r + r);          // past U+10FFFF
 }

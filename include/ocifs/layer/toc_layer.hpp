@@ -7,10 +7,11 @@
 // (manifest → TOC digest → chunk digests) covers every byte that is served.
 //
 // What a TOC cannot say exactly, and umoci unpack of the same layer would: names that are not
-// UTF-8 (the producers write U+FFFD), sub-second mtimes (whole seconds), sparse holes. Functions
-// only; thread-safe.
+// UTF-8 (the producers write U+FFFD; ocifs reads those entries' tar headers back, see
+// as_toc_spells), sub-second mtimes (whole seconds), sparse holes. Functions only; thread-safe.
 #pragma once
 
+#include <string>
 #include <string_view>
 
 #include "ocifs/layer/layer_scanner.hpp"
@@ -20,6 +21,11 @@ namespace ocifs::layer {
 enum class TocFormat { none, estargz, zstd_chunked };
 
 std::string_view to_string(TocFormat format);
+
+// What a name becomes in a TOC: Go's encoding/json writes each byte that is not part of valid
+// UTF-8 (overlong forms and surrogates included) as U+FFFD. A tar header's name is taken over the
+// TOC's only if it spells the same.
+std::string as_toc_spells(std::string_view raw);
 
 // What the layer's annotations announce.
 TocFormat toc_format_of(const LayerBlob& layer);
