@@ -9,11 +9,17 @@ reads that entry's tar header back.  Blob bytes are counted at the proxy.
 
 Run one case: OCIFS_BIN=build/ocifs /usr/bin/python3 lazy_suite.py estargz"""
 
+import base64
+import datetime
 import errno
 import gzip
+import hashlib
 import io
 import json
 import os
+import shutil
+import struct
+import subprocess
 import sys
 import tarfile
 import time
@@ -21,9 +27,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fixtures  # noqa: E402
-from common import Fail, check, log, main  # noqa: E402
+from common import Fail, Skip, check, log, main  # noqa: E402
 from lazy_fixtures import Containerd, convert_and_push, estargz_toc_offset, require_lazy_tools  # noqa: E402
-from registry import FaultProxy, Registry, push_image  # noqa: E402
+from registry import FaultProxy, Registry, push_image, push_layout  # noqa: E402
 from registry_suite import (REPO, _layer_path, mount, oc, err_text, read_file, refused,  # noqa: E402
                             status_of, umoci_image)
 from suite import tree_equal  # noqa: E402
@@ -248,6 +254,123 @@ def case_lazy_prefetch(work):
             check(px.blob_bytes == live, '--prefetch none fetched %d bytes in the background' % (px.blob_bytes - live))
 
 
+# ------------------------------------------------------------------ zstd:chunked as containers/storage writes it
+
+def _zstd(data):
+    return subprocess.run(['zstd', '-q', '-3', '-c'], input=data, stdout=subprocess.PIPE, check=True).stdout
+
+
+def _skippable(payload):
+    return struct.pack('<II', 0x184D2A50, len(payload)) + payload
+
+
+def _modtime(ti):
+    return datetime.datetime.fromtimestamp(ti.mtime, datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def storage_zstd_chunked(tar, chunk=1 << 20):
+    """The layout containers/storage (podman, buildah) writes for zstd:chunked, built here from
+    the uncompressed tar `tar` with the zstd CLI (no Debian 12 tool writes it): tar headers and
+    padding in frames of their own, each file's data in frames of up to `chunk` bytes (all-zero
+    ones of >= 1 KiB marked chunkType "zeros"), then the manifest (entries with offset,
+    endOffset, digest, chunk fields) compressed in a skippable frame, and the 64-byte footer
+    frame. Returns (blob, annotations)."""
+    blob, entries, pos = b'', [], 0
+    with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+        members = tf.getmembers()
+    for ti in members:
+        if ti.offset_data > pos:                       # headers (and the padding before them)
+            blob += _zstd(tar[pos:ti.offset_data])
+            pos = ti.offset_data
+        name = ti.name.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace')
+        kind = {tarfile.DIRTYPE: 'dir', tarfile.SYMTYPE: 'symlink', tarfile.LNKTYPE: 'hardlink',
+                tarfile.CHRTYPE: 'char', tarfile.BLKTYPE: 'block', tarfile.FIFOTYPE: 'fifo'}.get(ti.type, 'reg')
+        e = {'type': kind, 'name': name, 'mode': ti.mode, 'uid': ti.uid, 'gid': ti.gid, 'modtime': _modtime(ti)}
+        if ti.linkname:
+            e['linkName'] = ti.linkname.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace')
+        if kind in ('char', 'block'):
+            e['devMajor'], e['devMinor'] = ti.devmajor, ti.devminor
+        xattrs = {k[len('SCHILY.xattr.'):]: base64.b64encode(v.encode('utf-8', 'surrogateescape')).decode()
+                  for k, v in ti.pax_headers.items() if k.startswith('SCHILY.xattr.')}
+        if xattrs:
+            e['xattrs'] = xattrs
+        if kind != 'reg' or ti.size == 0:
+            entries.append(e)
+            continue
+        data = tar[ti.offset_data:ti.offset_data + ti.size]
+        e['size'] = ti.size
+        e['digest'] = 'sha256:' + hashlib.sha256(data).hexdigest()
+        pieces = [(at, data[at:at + chunk]) for at in range(0, len(data), chunk)]
+        first = len(entries)
+        for at, piece in pieces:
+            c = e if at == 0 else {'type': 'chunk', 'name': name}
+            c['offset'] = len(blob)
+            if len(pieces) > 1:
+                c['chunkOffset'], c['chunkSize'] = at, len(piece)
+                c['chunkDigest'] = 'sha256:' + hashlib.sha256(piece).hexdigest()
+                if len(piece) >= 1024 and piece.count(0) == len(piece):
+                    c['chunkType'] = 'zeros'
+            blob += _zstd(piece)
+            entries.append(c)
+        entries[first]['endOffset'] = len(blob)
+        pos = ti.offset_data + ti.size
+    blob += _zstd(tar[pos:])                           # the last padding and the end blocks
+    manifest = _zstd(json.dumps({'version': 1, 'entries': entries}).encode())
+    offset = len(blob) + 8
+    blob += _skippable(manifest)
+    blob += _skippable(struct.pack('<QQQQQQQ', offset, len(manifest), len(json.dumps({'version': 1, 'entries': entries}).encode()), 1, 0, 0, 0) + b'GNUlInUx')
+    plain = len(json.dumps({'version': 1, 'entries': entries}).encode())
+    return blob, {
+        'io.github.containers.zstd-chunked.manifest-position': '%d:%d:%d:1' % (offset, len(manifest), plain),
+        'io.github.containers.zstd-chunked.manifest-checksum': 'sha256:' + hashlib.sha256(manifest).hexdigest(),
+    }
+
+
+def case_storage_zstdchunked(work):
+    """zstd:chunked in the layout containers/storage writes (built here, see
+    storage_zstd_chunked: header frames apart, endOffset, chunkType zeros, io.github.* keys),
+    pushed byte for byte: the cold mount fetches a small part, the tree = umoci unpack, the 20 MiB
+    data/sparse reads right from its zeros chunks, reading every file fetches at most the image's
+    bytes, a warm remount fetches nothing."""
+    if not shutil.which('zstd'):
+        raise Skip('zstd is not installed')
+    layout, reference = umoci_image(work)
+    man_path = lambda: os.path.join(layout, 'blobs', 'sha256', json.load(open(os.path.join(layout, 'index.json')))['manifests'][0]['digest'].split(':')[1])  # noqa: E731
+    man = json.load(open(man_path()))
+    for i, l in enumerate(man['layers']):
+        tar = gzip.decompress(open(os.path.join(layout, 'blobs', 'sha256', l['digest'].split(':')[1]), 'rb').read())
+        blob, annotations = storage_zstd_chunked(tar)
+        d = 'sha256:' + hashlib.sha256(blob).hexdigest()
+        open(os.path.join(layout, 'blobs', 'sha256', d.split(':')[1]), 'wb').write(blob)
+        l.update(digest=d, size=len(blob), mediaType='application/vnd.oci.image.layer.v1.tar+zstd', annotations=annotations)
+    mb = json.dumps(man).encode()
+    md = 'sha256:' + hashlib.sha256(mb).hexdigest()
+    open(os.path.join(layout, 'blobs', 'sha256', md.split(':')[1]), 'wb').write(mb)
+    idx = json.load(open(os.path.join(layout, 'index.json')))
+    idx['manifests'][0].update(digest=md, size=len(mb))
+    json.dump(idx, open(os.path.join(layout, 'index.json'), 'w'))
+    total = sum(l['size'] for l in man['layers']) + man['config']['size']
+    with Registry() as reg, FaultProxy(reg) as px:
+        push_layout(layout, reg, REPO + ':storage')
+        ref, mnt, cache = px.ref(REPO + ':storage'), work('mnt'), work('cache')
+        px.reset_counters()
+        with mount(work, ref, mnt, cache):
+            live = px.blob_bytes
+            formats = [l['format'] for l in status_of(work, mnt)['layers']]
+            check(formats == ['zstd:chunked'] * len(man['layers']), 'layers shown as %s' % formats)
+            sparse = read_file(os.path.join(mnt, 'data/sparse'))
+            check(sparse == read_file(os.path.join(reference, 'data/sparse')), 'data/sparse differs')
+            after_sparse = px.blob_bytes
+            same_tree(reference, mnt, 'containers/storage zstd:chunked (cold)')
+            log('  cold mount: %d blob bytes; + the 20 MiB data/sparse: %d; image %d' % (live, after_sparse, total))
+            check(live <= total * 0.05, 'the cold mount fetched %d of %d bytes' % (live, total))
+        check(px.blob_bytes <= total, 'reading every file fetched %d bytes for %d' % (px.blob_bytes, total))
+        px.reset_counters()
+        with mount(work, ref, mnt, cache):
+            same_tree(reference, mnt, 'containers/storage zstd:chunked (warm)')
+        check(px.blob_bytes == 0, 'warm remount fetched %d blob bytes' % px.blob_bytes)
+
+
 CASES = {
     'estargz': case_estargz,
     'zstdchunked': case_zstdchunked,
@@ -255,6 +378,7 @@ CASES = {
     'prefetch': case_lazy_prefetch,
     'stargz_legacy': case_stargz_legacy,
     'first_run': case_first_run,
+    'storage_zstdchunked': case_storage_zstdchunked,
 }
 for _fn in CASES.values():
     _fn.tools = ('umoci', 'skopeo')
