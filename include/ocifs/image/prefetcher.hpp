@@ -1,9 +1,10 @@
 // Prefetcher: after a mount is live, brings registry layers' bytes into the blob cache in the
-// background, so that later reads are local: `--prefetch=landmark` the ranges an eStargz image
-// marks as needed first (everything before its `.prefetch.landmark`, one request per layer),
-// `--prefetch=all` those and then every layer whole. One request at a time, in pieces of
-// kPiece, and none while reads are waiting on fetches of that blob: on-demand reads keep the
-// link. One thread; stopped and joined by the destructor (after at most one piece).
+// background, so that later reads are local: the ranges of the files the image's first mount
+// read, then (`--prefetch=landmark`) the ranges an eStargz image marks as needed first
+// (everything before its `.prefetch.landmark`: one request per layer up to kPiece), then
+// (`--prefetch=all`) every layer whole. One request at a time, in pieces of at most kPiece, and
+// none while reads are waiting on fetches of that blob: on-demand reads keep the link. One
+// thread; stopped and joined by the destructor (after at most one piece).
 #pragma once
 
 #include <atomic>
@@ -21,7 +22,9 @@ Result<PrefetchMode> parse_prefetch_mode(std::string_view text);
 
 class Prefetcher {
  public:
-  static constexpr std::uint64_t kPiece = 4u << 20;
+  // The blob cache's largest request (CachedBlobSource::Options::max_request): 1.3 s at
+  // 100 Mbit/s, the longest a read that arrives meanwhile waits for the link.
+  static constexpr std::uint64_t kPiece = 16u << 20;
 
   using Range = compress::BlobRange;
 
