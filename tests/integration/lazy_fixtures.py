@@ -30,7 +30,6 @@ import io
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -40,7 +39,7 @@ import zlib
 
 import fixtures
 from common import Skip
-from loopback import no_proxy_env
+from loopback import no_proxy_env, stop_process_group
 from registry import OCI_MANIFEST, RegistryClient, RegistryError, digest_of, push_image
 
 __all__ = ['Containerd', 'convert_and_push', 'require_lazy_tools', 'zstd_chunked_annotation',
@@ -144,18 +143,7 @@ class Containerd:
     def stop(self):
         """Idempotent.  The workdir (content store, log) is the caller's to remove."""
         p, self.proc = self.proc, None
-        if p is None:
-            return
-        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(p.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                p.wait(wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        stop_process_group(p)
 
     def log_tail(self, n=30):
         try:

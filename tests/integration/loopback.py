@@ -7,7 +7,9 @@ a handler is blocked in a read (stop() shuts the connections down)."""
 
 import json
 import os
+import signal
 import socket
+import subprocess
 import threading
 import urllib.error
 import urllib.request
@@ -22,6 +24,23 @@ def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((LOOPBACK, 0))
         return s.getsockname()[1]
+
+
+def stop_process_group(proc, grace=10):
+    """SIGTERM the process group of `proc` (started with start_new_session=True), SIGKILL it
+    after `grace` seconds, and reap it.  None is fine."""
+    if proc is None:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(grace)
+            break
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def no_proxy_env(env=None):

@@ -17,7 +17,6 @@ import base64
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -25,7 +24,7 @@ import time
 import fixtures
 from common import Skip
 from faultproxy import ANY, BLOBS, MANIFESTS, FaultProxy
-from loopback import free_port, http_request, no_proxy_env
+from loopback import free_port, http_request, no_proxy_env, stop_process_group
 from tokenserver import TokenServer, decode_token
 
 __all__ = ['Registry', 'RegistryClient', 'RegistryError', 'require_registry_tools', 'push_image',
@@ -215,18 +214,7 @@ class Registry:
     def _kill(self):
         """SIGTERM the registry's process group, SIGKILL it after 10 s."""
         p, self.proc = self.proc, None
-        if p is None:
-            return
-        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(p.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                p.wait(wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        stop_process_group(p)
 
     def stop(self):
         """Stop the registry (and the token server it started); remove its temp dir unless
