@@ -9,9 +9,12 @@
 
 namespace ocifs::layer {
 
-// Every entry `walker` yields, in order, but those `skip` says to leave out; a layer whose names
-// or entry counts would overflow the index's u32 tables is refused.
-Result<LayerIndex> index_entries(TarWalker& walker, std::string_view layer_name,
-                                 bool (*skip)(std::string_view path) = nullptr);
+// Every entry `walker` yields, in order; a layer whose names or entry counts would overflow the
+// index's u32 tables is refused.
+Result<LayerIndex> index_entries(TarWalker& walker, std::string_view layer_name);
+
+// The same entries in the same order but those whose path `skip` names; the seek index, block
+// digests and digest are carried over.
+LayerIndex without_entries(const LayerIndex& index, bool (*skip)(std::string_view path));
 
 }  // namespace ocifs::layer

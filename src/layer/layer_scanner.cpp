@@ -182,11 +182,8 @@ Result<LayerIndex> scan_layer(const LayerBlob& layer, const cache::Cache& cache,
     }
   }
 
-  // A stargz layer read whole (legacy, or without a TOC digest) hides its TOC and landmarks as a
-  // TOC-read one does.
-  const bool stargz = encoding == compress::Encoding::gzip && has_stargz_footer(*layer.blob);
   TarWalker walker(*stream, layer.name);
-  OCIFS_ASSIGN(LayerIndex index, index_entries(walker, layer.name, stargz ? &is_stargz_metadata : nullptr));
+  OCIFS_ASSIGN(LayerIndex index, index_entries(walker, layer.name));
   OCIFS_ASSIGN(compress::SeekIndex seek, stream->finish());
   OCIFS_ASSIGN(ScanSource::Digests raw, source->finish());
   source->report_final();
@@ -213,6 +210,14 @@ Result<LayerIndex> scan_layer(const LayerBlob& layer, const cache::Cache& cache,
   if (seek.zstd_spilled) index.decoded_blocks() = tee->block_digests();
   index.seek_index() = std::move(seek);
   index.set_digest(layer.digest);
+  // A stargz layer read whole (legacy, or without a TOC digest) hides its TOC and landmarks as a
+  // TOC-read one does. Its TOC is the tar's last entry; the footer is read only then, and only
+  // now, when the scan has brought the whole blob in (a read ahead of the stream would fetch
+  // that chunk twice).
+  if (encoding == compress::Encoding::gzip && index.size() > 0 &&
+      index.path(index.entries().back()) == "stargz.index.json" && has_stargz_footer(*layer.blob)) {
+    index = without_entries(index, &is_stargz_metadata);
+  }
   return index;
 }
 

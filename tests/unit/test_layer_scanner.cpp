@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "../../src/layer/entry_table.hpp"
 #include "../../src/layer/scan_source.hpp"
 #include "ocifs/cache/cache.hpp"
 #include "ocifs/compress/stream_decoder.hpp"
@@ -430,4 +431,21 @@ TEST_CASE("scan a gzip and a zstd layer: the read-ahead's digest is checked") {
     REQUIRE_FALSE(broken);
     CHECK_THAT(broken.error().message, Catch::Contains("injected"));
   }
+}
+
+TEST_CASE("without_entries keeps every other entry as it was") {
+  auto files = sample_files();
+  const std::string tar = make_layer(files, 0);
+  TempDir dir;
+  auto cache = cache::Cache::open(dir.path);
+  REQUIRE(cache);
+  auto index = layer::scan_layer(blob_of(tar, digest_of(tar)), *cache);
+  REQUIRE(index);
+  auto same = layer::without_entries(*index, [](std::string_view) { return false; });
+  CHECK(same.serialize() == index->serialize());
+  auto fewer = layer::without_entries(*index, [](std::string_view p) { return p == "usr/share/big.txt"; });
+  REQUIRE(fewer.size() == index->size() - 1);
+  for (const auto& e : fewer.entries()) CHECK(fewer.path(e) != "usr/share/big.txt");
+  CHECK(fewer.digest() == index->digest());
+  CHECK(fewer.blob_blocks().digests == index->blob_blocks().digests);
 }
