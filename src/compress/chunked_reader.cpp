@@ -13,45 +13,65 @@ namespace ocifs::compress {
 
 namespace {
 
-// Inflates the gzip member at the start of `in` until `out` is full. What follows the chunk's
-// bytes in the member (tar padding, the next header) is not needed: the digest covers the chunk.
-Result<void> gunzip_prefix(std::span<const std::byte> in, std::span<std::byte> out) {
-  z_stream z{};
-  if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) return make_error(std::errc::not_enough_memory, "inflateInit2 failed");
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<std::byte*>(in.data()));
-  z.avail_in = static_cast<uInt>(in.size());
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = static_cast<uInt>(out.size());
-  int rc = Z_OK;
-  while (z.avail_out > 0 && rc == Z_OK) rc = inflate(&z, Z_NO_FLUSH);
-  inflateEnd(&z);
-  if (z.avail_out > 0) {
-    return make_error(std::errc::io_error, "the gzip member {} after {} of {} bytes", rc == Z_STREAM_END ? "ends" : "is corrupt",
-                      out.size() - z.avail_out, out.size());
-  }
-  return util::success();
-}
-
-Result<void> unzstd_prefix(std::span<const std::byte> in, std::span<std::byte> out) {
-  std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> ctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
-  if (!ctx) return make_error(std::errc::not_enough_memory, "ZSTD_createDCtx failed");
-  ZSTD_inBuffer input{in.data(), in.size(), 0};
-  ZSTD_outBuffer output{out.data(), out.size(), 0};
-  while (output.pos < output.size) {
-    std::size_t rc = ZSTD_decompressStream(ctx.get(), &output, &input);
-    if (ZSTD_isError(rc)) return make_error(std::errc::io_error, "the zstd frame is corrupt: {}", ZSTD_getErrorName(rc));
-    if (output.pos < output.size && (rc == 0 || input.pos == input.size)) {
-      return make_error(std::errc::io_error, "the zstd frame ends after {} of {} bytes", output.pos, output.size);
-    }
-  }
-  return util::success();
-}
-
 // A compressed chunk may not be absurdly larger than what it holds: a TOC pointing a small chunk
 // at gigabytes of blob would make every read fetch them.
 constexpr std::uint64_t kMaxOverhead = 1u << 20;
 
+Result<std::vector<std::byte>> gunzip_units(std::span<const std::byte> in, std::uint64_t limit) {
+  z_stream z{};
+  if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) return make_error(std::errc::not_enough_memory, "inflateInit2 failed");
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<std::byte*>(in.data()));
+  z.avail_in = static_cast<uInt>(in.size());
+  std::vector<std::byte> out;
+  int rc = Z_OK;
+  while (out.size() < limit) {
+    if (rc == Z_STREAM_END) {
+      if (z.avail_in == 0 || inflateReset(&z) != Z_OK) break;  // else the next member follows
+      rc = Z_OK;
+    }
+    if (rc != Z_OK) break;
+    const std::size_t have = out.size();
+    out.resize(static_cast<std::size_t>(std::min<std::uint64_t>(limit, have + (1u << 20))));
+    z.next_out = reinterpret_cast<Bytef*>(out.data() + have);
+    z.avail_out = static_cast<uInt>(out.size() - have);
+    rc = inflate(&z, Z_NO_FLUSH);
+    out.resize(out.size() - z.avail_out);
+  }
+  inflateEnd(&z);
+  if (out.size() < limit && rc != Z_STREAM_END) {
+    return make_error(std::errc::io_error, "the gzip data is {} after {} bytes",
+                      rc == Z_OK || rc == Z_BUF_ERROR ? "cut short" : "corrupt", out.size());
+  }
+  return out;
+}
+
+Result<std::vector<std::byte>> unzstd_units(std::span<const std::byte> in, std::uint64_t limit) {
+  std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> ctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  if (!ctx) return make_error(std::errc::not_enough_memory, "ZSTD_createDCtx failed");
+  ZSTD_inBuffer input{in.data(), in.size(), 0};
+  std::vector<std::byte> out;
+  std::size_t rc = 0;
+  while (out.size() < limit) {
+    const std::size_t have = out.size();
+    out.resize(static_cast<std::size_t>(std::min<std::uint64_t>(limit, have + (1u << 20))));
+    ZSTD_outBuffer output{out.data() + have, out.size() - have, 0};
+    rc = ZSTD_decompressStream(ctx.get(), &output, &input);
+    out.resize(have + output.pos);
+    if (ZSTD_isError(rc)) return make_error(std::errc::io_error, "the zstd data is corrupt: {}", ZSTD_getErrorName(rc));
+    // Input used up and nothing more coming out: the end, or a frame cut short.
+    if (input.pos == input.size && output.pos < output.size) break;
+  }
+  if (out.size() < limit && rc != 0) {
+    return make_error(std::errc::io_error, "the zstd data is cut short after {} bytes", out.size());
+  }
+  return out;
+}
+
 }  // namespace
+
+Result<std::vector<std::byte>> decode_units(ChunkCodec codec, std::span<const std::byte> in, std::uint64_t limit) {
+  return codec == ChunkCodec::gzip ? gunzip_units(in, limit) : unzstd_units(in, limit);
+}
 
 ChunkedReader::ChunkedReader(std::vector<Chunk> chunks, std::uint64_t size, ChunkCodec codec, io::BlobSourcePtr blob,
                              std::shared_ptr<SpanCache> spans, std::string name)
@@ -85,31 +105,34 @@ void ChunkedReader::blob_ranges(std::uint64_t offset, std::uint64_t length, std:
 Result<std::vector<std::byte>> ChunkedReader::fetch_and_decode(const Chunk& chunk) const {
   if (chunk.zeros) return std::vector<std::byte>(chunk.size);
   // The member's decoded bytes up to the chunk's end; the chunk is the last `size` of them.
-  std::vector<std::byte> out(chunk.inner_offset + chunk.size);
+  const std::uint64_t want = chunk.inner_offset + chunk.size;
   const std::uint64_t end = std::min(chunk.blob_end, blob_->size());
-  if (chunk.blob_offset >= end || end - chunk.blob_offset > 2 * out.size() + kMaxOverhead) {
+  if (chunk.blob_offset >= end || end - chunk.blob_offset > 2 * want + kMaxOverhead) {
     return make_error(std::errc::io_error, "cannot read {}: the chunk at offset {} claims bytes {}-{} of the blob",
                       name_, chunk.offset, chunk.blob_offset, chunk.blob_end);
   }
   std::vector<std::byte> in(end - chunk.blob_offset);
   for (int attempt = 0;; ++attempt) {
     OCIFS_TRY(blob_->read_exact(chunk.blob_offset, in));
-    auto decoded = codec_ == ChunkCodec::gzip ? gunzip_prefix(in, out) : unzstd_prefix(in, out);
-    bool good = false;
-    if (decoded) {
+    auto decoded = decode_units(codec_, in, want);
+    std::string_view problem = "does not match its digest in the TOC";
+    if (!decoded) {
+      problem = decoded.error().message;
+    } else if (decoded->size() < want) {
+      problem = "holds less than the TOC says";
+    } else {
       util::Sha256 sum;
-      sum.update(std::span<const std::byte>(out).subspan(chunk.inner_offset));
-      good = sum.digest() == chunk.digest;
-    }
-    if (good) {
-      if (chunk.inner_offset > 0) out.erase(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(chunk.inner_offset));
-      return out;
+      sum.update(std::span<const std::byte>(*decoded).subspan(chunk.inner_offset));
+      if (sum.digest() == chunk.digest) {
+        auto out = std::move(decoded).value();
+        if (chunk.inner_offset > 0) out.erase(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(chunk.inner_offset));
+        return out;
+      }
     }
     // Bytes from a cache that can drop them get one more fetch: a bad copy heals.
     if (attempt == 0 && blob_->discard(chunk.blob_offset, in.size())) continue;
     return make_error(std::errc::io_error, "cannot read {}: the chunk at blob bytes {}-{} {}", name_,
-                      chunk.blob_offset, end - 1,
-                      decoded ? "does not match its digest in the TOC" : decoded.error().message);
+                      chunk.blob_offset, end - 1, problem);
   }
 }
 

@@ -20,10 +20,12 @@ void GatedSource::fail(Error error) {
   cv_.notify_all();
 }
 
-bool GatedSource::is_open() const {
+BlobSourcePtr GatedSource::opened() const {
   std::lock_guard lock(mu_);
-  return inner_ != nullptr;
+  return inner_;
 }
+
+bool GatedSource::is_open() const { return opened() != nullptr; }
 
 std::optional<Error> GatedSource::failure() const {
   std::lock_guard lock(mu_);
@@ -43,29 +45,17 @@ Result<std::size_t> GatedSource::read_at(std::uint64_t offset, std::span<std::by
 }
 
 bool GatedSource::discard(std::uint64_t offset, std::uint64_t length) const {
-  BlobSourcePtr inner;
-  {
-    std::lock_guard lock(mu_);
-    inner = inner_;
-  }
+  auto inner = opened();
   return inner && inner->discard(offset, length);
 }
 
 Result<void> GatedSource::prefetch(std::uint64_t offset, std::uint64_t length) const {
-  BlobSourcePtr inner;
-  {
-    std::lock_guard lock(mu_);
-    inner = inner_;
-  }
+  auto inner = opened();
   return inner ? inner->prefetch(offset, length) : util::success();
 }
 
 bool GatedSource::fetching() const {
-  BlobSourcePtr inner;
-  {
-    std::lock_guard lock(mu_);
-    inner = inner_;
-  }
+  auto inner = opened();
   return inner && inner->fetching();
 }
 

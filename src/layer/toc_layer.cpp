@@ -1,8 +1,5 @@
 #include "ocifs/layer/toc_layer.hpp"
 
-#include <zlib.h>
-#include <zstd.h>
-
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -37,44 +34,15 @@ Result<std::string> read_range(const io::BlobSource& blob, std::uint64_t offset,
   return out;
 }
 
-// Whole gzip members, inflated back to back (one: the TOC's; several: the members between two
-// files' data); at most `limit` bytes.
-Result<std::string> gunzip(std::string_view in, std::uint64_t limit, std::string_view what) {
-  z_stream z{};
-  if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) return make_error(std::errc::not_enough_memory, "inflateInit2 failed");
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-  z.avail_in = static_cast<uInt>(in.size());
-  std::string out;
-  int rc = Z_OK;
-  for (;;) {
-    if (rc == Z_STREAM_END) {
-      if (z.avail_in == 0 || inflateReset(&z) != Z_OK) break;  // else the next member follows
-      rc = Z_OK;
-    }
-    if (rc != Z_OK || out.size() >= limit) break;
-    const std::size_t have = out.size();
-    out.resize(std::min<std::uint64_t>(limit, have + (1u << 20)));
-    z.next_out = reinterpret_cast<Bytef*>(out.data() + have);
-    z.avail_out = static_cast<uInt>(out.size() - have);
-    rc = inflate(&z, Z_NO_FLUSH);
-    out.resize(out.size() - z.avail_out);
+// The decoded gzip members / zstd frames of `in` as text, at most `limit` bytes; more is an error.
+Result<std::string> decode(TocFormat format, std::string_view in, std::uint64_t limit, std::string_view what) {
+  const auto codec = format == TocFormat::estargz ? compress::ChunkCodec::gzip : compress::ChunkCodec::zstd;
+  auto decoded = compress::decode_units(codec, std::as_bytes(std::span(in)), limit + 1);
+  if (!decoded) return decoded.error().with_context(fmt::format("cannot read {}", what));
+  if (decoded->size() > limit) {
+    return make_error(std::errc::file_too_large, "cannot read {}: it decodes to more than {} bytes", what, limit);
   }
-  inflateEnd(&z);
-  if (rc != Z_STREAM_END) {
-    return make_error(std::errc::io_error, "cannot read {}: {}", what,
-                      out.size() >= limit ? "it inflates to more than the limit" : "corrupt or truncated gzip");
-  }
-  return out;
-}
-
-Result<std::string> unzstd(std::string_view in, std::uint64_t size, std::string_view what) {
-  std::string out(size, '\0');
-  std::size_t n = ZSTD_decompress(out.data(), out.size(), in.data(), in.size());
-  if (ZSTD_isError(n) || n != size) {
-    return make_error(std::errc::io_error, "cannot read {}: {}", what,
-                      ZSTD_isError(n) ? ZSTD_getErrorName(n) : "it is not as long as its annotation says");
-  }
-  return out;
+  return std::string(reinterpret_cast<const char*>(decoded->data()), decoded->size());
 }
 
 // The bytes of the tar member `name` in `tar` (the TOC member holds one entry and the trailer).
@@ -93,24 +61,6 @@ Result<std::string> tar_member(const std::string& tar, std::string_view name, st
 }
 
 std::string sha256_of(std::string_view data) { return "sha256:" + util::sha256_hex(data); }
-
-// zstd frames back to back, decoded; at most `limit` bytes.
-Result<std::string> unzstd_frames(std::string_view in, std::uint64_t limit, std::string_view what) {
-  std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> ctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
-  if (!ctx) return make_error(std::errc::not_enough_memory, "ZSTD_createDCtx failed");
-  ZSTD_inBuffer input{in.data(), in.size(), 0};
-  std::string out;
-  while (input.pos < input.size && out.size() < limit) {
-    const std::size_t have = out.size();
-    out.resize(std::min<std::uint64_t>(limit, have + (1u << 20)));
-    ZSTD_outBuffer output{out.data() + have, out.size() - have, 0};
-    std::size_t rc = ZSTD_decompressStream(ctx.get(), &output, &input);
-    out.resize(have + output.pos);
-    if (ZSTD_isError(rc)) return make_error(std::errc::io_error, "cannot read {}: {}", what, ZSTD_getErrorName(rc));
-  }
-  return out;
-}
-
 
 bool lossy(const TocFile& e) {
   return e.path.find(kReplacement) != std::string::npos || e.link_target.find(kReplacement) != std::string::npos;
@@ -153,8 +103,7 @@ Result<void> recover_names(const LayerBlob& layer, TocFormat format, Toc& toc) {
       continue;
     }
     OCIFS_ASSIGN(std::string raw, read_range(*layer.blob, start, end - start));
-    OCIFS_ASSIGN(std::string decoded, format == TocFormat::estargz ? gunzip(raw, 4 * kMaxRange, what)
-                                                                   : unzstd_frames(raw, 4 * kMaxRange, what));
+    OCIFS_ASSIGN(std::string decoded, decode(format, raw, 4 * kMaxRange, what));
     if (skip > decoded.size()) continue;
     auto source = std::make_shared<io::MemorySource>(decoded.substr(skip), what);
     compress::ScanOptions options;
@@ -193,7 +142,7 @@ Result<Toc> read_estargz_toc(const LayerBlob& layer) {
   }
   const std::string what = fmt::format("the TOC of {}", layer.name);
   OCIFS_ASSIGN(std::string member, read_range(*layer.blob, footer.toc_offset, toc_end - footer.toc_offset));
-  OCIFS_ASSIGN(std::string tar, gunzip(member, kMaxToc + (64u << 10), what));
+  OCIFS_ASSIGN(std::string tar, decode(TocFormat::estargz, member, kMaxToc + (64u << 10), what));
   OCIFS_ASSIGN(std::string json, tar_member(tar, kEstargzTocName, what));
   if (auto got = sha256_of(json); got != *digest) {
     return make_error(std::errc::io_error, "cannot open {}: its TOC has digest {}, the manifest says {}", layer.name,
@@ -219,7 +168,10 @@ Result<Toc> read_zstd_chunked_toc(const LayerBlob& layer) {
     return make_error(std::errc::io_error, "cannot open {}: its TOC has digest {}, the manifest says {}", layer.name,
                       sha256_of(compressed), *checksum);
   }
-  OCIFS_ASSIGN(std::string json, unzstd(compressed, position.uncompressed_length, what));
+  OCIFS_ASSIGN(std::string json, decode(TocFormat::zstd_chunked, compressed, position.uncompressed_length, what));
+  if (json.size() != position.uncompressed_length) {
+    return make_error(std::errc::io_error, "cannot read {}: it is not as long as its annotation says", what);
+  }
   if (toc_digest && sha256_of(json) != *toc_digest) {
     return make_error(std::errc::io_error, "cannot open {}: its TOC has digest {}, the manifest says {}", layer.name,
                       sha256_of(json), *toc_digest);

@@ -24,6 +24,12 @@ namespace ocifs::compress {
 
 enum class ChunkCodec : unsigned char { gzip, zstd };
 
+// The decoded bytes of the gzip members or zstd frames in `in`, back to back, at most `limit` of
+// them: decoding stops there (what follows is not wanted, e.g. the tar headers after a chunk's
+// data) or where `in` ends. Corrupt data, or data cut inside a member or frame before `limit`,
+// is an error. For chunks, TOCs and the members between two files' data.
+Result<std::vector<std::byte>> decode_units(ChunkCodec codec, std::span<const std::byte> in, std::uint64_t limit);
+
 struct Chunk {
   std::uint64_t offset = 0;       // in the reader's decoded space
   std::uint64_t size = 0;         // decoded bytes

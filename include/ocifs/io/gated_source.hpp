@@ -41,6 +41,8 @@ class GatedSource final : public BlobSource {
  private:
   // Waits for open() or fail(); the source to read through, or the error.
   Result<BlobSourcePtr> wait() const;
+  // The source given to open(), or null; the lock is not held while the caller uses it.
+  BlobSourcePtr opened() const;
 
   std::uint64_t size_;
   std::string name_;
