@@ -2,13 +2,16 @@
 
 namespace ocifs::compress {
 
-BackgroundWorker::~BackgroundWorker() {
+BackgroundWorker::~BackgroundWorker() { stop(); }
+
+void BackgroundWorker::stop() {
   {
     std::lock_guard lock(state_->mutex);
     state_->stop = true;
     state_->queue.clear();
   }
   state_->wake.notify_all();
+  std::call_once(started_, [] {});  // waits for an offer() starting the thread; none starts after
   if (!thread_.joinable()) return;
   if (thread_.get_id() == std::this_thread::get_id()) {
     thread_.detach();  // destroyed by our own task: the loop sees `stop` and returns

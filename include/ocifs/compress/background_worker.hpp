@@ -3,6 +3,7 @@
 // when the queue is full is dropped, because read-ahead that falls behind is worth nothing.
 // Thread-safe. Destruction stops the thread after the running task; queued tasks are dropped.
 // It may be destroyed from inside one of its own tasks (the thread then finishes on its own).
+// stop() does the same earlier, for an owner that must know the thread is gone.
 #pragma once
 
 #include <condition_variable>
@@ -21,8 +22,11 @@ class BackgroundWorker {
   BackgroundWorker(const BackgroundWorker&) = delete;
   BackgroundWorker& operator=(const BackgroundWorker&) = delete;
 
-  // Queues `task`; returns false (and drops it) when the queue is full.
+  // Queues `task`; returns false (and drops it) when the queue is full or the worker stopped.
   bool offer(std::function<void()> task);
+  // Drops the queued tasks, lets the running one finish and joins the thread (unless called
+  // from that task). Later offers are dropped. Idempotent.
+  void stop();
 
  private:
   // What the thread touches: owned jointly by the worker object and the thread.

@@ -52,6 +52,11 @@ class SpanCache {
 
   // Runs `task` on the cache's read-ahead thread, unless that is busy enough already.
   void prefetch(std::function<void()> task) { worker_.offer(std::move(task)); }
+  // Stops the read-ahead thread (after its running task) and joins it. For the owner of the
+  // readers before it lets them go: a read-ahead task holds its reader, so the last reference
+  // could otherwise go on that thread, which cannot join itself, and the process could exit
+  // under a task still running.
+  void stop() { worker_.stop(); }
 
  private:
   using Key = std::pair<std::uint64_t, std::uint64_t>;

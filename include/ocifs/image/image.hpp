@@ -75,6 +75,7 @@ class Image {
   Tree tree_;
   std::vector<LayerInfo> layers_;
   std::unique_ptr<ContentReader> content_;
+  std::shared_ptr<compress::SpanCache> spans_;  // the layers' decoded spans; its read-ahead stops first
   std::vector<std::shared_ptr<const io::GatedSource>> gates_;  // per layer; null unless walked
   std::optional<cache::Cache> record_to_;  // where this mount's access record goes, if it is the first
   std::vector<std::jthread> verifiers_;
