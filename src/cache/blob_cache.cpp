@@ -175,9 +175,17 @@ void BlobCache::note_written(std::uint64_t bytes) {
                static_cast<std::int64_t>(bytes);
     if (static_cast<std::uint64_t>(now) <= max_bytes_) return;
   }
-  std::unique_lock lock(budget_mu_, std::try_to_lock);
-  if (!lock.owns_lock()) return;  // another thread is enforcing it right now
-  if (auto r = evict_to(max_bytes_ - max_bytes_ / 16); !r) spdlog::warn("{}", r.error().message);
+  // A full queue means a pass is due already: it will count these bytes too.
+  evictor_.offer([weak = weak_from_this()] {
+    auto self = weak.lock();
+    if (!self) return;
+    if (auto r = self->enforce_budget(); !r) spdlog::warn("{}", r.error().message);
+  });
+}
+
+Result<void> BlobCache::settle() {
+  evictor_.stop();
+  return enforce_budget();
 }
 
 Result<GcStats> BlobCache::evict_to(std::uint64_t target_bytes) {

@@ -2,6 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include "ocifs/util/deadline.hpp"
+#include "ocifs/util/thread_boundary.hpp"
+
 #include <cstring>
 #include <vector>
 
@@ -79,13 +82,22 @@ Result<void> CachedBlobSource::ensure(std::uint64_t from, std::uint64_t to, bool
       if (auto r = entry_->refresh(); !r) spdlog::debug("{}", r.error().message);
     }
   }
-  struct Run {
-    std::uint64_t first, count;
-    std::shared_ptr<Flight> flight;
-  };
   std::vector<Run> runs;
   std::vector<std::shared_ptr<Flight>> waits;
   std::optional<std::uint64_t> stream_last;  // the furthest chunk we wait for the stream to store
+  // Lands every flight of `runs` that is still up when this call ends, however it ends (an
+  // exception included): a flight left in the table would keep its waiters waiting for good.
+  struct Landing {
+    const CachedBlobSource& self;
+    std::vector<Run>& runs;
+    std::size_t landed = 0;
+    ~Landing() {
+      for (; landed < runs.size(); ++landed) {
+        self.land(runs[landed], make_error(std::errc::io_error, "cannot fetch {} bytes from offset {}: the fetch was abandoned",
+                                           self.entry_->digest(), runs[landed].first * kChunk));
+      }
+    }
+  } landing{*this, runs};
   {
     std::lock_guard lock(mu_);
     for (std::uint64_t c = first; c <= last; ++c) {
@@ -106,36 +118,40 @@ Result<void> CachedBlobSource::ensure(std::uint64_t from, std::uint64_t to, bool
           (runs.back().count + 1) * kChunk <= options_.max_request) {
         ++runs.back().count;
       } else {
-        runs.push_back(Run{c, 1, std::make_shared<Flight>()});
+        runs.reserve(runs.size() + 1);  // may throw: before the flight is in the table, not after
+        auto flight = std::make_shared<Flight>();
+        runs.push_back(Run{c, 1, std::move(flight)});
       }
       in_flight_[c] = runs.back().flight;
     }
   }
   std::optional<Error> error;
-  for (auto& run : runs) {
+  for (; landing.landed < runs.size(); ++landing.landed) {
+    auto& run = runs[landing.landed];
     // After a failure the remaining runs fail the same way without asking the remote again.
     Result<void> r = error ? Result<void>(*error) : fetch_run(run.first, run.count);
-    std::lock_guard lock(mu_);
-    for (auto c = run.first; c < run.first + run.count; ++c) in_flight_.erase(c);
-    run.flight->done = true;
-    if (!r) {
-      run.flight->error = r.error();
-      if (!error) error = r.error();
-    }
-    cv_.notify_all();
+    if (!r && !error) error = r.error();
+    land(run, std::move(r));
   }
   if (error) return *error;
   std::unique_lock lock(mu_);
   for (auto& flight : waits) {
-    cv_.wait(lock, [&] { return flight->done; });
+    if (!util::wait_within_deadline(cv_, lock, [&] { return flight->done; })) {
+      return util::deadline_passed(fmt::format("read {} at offset {}: waiting for another read's fetch",
+                                               entry_->digest(), from));
+    }
     if (flight->error) return *flight->error;
   }
   if (stream_last) {
     const std::uint64_t need_end = (*stream_last + 1) * kChunk;
-    auto until = std::chrono::steady_clock::now() + options_.stream_wait;
-    bool moved = cv_.wait_until(lock, until, [&] {
+    const auto deadline = util::current_deadline();
+    const auto give_up = std::chrono::steady_clock::now() + options_.stream_wait;
+    bool moved = cv_.wait_until(lock, util::earliest(give_up, deadline), [&] {
       return stream_done_ || stop_.load() || stream_pos_ >= need_end || entry_->chunk_present(*stream_last);
     });
+    if (!moved && deadline <= give_up) {
+      return util::deadline_passed(fmt::format("read {} at offset {}: waiting for its stream", entry_->digest(), from));
+    }
     if (!moved) {
       spdlog::debug("{}: no progress of the stream for {} ms; fetching by range", entry_->digest(),
                     options_.stream_wait.count());
@@ -143,6 +159,16 @@ Result<void> CachedBlobSource::ensure(std::uint64_t from, std::uint64_t to, bool
     }
   }
   return util::success();
+}
+
+void CachedBlobSource::land(Run& run, Result<void> result) const {
+  {
+    std::lock_guard lock(mu_);
+    for (auto c = run.first; c < run.first + run.count; ++c) in_flight_.erase(c);
+    run.flight->done = true;
+    if (!result) run.flight->error = std::move(result).error();
+  }
+  cv_.notify_all();
 }
 
 Result<void> CachedBlobSource::fetch_run(std::uint64_t first, std::uint64_t count) const {
@@ -194,10 +220,23 @@ void CachedBlobSource::start_stream() {
     return;
   }
   stream_pos_ = entry_->next_absent(0) * kChunk;
-  thread_ = std::thread([this] { stream_main(); });
+  thread_ = std::thread([this] {
+    std::optional<Error> error;
+    if (auto escaped = util::catch_all(fmt::format("stream {}", entry_->digest()), [&] { error = stream_blob(); })) {
+      error = std::move(escaped);
+    }
+    if (auto r = entry_->flush(); !r) spdlog::warn("{}", r.error().message);
+    {
+      std::lock_guard lock(mu_);
+      stream_done_ = true;
+      stream_error_ = std::move(error);
+      if (!stream_error_) stream_pos_ = entry_->size();
+    }
+    cv_.notify_all();
+  });
 }
 
-void CachedBlobSource::stream_main() {
+std::optional<Error> CachedBlobSource::stream_blob() {
   const std::uint64_t n = entry_->chunk_count();
   std::optional<Error> error;
   std::vector<std::byte> chunk_buf(kChunk);
@@ -267,14 +306,7 @@ void CachedBlobSource::stream_main() {
     }
     break;
   }
-  if (auto r = entry_->flush(); !r) spdlog::warn("{}", r.error().message);
-  {
-    std::lock_guard lock(mu_);
-    stream_done_ = true;
-    stream_error_ = std::move(error);
-    if (!stream_error_) stream_pos_ = entry_->size();
-  }
-  cv_.notify_all();
+  return error;
 }
 
 Result<void> CachedBlobSource::wait_stream() {

@@ -20,6 +20,7 @@
 #include "ocifs/fuse/fuse_server.hpp"
 #include "ocifs/image/image.hpp"
 #include "ocifs/oci/inspect_document.hpp"
+#include "ocifs/util/duration.hpp"
 #include "daemon.hpp"
 #include "progress.hpp"
 
@@ -61,6 +62,12 @@ Result<std::unique_ptr<Resolution>> prepare(const CommonOptions& common) {
   options.registry.authfile = common.authfile;
   options.registry.tls_verify = common.tls_verify;
   options.registry.plain_http = common.plain_http;
+  for (auto [text, value] : {std::pair{&common.read_timeout, &options.registry.read_deadline},
+                             {&common.request_timeout, &options.registry.request_deadline},
+                             {&common.stall_timeout, &options.registry.stall_timeout}}) {
+    if (text->empty()) continue;
+    OCIFS_ASSIGN(*value, util::parse_duration(*text));
+  }
   return resolution;
 }
 
@@ -145,6 +152,9 @@ ParsedMountOptions parse_mount_options(MountArgs& args) {
     else if (opt.starts_with("cache_max=")) args.common.cache_max = opt.substr(10);
     else if (opt.starts_with("authfile=")) args.common.authfile = opt.substr(9);
     else if (opt.starts_with("prefetch=")) args.prefetch = opt.substr(9);
+    else if (opt.starts_with("read_timeout=")) args.common.read_timeout = opt.substr(13);
+    else if (opt.starts_with("request_timeout=")) args.common.request_timeout = opt.substr(16);
+    else if (opt.starts_with("stall_timeout=")) args.common.stall_timeout = opt.substr(14);
     else if (opt == "offline") args.common.offline = true;
     else if (opt == "plain_http") args.common.plain_http = true;
     else if (opt == "tls_verify=false") args.common.tls_verify = false;
@@ -157,6 +167,11 @@ ParsedMountOptions parse_mount_options(MountArgs& args) {
   }
   out.fuse.fsname = args.ref;
   out.fuse.debug = args.common.debug;
+  if (!args.common.read_timeout.empty()) {
+    auto timeout = util::parse_duration(args.common.read_timeout);
+    if (!timeout) out.error = timeout.error().message;
+    else out.fuse.read_timeout = *timeout;
+  }
   return out;
 }
 

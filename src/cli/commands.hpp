@@ -20,6 +20,10 @@ struct CommonOptions {
   bool tls_verify = true;
   bool plain_http = false;
   bool offline = false;
+  // Deadlines (util::parse_duration; empty: the defaults of RegistryOptions)
+  std::string read_timeout;     // a read: registry range reads, and FUSE reads from arrival to answer
+  std::string request_timeout;  // ping, token, manifest, config; a stream without progress
+  std::string stall_timeout;    // an open transfer moving under 1 KiB/s this long is cut and resumed
 };
 
 struct MountArgs {

@@ -28,6 +28,13 @@ void add_common(CLI::App& app, CommonOptions& common) {
   app.add_flag("-q,--quiet", common.quiet, "No progress output");
   app.add_flag("--progress", common.progress, "Progress output also when stderr is not a terminal");
   app.add_flag("-d,--debug", common.debug, "Debug log (and libfuse request log when mounting)");
+  app.add_option("--read-timeout", common.read_timeout,
+                 "Deadline of a read, then EIO: 30 (seconds), 500ms, 2m (default 30s)");
+  app.add_option("--request-timeout", common.request_timeout,
+                 "Deadline of a registry ping, token, manifest or config, and of a stream without progress "
+                 "(default 2m)");
+  app.add_option("--stall-timeout", common.stall_timeout,
+                 "A registry transfer moving under 1 KiB/s this long is cut and resumed (default 30s)");
 }
 
 bool is_subcommand(CLI::App& app, const std::string& arg) {
@@ -66,7 +73,7 @@ int main(int argc, char** argv) {
   add_common(*mount_cmd, mount.common);
   mount_cmd->add_option("REF", mount.ref, "[REGISTRY/]NAME[:TAG|@DIGEST], oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG]")->required();
   mount_cmd->add_option("MOUNTPOINT", mount.mountpoint, "An existing directory")->required();
-  mount_cmd->add_option("-o", raw_options, "Mount options: allow_other, dev, suid, cache_dir=DIR, cache_max=SIZE, platform=P, authfile=FILE, offline, plain_http, tls_verify=false, and libfuse options")
+  mount_cmd->add_option("-o", raw_options, "Mount options: allow_other, dev, suid, cache_dir=DIR, cache_max=SIZE, platform=P, authfile=FILE, offline, plain_http, tls_verify=false, read_timeout=T, request_timeout=T, stall_timeout=T, and libfuse options")
       ->allow_extra_args(false);
   mount_cmd->add_flag("-f,--foreground", mount.foreground, "Stay in the foreground");
   mount_cmd->add_option("--prefetch", mount.prefetch,

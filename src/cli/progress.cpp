@@ -1,4 +1,5 @@
 #include "progress.hpp"
+#include "ocifs/util/thread_boundary.hpp"
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -55,8 +56,10 @@ void Progress::start(const image::ResolvedImage& image) {
   started_ = last_total_ = std::chrono::steady_clock::now();
   if (terminal_) paint(false);  // at once: what is about to be indexed, even if it takes 50 ms
   painter_ = std::thread([this] {
-    std::unique_lock lock(mutex_);
-    while (!wake_.wait_for(lock, std::chrono::milliseconds(100), [this] { return stop_; })) paint(false);
+    (void)util::catch_all("paint the progress line", [this] {  // the indexing goes on without it
+      std::unique_lock lock(mutex_);
+      while (!wake_.wait_for(lock, std::chrono::milliseconds(100), [this] { return stop_; })) paint(false);
+    });
   });
 }
 

@@ -51,21 +51,23 @@ std::string count(const nlohmann::json& layer, const char* key) {
 void print_text(const nlohmann::json& status) {
   std::printf("%s (%s), prefetch %s\n", status["image"].get<std::string>().c_str(),
               status["manifest"].get<std::string>().c_str(), status.value("prefetch", "none").c_str());
-  std::printf("%-5s %-19s %-12s %-9s %-8s %10s %10s %10s %8s %8s %6s\n", "LAYER", "DIGEST", "FORMAT", "STATE",
-              "SOURCE", "SIZE", "CACHED", "FETCHED", "READS", "HITS", "ERRORS");
+  std::printf("%-5s %-19s %-12s %-9s %-8s %10s %10s %10s %8s %8s %9s %8s %8s\n", "LAYER", "DIGEST", "FORMAT",
+              "STATE", "SOURCE", "SIZE", "CACHED", "FETCHED", "READS", "HITS", "FETCH-ERR", "READ-ERR", "TIMEOUTS");
   for (const auto& layer : status["layers"]) {
     std::string digest = layer["digest"].get<std::string>().substr(0, 19);
-    std::printf("%-5llu %-19s %-12s %-9s %-8s %10s %10s %10s %8s %8s %6s\n",
+    std::printf("%-5llu %-19s %-12s %-9s %-8s %10s %10s %10s %8s %8s %9s %8s %8s\n",
                 static_cast<unsigned long long>(layer["index"].get<std::uint64_t>()), digest.c_str(),
                 layer["format"].get<std::string>().c_str(), layer["state"].get<std::string>().c_str(),
                 layer["source"].get<std::string>().c_str(), bytes(layer, "size").c_str(),
                 bytes(layer, "cached").c_str(), bytes(layer, "fetched").c_str(), count(layer, "reads").c_str(),
-                count(layer, "cache_hits").c_str(), count(layer, "fetch_errors").c_str());
+                count(layer, "cache_hits").c_str(), count(layer, "fetch_errors").c_str(),
+                count(layer, "read_errors").c_str(), count(layer, "read_timeouts").c_str());
   }
   for (const auto& layer : status["layers"]) {
-    if (layer.contains("error")) {
-      std::printf("layer %llu: %s\n", static_cast<unsigned long long>(layer["index"].get<std::uint64_t>()),
-                  layer["error"].get<std::string>().c_str());
+    const auto index = static_cast<unsigned long long>(layer["index"].get<std::uint64_t>());
+    if (layer.contains("error")) std::printf("layer %llu: %s\n", index, layer["error"].get<std::string>().c_str());
+    if (layer.contains("last_read_error")) {
+      std::printf("layer %llu: last failed read: %s\n", index, layer["last_read_error"].get<std::string>().c_str());
     }
   }
 }

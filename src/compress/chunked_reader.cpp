@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "forwarding_cursor.hpp"
+#include "ocifs/util/deadline.hpp"
 #include "ocifs/util/sha256.hpp"
 
 namespace ocifs::compress {
@@ -138,17 +139,29 @@ Result<std::vector<std::byte>> ChunkedReader::fetch_and_decode(const Chunk& chun
 
 Result<std::shared_ptr<SpanCache::Entry>> ChunkedReader::load(std::size_t k) const {
   auto entry = spans_->entry(owner_, k);
-  std::lock_guard lock(entry->mutex);
-  if (entry->charged) return entry;  // complete
-  auto decoded = fetch_and_decode(chunks_[k]);
-  if (!decoded) {
-    spans_->drop(owner_, k);
-    return std::move(decoded).error();
+  std::unique_lock lock(entry->mutex);
+  while (!entry->charged) {  // charged: complete
+    if (entry->filling) {
+      if (!SpanCache::wait_turn(*entry, lock, [&] { return entry->charged; })) {
+        return util::deadline_passed(fmt::format("read {} at offset {}: another read is still fetching its chunk",
+                                                 name_, chunks_[k].offset));
+      }
+      continue;
+    }
+    SpanCache::Filling filling(*entry, lock);
+    lock.unlock();  // the fetch may be slow: readers of other chunks go on
+    auto decoded = fetch_and_decode(chunks_[k]);
+    lock.lock();
+    if (!decoded) {
+      spans_->drop(owner_, k);
+      return std::move(decoded).error();
+    }
+    entry->data = std::move(decoded).value();
+    entry->filled = entry->data.size();
+    entry->charged = true;
+    loaded_.fetch_add(1, std::memory_order_relaxed);
+    spans_->charge(owner_, k, entry->data.size());
   }
-  entry->data = std::move(decoded).value();
-  entry->charged = true;
-  loaded_.fetch_add(1, std::memory_order_relaxed);
-  spans_->charge(owner_, k, entry->data.size());
   return entry;
 }
 

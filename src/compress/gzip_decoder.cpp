@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "isal_inflater.hpp"
+#include "ocifs/util/thread_boundary.hpp"
 
 namespace ocifs::compress {
 namespace {
@@ -56,8 +57,19 @@ class StatePacker {
   // Queues the state of checkpoint number `point`.
   void submit(std::size_t point, std::string state) {
     std::unique_lock lock(mutex_);
-    if (!worker_.joinable()) worker_ = std::thread([this] { run(); });
-    room_.wait(lock, [&] { return queue_.size() < kMaxQueued; });
+    if (!worker_.joinable()) {
+      worker_ = std::thread([this] {
+        if (auto escaped = util::catch_all("pack gzip checkpoint states", [this] { run(); })) {
+          std::lock_guard lock(mutex_);  // finish() reports it; submit() no longer waits for room
+          if (!error_) error_ = std::move(escaped);
+          dead_ = true;
+          queue_.clear();
+          room_.notify_all();
+        }
+      });
+    }
+    room_.wait(lock, [&] { return dead_ || queue_.size() < kMaxQueued; });
+    if (dead_) return;  // the scan fails at finish()
     queue_.push_back(Job{point, std::move(state)});
     lock.unlock();
     wake_.notify_one();
@@ -128,6 +140,7 @@ class StatePacker {
   std::optional<Error> error_;
   bool closing_ = false;  // no more jobs will come
   bool abandon_ = false;  // drop queued jobs (destroyed without finish())
+  bool dead_ = false;     // the worker ended by an exception (error_ says which)
   std::thread worker_;
 };
 

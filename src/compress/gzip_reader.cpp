@@ -48,30 +48,43 @@ std::uint64_t GzipReader::span_end(std::size_t span) const {
   return span + 1 < points.size() ? points[span + 1].decoded_offset : index_->decoded_size;
 }
 
-Result<void> GzipReader::fill_span(std::size_t span, std::uint64_t want, SpanCache::Entry& entry) const {
+Result<void> GzipReader::fill_span(std::size_t span, std::uint64_t need, SpanCache::Entry& entry,
+                                   std::unique_lock<std::mutex>& lock) const {
   const std::uint64_t start = index_->gzip_points[span].decoded_offset;
-  const std::uint64_t end = span_end(span);
-  const std::uint64_t have = start + entry.data.size();
-  if (have >= want) return util::success();
-  if (!entry.charged) {
-    entry.data.reserve(end - start);  // no regrowth: the charge is the real footprint
-    spans_->charge(owner_, span, end - start);
-    entry.charged = true;
+  const std::uint64_t length = span_end(span) - start;
+  while (entry.filled < need) {
+    if (entry.filling) {
+      if (!SpanCache::wait_turn(entry, lock, [&] { return entry.filled >= need; })) {
+        return util::deadline_passed(
+            fmt::format("read {} at decoded offset {}: another read is still inflating it", blob_->describe(),
+                        start + entry.filled));
+      }
+      continue;
+    }
+    SpanCache::Filling filling(entry, lock);
+    if (!entry.charged) {
+      entry.data.resize(length);  // once: the charge is the real footprint, and bytes never move
+      spans_->charge(owner_, span, length);
+      entry.charged = true;
+    }
+    if (!entry.cursor) entry.cursor = std::make_unique<GzipCursor>(index_, blob_);
+    const std::uint64_t have = entry.filled;
+    const std::uint64_t target = std::min(length, std::max(need, have + kMinExtend));
+    auto* cursor = entry.cursor.get();
+    auto out = std::span(entry.data).subspan(have, target - have);
+    lock.unlock();  // other readers copy out [0, have) meanwhile; nobody else writes past it
+    auto n = cursor->read_at(start + have, out);
+    lock.lock();
+    if (!n || *n != out.size()) {
+      entry.cursor.reset();
+      spans_->drop(owner_, span);
+      if (!n) return std::move(n).error();
+      return make_error(std::errc::io_error, "cannot inflate {}: span at decoded offset {} ends early",
+                        blob_->describe(), start);
+    }
+    entry.filled = target;
+    if (target == length) entry.cursor.reset();  // complete: the stream's ~200 KiB can go
   }
-  if (!entry.cursor) entry.cursor = std::make_unique<GzipCursor>(index_, blob_);
-  const std::uint64_t target = std::min(end, std::max(want, have + kMinExtend));
-  const std::size_t old = entry.data.size();
-  entry.data.resize(target - start);
-  auto n = entry.cursor->read_at(have, std::span(entry.data).subspan(old));
-  if (!n || *n != target - have) {
-    entry.data.resize(old);
-    entry.cursor.reset();
-    spans_->drop(owner_, span);
-    if (!n) return std::move(n).error();
-    return make_error(std::errc::io_error, "cannot inflate {}: span at decoded offset {} ends early",
-                      blob_->describe(), start);
-  }
-  if (target == end) entry.cursor.reset();  // complete: the stream's ~200 KiB can go
   return util::success();
 }
 
@@ -81,9 +94,11 @@ void GzipReader::read_ahead(std::size_t span) const {
       auto self = weak.lock();
       if (!self) return;
       auto entry = self->spans_->entry(self->owner_, next);
-      std::lock_guard lock(entry->mutex);
+      std::unique_lock lock(entry->mutex);
+      if (entry->filling) return;  // a reader is at it already
       entry->prefetched = true;
-      (void)self->fill_span(next, self->span_end(next), *entry);  // a failure shows on the real read
+      const std::uint64_t length = self->span_end(next) - self->index_->gzip_points[next].decoded_offset;
+      (void)self->fill_span(next, length, *entry, lock);  // a failure shows on the real read
     });
   }
 }
@@ -94,8 +109,8 @@ Result<void> GzipReader::read_span(std::size_t span, std::uint64_t offset, std::
   auto entry = spans_->entry(owner_, span);
   bool reading_on;
   {
-    std::lock_guard lock(entry->mutex);
-    OCIFS_TRY(fill_span(span, offset + out.size(), *entry));
+    std::unique_lock lock(entry->mutex);
+    OCIFS_TRY(fill_span(span, offset + out.size() - start, *entry, lock));
     std::memcpy(out.data(), entry->data.data() + (offset - start), out.size());
     // The first read past the middle of a span that is being read in order (read before, or
     // itself read ahead) asks for the spans after it.

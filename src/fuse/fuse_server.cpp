@@ -9,12 +9,13 @@
 namespace ocifs::fuse {
 
 struct FuseServer::Impl {
-  explicit Impl(const image::Image& image) : state(image) {}
+  Impl(const image::Image& image, const MountOptions& options) : state(image, options) {}
   SessionState state;
   fuse_session* session = nullptr;
   unsigned threads = 4;
   bool mounted = false;
   ~Impl() {
+    state.reads.stop();  // reads still queued are answered EIO while the session can still reply
     if (!session) return;
     if (mounted) fuse_session_unmount(session);
     fuse_remove_signal_handlers(session);
@@ -55,7 +56,7 @@ Result<std::unique_ptr<FuseServer>> FuseServer::mount(const image::Image& image,
   for (auto& a : args) argv.push_back(a.data());
   fuse_args fargs = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
 
-  auto impl = std::make_unique<Impl>(image);
+  auto impl = std::make_unique<Impl>(image, options);
   impl->threads = std::max(1u, options.threads);
   const auto& ops = operations();
   impl->session = fuse_session_new(&fargs, &ops, sizeof ops, &impl->state);

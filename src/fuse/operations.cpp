@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "ocifs/image/image.hpp"
+#include "ocifs/util/deadline.hpp"
 
 namespace ocifs::fuse {
 
@@ -152,20 +153,54 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   });
 }
 
+// A read handed to the read pool. Answered exactly once: by serve_read, or with EIO when it is
+// dropped unrun (the pool stopping at unmount) or its task threw.
+struct ReadJob {
+  fuse_req_t req;
+  std::uint32_t index;
+  std::size_t size;
+  std::uint64_t offset;
+  image::ContentReader::OpenFile* file;  // null after a zero-message open
+  util::Deadline deadline;
+  bool answered = false;
+
+  ~ReadJob() {
+    if (!answered) fuse_reply_err(req, EIO);
+  }
+};
+
+void serve_read(const image::Image& image, ReadJob& job) {
+  util::DeadlineScope scope(job.deadline);  // every wait below ends by then
+  std::unique_ptr<std::byte[]> buf(new std::byte[job.size]);  // not zeroed: every byte is overwritten
+  auto n = image.content().read(job.index, job.offset, std::span(buf.get(), job.size), job.file);
+  job.answered = true;
+  if (!n) {
+    spdlog::error("{}", n.error().message);
+    // A deadline that passed is EIO to the reader, as any other failure to produce the bytes.
+    int err = n.error().code == std::errc::timed_out ? EIO : n.error().errno_value();
+    return (void)fuse_reply_err(job.req, err ? err : EIO);
+  }
+  fuse_reply_buf(job.req, reinterpret_cast<const char*>(buf.get()), *n);
+}
+
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   guarded(req, "read", [&] {
-    const auto& image = image_of(req);
-    auto* file = reinterpret_cast<image::ContentReader::OpenFile*>(fi->fh);
+    auto& state = state_of(req);
     std::uint32_t index;
-    if (!to_index(image, ino, index) || off < 0) return (void)fuse_reply_err(req, EINVAL);  // file: null after a zero-message open
-    size = std::min(size, kMaxRead);
-    std::unique_ptr<std::byte[]> buf(new std::byte[size]);  // not zeroed: every byte is overwritten
-    auto n = image.content().read(index, static_cast<std::uint64_t>(off), std::span(buf.get(), size), file);
-    if (!n) {
-      spdlog::error("{}", n.error().message);
-      return (void)fuse_reply_err(req, n.error().errno_value() ? n.error().errno_value() : EIO);
+    if (!to_index(state.image, ino, index) || off < 0) return (void)fuse_reply_err(req, EINVAL);
+    auto job = std::make_shared<ReadJob>(ReadJob{req, index, std::min(size, kMaxRead), static_cast<std::uint64_t>(off),
+                                                 reinterpret_cast<image::ContentReader::OpenFile*>(fi->fh),
+                                                 util::Clock::now() + state.read_timeout});
+    bool queued = false;
+    try {
+      queued = state.reads.submit([job, &image = state.image] { serve_read(image, *job); });
+    } catch (const std::bad_alloc&) {
     }
-    fuse_reply_buf(req, reinterpret_cast<const char*>(buf.get()), *n);
+    if (!queued) {
+      job->answered = true;
+      spdlog::warn("read of inode {}: too many reads waiting; answered EIO", ino);
+      fuse_reply_err(req, EIO);
+    }
   });
 }
 
@@ -349,8 +384,10 @@ fuse_lowlevel_ops make_operations() {
 
 }  // namespace
 
-SessionState::SessionState(const image::Image& served)
+SessionState::SessionState(const image::Image& served, const MountOptions& options)
     : image(served),
+      reads("read", options.read_threads, options.max_queued_reads),
+      read_timeout(options.read_timeout),
       open_handles_wanted(std::any_of(served.layers().begin(), served.layers().end(),
                                       [](const image::LayerInfo& l) { return l.per_frame; })) {}
 

@@ -4,17 +4,27 @@
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
+#include <chrono>
+
+#include "ocifs/fuse/fuse_server.hpp"
+#include "ocifs/util/work_pool.hpp"
+
 namespace ocifs::image {
 class Image;
 }
 
 namespace ocifs::fuse {
 
-// The session's userdata: the image, and what init() negotiated.
+// The session's userdata: the image, the read pool, and what init() negotiated.
 struct SessionState {
-  explicit SessionState(const image::Image& served);
+  SessionState(const image::Image& served, const MountOptions& options);
 
   const image::Image& image;
+  // Reads run here, never on the request threads: a read may wait (a fetch, a verification),
+  // and lookups, getattr, readdir and readlink must answer from the tree meanwhile.
+  util::WorkPool reads;
+  // From a read's arrival to its answer; then EIO (std::errc::timed_out inside).
+  const std::chrono::milliseconds read_timeout;
   // Per-open-file state is only worth a FUSE_OPEN round trip when a layer is read frame by frame
   // (zstd): gzip spans are shared by all readers, tar needs none.
   const bool open_handles_wanted;

@@ -10,7 +10,21 @@ ContentReader::ContentReader(const Tree& tree, std::vector<compress::SeekableRea
     : tree_(tree),
       layers_(std::move(layers)),
       layer_names_(std::move(layer_names)),
-      read_(new std::atomic<std::uint64_t>[(tree.inode_count() + 63) / 64]()) {}
+      read_(new std::atomic<std::uint64_t>[(tree.inode_count() + 63) / 64]()),
+      failures_(layers_.size()) {}
+
+void ContentReader::note_failure(std::uint16_t layer, const Error& error) const {
+  std::lock_guard lock(failures_mu_);
+  auto& f = failures_.at(layer);
+  ++f.errors;
+  if (error.code == std::errc::timed_out) ++f.timeouts;
+  f.last_error = error.message;
+}
+
+ContentReader::Failures ContentReader::failures(std::size_t layer) const {
+  std::lock_guard lock(failures_mu_);
+  return failures_.at(layer);
+}
 
 void ContentReader::note_read(std::uint32_t inode) const {
   const std::uint64_t bit = std::uint64_t{1} << (inode % 64);
@@ -66,6 +80,13 @@ Result<std::size_t> ContentReader::read(std::uint32_t inode, std::uint64_t offse
   if (offset >= node.size) return std::size_t{0};
   note_read(inode);
   buf = buf.first(std::min<std::uint64_t>(buf.size(), node.size - offset));
+  auto n = read_extents(node, offset, buf, file);
+  if (!n) note_failure(node.layer, n.error());
+  return n;
+}
+
+Result<std::size_t> ContentReader::read_extents(const Inode& node, std::uint64_t offset, std::span<std::byte> buf,
+                                                OpenFile* file) const {
   auto extents = tree_.sparse(node);
   if (extents.empty()) return read_stream(node, offset, buf, file);
 

@@ -8,6 +8,7 @@
 #include "ocifs/cache/blob_cache.hpp"
 #include "ocifs/image/tree_builder.hpp"
 #include "ocifs/layer/toc_layer.hpp"
+#include "ocifs/util/thread_boundary.hpp"
 
 namespace ocifs::image {
 
@@ -89,7 +90,11 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
     for (std::size_t i; !failed && (i = next.fetch_add(1)) < blobs.size();) {
       layer::ProgressFn progress;
       if (options.on_progress) progress = [&, i](std::uint64_t bytes) { options.on_progress(i, bytes); };
-      opened[i] = layer::open_layer(blobs[i], cache, progress, spans, options.first_open);
+      if (auto escaped = util::catch_all(fmt::format("open {}", blobs[i].name), [&] {
+            opened[i] = layer::open_layer(blobs[i], cache, progress, spans, options.first_open);
+          })) {
+        opened[i] = std::move(*escaped);  // that layer fails, and with it the mount
+      }
       if (!opened[i]->ok()) failed = true;
     }
   };
@@ -139,9 +144,13 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
   for (auto& layer : opened) {
     if (!layer->value().verify) continue;
     image->verifiers_.emplace_back([verify = std::move(layer->value().verify)](std::stop_token stop) {
-      if (auto verified = verify(stop); !verified && verified.error().code != std::errc::operation_canceled) {
-        spdlog::error("{}", verified.error().message);
-      }
+      // verify() fails its layer's gate on any error, exceptions included; this is the thread's
+      // last line.
+      (void)util::catch_all("verify a layer", [&] {
+        if (auto verified = verify(stop); !verified && verified.error().code != std::errc::operation_canceled) {
+          spdlog::error("{}", verified.error().message);
+        }
+      });
     });
   }
   return image;

@@ -29,6 +29,12 @@ std::string Image::status_json() const {
         layer["state"] = "verifying";
       }
     }
+    // Reads of this layer's files that failed: a deadline that passed, a fetch that failed, bytes
+    // that did not match their digest.
+    auto failures = content_->failures(i);
+    layer["read_errors"] = failures.errors;
+    layer["read_timeouts"] = failures.timeouts;
+    if (!failures.last_error.empty()) layer["last_read_error"] = failures.last_error;
     // Registry layers live in the blob cache, which counts what it serves and fetches.
     const auto* cached = dynamic_cast<const cache::CachedBlobSource*>(resolved_.layers[i].blob.get());
     layer["source"] = cached ? "registry" : "local";

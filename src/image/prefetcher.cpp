@@ -1,4 +1,5 @@
 #include "ocifs/image/prefetcher.hpp"
+#include "ocifs/util/thread_boundary.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -27,6 +28,11 @@ Prefetcher::~Prefetcher() {
 }
 
 void Prefetcher::run(std::stop_token stop) {
+  if (util::catch_all("prefetch", [&] { fetch_all(stop); })) ++failed_;  // reads fetch what they need
+  done_ = true;
+}
+
+void Prefetcher::fetch_all(const std::stop_token& stop) {
   for (const auto& range : ranges_) {
     for (std::uint64_t at = range.offset; at < range.offset + range.length && !stop.stop_requested();) {
       if (range.blob->fetching()) {  // a read is waiting on the link: let it have it
@@ -43,7 +49,6 @@ void Prefetcher::run(std::stop_token stop) {
       at += piece;
     }
   }
-  done_ = true;
 }
 
 }  // namespace ocifs::image

@@ -109,6 +109,10 @@ Result<ResolvedImage> resolve_registry(const oci::ImageRef& ref, const ResolveOp
   const std::uint64_t budget = options.blob_cache->max_bytes();
   const bool stream_layers = budget == 0 || total <= budget / 2;
 
+  // A read waits for a stream at most a third of its deadline: a stalled stream leaves it the
+  // rest to fetch its bytes by range.
+  cache::CachedBlobSource::Options blob_options;
+  blob_options.stream_wait = std::min(blob_options.stream_wait, options.registry.read_deadline / 3);
   for (std::size_t i = 0; i < image.manifest.layers.size(); ++i) {
     const auto& d = image.manifest.layers[i];
     OCIFS_ASSIGN(auto name, detail::checked_layer_name(ctx.name, i, d));
@@ -119,7 +123,7 @@ Result<ResolvedImage> resolve_registry(const oci::ImageRef& ref, const ResolveOp
     OCIFS_ASSIGN(auto entry, options.blob_cache->entry(d.digest, static_cast<std::uint64_t>(d.size)));
     std::shared_ptr<cache::RemoteBlob> remote;
     if (client) remote = std::make_shared<cache::RegistryRemoteBlob>(client, d.digest);
-    auto source = std::make_shared<cache::CachedBlobSource>(std::move(entry), std::move(remote));
+    auto source = std::make_shared<cache::CachedBlobSource>(std::move(entry), std::move(remote), blob_options);
     layer::LayerBlob blob{source, d.digest, false, std::move(name), {}};
     blob.declared_uncompressed = d.media_type.ends_with(".tar");
     blob.annotations = d.annotations;

@@ -1,5 +1,7 @@
 #include "ocifs/io/gated_source.hpp"
 
+#include "ocifs/util/deadline.hpp"
+
 namespace ocifs::io {
 
 void GatedSource::open(BlobSourcePtr inner) {
@@ -34,7 +36,9 @@ std::optional<Error> GatedSource::failure() const {
 
 Result<BlobSourcePtr> GatedSource::wait() const {
   std::unique_lock lock(mu_);
-  cv_.wait(lock, [&] { return inner_ || error_; });
+  if (!util::wait_within_deadline(cv_, lock, [&] { return inner_ || error_; })) {
+    return util::deadline_passed(fmt::format("read {}: its layer is still being verified", name_));
+  }
   if (error_) return *error_;
   return inner_;
 }

@@ -1,6 +1,7 @@
 // Layer scanning: decode once, walk the tar, verify the digest, persist the index. The raw bytes
 // are read ahead and hashed on a thread of their own (ScanSource), the decoder only decodes.
 #include "ocifs/layer/layer_scanner.hpp"
+#include "ocifs/util/thread_boundary.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -32,7 +33,14 @@ ScanSource::ScanSource(io::BlobSourcePtr inner, ProgressFn progress, Options opt
       slots_(static_cast<std::size_t>(std::clamp<std::uint64_t>((size_ + chunk_ - 1) / chunk_, 1,
                                                                 std::max<std::size_t>(options.slots, 1)))),
       ring_(new std::byte[slots_ * chunk_]) {
-  reader_ = std::thread([this] { run(); });
+  reader_ = std::thread([this] {
+    if (auto escaped = util::catch_all(fmt::format("read ahead in {}", inner_->describe()), [this] { run(); })) {
+      std::lock_guard lock(mutex_);  // the scan fails with it, rather than the process
+      if (!read_error_) read_error_ = std::move(escaped);
+      reader_done_ = true;
+      filled_.notify_all();
+    }
+  });
 }
 
 ScanSource::~ScanSource() {
@@ -296,7 +304,11 @@ Result<OpenLayer> open_walked(const LayerBlob& layer, const cache::Cache& cache,
   OpenLayer opened{std::make_shared<const LayerIndex>(std::move(walked)), std::move(reader), false};
   opened.gate = gate;
   opened.verify = [layer, cache, gate, entries](std::stop_token stop) -> Result<void> {
-    auto verified = verify_walked(layer, cache, entries, std::move(stop));
+    Result<io::BlobSourcePtr> verified = Error{};
+    if (auto escaped = util::catch_all(fmt::format("verify {}", layer.name),
+                                       [&] { verified = verify_walked(layer, cache, entries, stop); })) {
+      verified = std::move(*escaped);
+    }
     if (!verified) {
       gate->fail(verified.error());
       return std::move(verified).error();

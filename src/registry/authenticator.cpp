@@ -148,53 +148,125 @@ void Authenticator::set_challenges(std::vector<AuthChallenge> challenges) {
   challenges_ = std::move(challenges);
 }
 
-std::string Authenticator::scope_key() const {
+namespace {
+
+std::string join_scopes(const std::vector<std::string>& scopes) {
   std::string key;
-  for (const auto& s : scopes_) {
+  for (const auto& s : scopes) {
     if (!key.empty()) key += ' ';
     key += s;
   }
   return key;
 }
 
-Result<const std::optional<FoundCredentials>*> Authenticator::credentials_locked() {
-  if (!credentials_loaded_) {
-    credentials_loaded_ = true;
-    auto found =
-        credential_source_ ? credential_source_() : Result<std::optional<FoundCredentials>>(std::nullopt);
-    if (found) {
-      credentials_ = std::move(found).value();
-      if (credentials_) spdlog::debug("{}: using credentials from {}", host_, credentials_->source);
-    } else {
-      credentials_error_ = std::move(found).error();
+std::string basic_header(const Credentials& c) { return "Basic " + util::base64_encode(c.username + ":" + c.password); }
+
+}  // namespace
+
+std::string Authenticator::scope_key() const { return join_scopes(scopes_); }
+
+std::optional<Result<std::string>> Authenticator::known_authorization_locked() {
+  if (find_scheme(challenges_, "bearer")) {
+    auto it = tokens_.find(scope_key());
+    if (it != tokens_.end() && Clock::now() < it->second.refresh_at) return Result<std::string>("Bearer " + it->second.value);
+    return std::nullopt;
+  }
+  if (find_scheme(challenges_, "basic")) {
+    if (!credentials_loaded_) return std::nullopt;
+    if (credentials_error_) return Result<std::string>(*credentials_error_);
+    if (credentials_ && !credentials_->credentials.username.empty()) {
+      return Result<std::string>(basic_header(credentials_->credentials));
     }
   }
-  if (credentials_error_) return *credentials_error_;
-  return &credentials_;
+  return Result<std::string>(std::string());
 }
 
 Result<std::string> Authenticator::authorization(Deadline deadline) {
-  std::lock_guard lock(mutex_);
-  if (const auto* bearer = find_scheme(challenges_, "bearer")) {
-    auto key = scope_key();
-    auto it = tokens_.find(key);
-    if (it != tokens_.end() && Clock::now() < it->second.refresh_at) return "Bearer " + it->second.value;
-    OCIFS_ASSIGN(auto token, fetch_token_locked(*bearer, deadline));
-    return "Bearer " + token;
-  }
-  if (find_scheme(challenges_, "basic")) {
-    OCIFS_ASSIGN(auto creds, credentials_locked());
-    if (*creds && !(*creds)->credentials.username.empty()) {
-      const auto& c = (*creds)->credentials;
-      return "Basic " + util::base64_encode(c.username + ":" + c.password);
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    if (auto known = known_authorization_locked()) return std::move(*known);
+    if (auto running = refresh_) {
+      bool ended = true;
+      if (deadline == kNoDeadline) {
+        refreshed_.wait(lock, [&] { return running->done; });
+      } else {
+        ended = refreshed_.wait_until(lock, deadline, [&] { return running->done; });
+      }
+      if (!ended) {
+        return make_error(std::errc::timed_out,
+                          "cannot authenticate to {} for {}: no token within the deadline (another request is "
+                          "fetching it)",
+                          host_, repository_);
+      }
+      // A refresh cut short by its starter's deadline says nothing about ours: try again.
+      if (running->error && running->error->code != std::errc::timed_out) return *running->error;
+      continue;
     }
+    // This thread refreshes; the others wait for it. However it ends (an exception too), they wake.
+    auto running = std::make_shared<Refresh>();
+    refresh_ = running;
+    struct Announce {
+      Authenticator& self;
+      std::unique_lock<std::mutex>& lock;
+      Refresh& running;
+      ~Announce() {
+        if (!lock.owns_lock()) lock.lock();
+        if (!running.done) {
+          running.done = true;
+          running.error = make_error(std::errc::io_error, "cannot authenticate to {}: the refresh was abandoned",
+                                     self.host_);
+        }
+        self.refresh_.reset();
+        self.refreshed_.notify_all();
+      }
+    } announce{*this, lock, *running};
+    std::optional<AuthChallenge> bearer;
+    if (const auto* b = find_scheme(challenges_, "bearer")) bearer = *b;
+    auto scopes = scopes_;
+    lock.unlock();
+    auto header = refresh(std::move(bearer), std::move(scopes), util::earliest(deadline, Clock::now() + ctx_.request_deadline));
+    lock.lock();
+    running->done = true;
+    if (!header) running->error = header.error();
+    return header;
   }
-  return std::string();
 }
 
-Result<std::string> Authenticator::fetch_token_locked(const AuthChallenge& bearer, Deadline deadline) {
+Result<std::string> Authenticator::refresh(std::optional<AuthChallenge> bearer, std::vector<std::string> scopes,
+                                           Deadline deadline) {
+  std::optional<FoundCredentials> creds;
+  {
+    std::unique_lock lock(mutex_);
+    if (!credentials_loaded_) {
+      // Only the refreshing thread gets here (refresh_ is set): the source runs once, unlocked.
+      lock.unlock();
+      auto found =
+          credential_source_ ? credential_source_() : Result<std::optional<FoundCredentials>>(std::nullopt);
+      lock.lock();
+      credentials_loaded_ = true;
+      if (found) {
+        credentials_ = std::move(found).value();
+        if (credentials_) spdlog::debug("{}: using credentials from {}", host_, credentials_->source);
+      } else {
+        credentials_error_ = std::move(found).error();
+      }
+    }
+    if (credentials_error_) return *credentials_error_;
+    creds = credentials_;
+  }
+  if (!bearer) {
+    bool has_user = creds && !creds->credentials.username.empty();
+    return has_user ? basic_header(creds->credentials) : std::string();
+  }
+  OCIFS_ASSIGN(auto token, fetch_token(*bearer, scopes, creds, deadline));
+  return "Bearer " + token;
+}
+
+Result<std::string> Authenticator::fetch_token(const AuthChallenge& bearer, const std::vector<std::string>& scopes,
+                                               const std::optional<FoundCredentials>& creds, Deadline deadline) {
   std::string realm = bearer.param("realm");
   auto fail = [&](std::errc code, std::string_view why) {
+    if (deadline != kNoDeadline && Clock::now() >= deadline) code = std::errc::timed_out;
     return make_error(code, "cannot authenticate to {} for {}: {}", host_, repository_, why);
   };
   if (realm.empty())
@@ -204,8 +276,16 @@ Result<std::string> Authenticator::fetch_token_locked(const AuthChallenge& beare
                 fmt::format("its token server \"{}\" is not an http(s) URL", redact_url(realm)));
   }
   std::string service = bearer.param("service");
-  OCIFS_ASSIGN(auto creds_ptr, credentials_locked());
-  const auto& creds = *creds_ptr;
+  const std::string scope = join_scopes(scopes);
+  const bool has_user = creds && !creds->credentials.username.empty();
+  if (has_user && creds->credentials.identity_token.empty() && realm.starts_with("http://") &&
+      !is_loopback_host(url_authority(realm))) {
+    // A password in a Basic header over plain HTTP to another host is a password given away.
+    return fail(std::errc::permission_denied,
+                fmt::format("its token server {} is plain http on another host: the credentials from {} are not "
+                            "sent there (use an https realm)",
+                            redact_url(realm), creds->source));
+  }
 
   HttpRequest req;
   req.connect_timeout = ctx_.connect_timeout;
@@ -219,13 +299,10 @@ Result<std::string> Authenticator::fetch_token_locked(const AuthChallenge& beare
     req.post_body = fmt::format("grant_type=refresh_token&client_id=ocifs&refresh_token={}",
                                 percent_encode(creds->credentials.identity_token));
     if (!service.empty()) req.post_body += "&service=" + percent_encode(service);
-    req.post_body += "&scope=" + percent_encode(scope_key());
+    req.post_body += "&scope=" + percent_encode(scope);
   } else {
-    req.url = token_url(realm, service, scopes_);
-    if (creds && !creds->credentials.username.empty()) {
-      req.headers.push_back("Authorization: Basic " +
-                            util::base64_encode(creds->credentials.username + ":" + creds->credentials.password));
-    }
+    req.url = token_url(realm, service, scopes);
+    if (has_user) req.headers.push_back("Authorization: " + basic_header(creds->credentials));
   }
   RetryBudget budget(deadline, ctx_.max_attempts, ctx_.retries);
   while (true) {
@@ -254,9 +331,11 @@ Result<std::string> Authenticator::fetch_token_locked(const AuthChallenge& beare
     auto parsed = TokenAnswer::parse(answer.body);
     if (!parsed) return fail(std::errc::protocol_error, parsed.error().message);
     auto usable = parsed->usable_for(std::chrono::system_clock::now());
-    tokens_[scope_key()] = Token{parsed->token, Clock::now() + usable};
-    spdlog::debug("{}: token for {} from {}, good for {} ms", host_, scope_key(), redact_url(realm),
-                  usable.count());
+    {
+      std::lock_guard lock(mutex_);
+      tokens_[scope] = Token{parsed->token, Clock::now() + usable};
+    }
+    spdlog::debug("{}: token for {} from {}, good for {} ms", host_, scope, redact_url(realm), usable.count());
     return parsed->token;
   }
 }
@@ -282,9 +361,11 @@ bool Authenticator::on_unauthorized(const HttpResponse& answer, std::string_view
     return true;
   }
   if (find_scheme(challenges_, "basic")) {
-    // Credentials not sent yet (the ping said anonymous) may help; rejected ones will not.
-    auto creds = credentials_locked();
-    return sent.empty() && creds && **creds && !(**creds)->credentials.username.empty();
+    // Credentials not sent yet (the ping said anonymous) may help; rejected ones will not. Not
+    // looked up yet: the retry's authorization() looks them up.
+    if (!sent.empty()) return false;
+    if (!credentials_loaded_) return true;
+    return !credentials_error_ && credentials_ && !credentials_->credentials.username.empty();
   }
   return false;
 }

@@ -255,7 +255,9 @@ HttpResponse HttpClient::perform(const HttpRequest& request) {
   }
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, std::max(connect_ms, 1L));
   curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, request.low_speed_limit);
-  curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, static_cast<long>(kLowSpeedTime.count()));
+  // libcurl counts whole seconds.
+  auto stall_s = std::chrono::ceil<std::chrono::seconds>(request.stall_time).count();
+  curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, static_cast<long>(std::max<std::int64_t>(stall_s, 1)));
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, &on_header);
   curl_easy_setopt(h, CURLOPT_HEADERDATA, &transfer);

@@ -19,6 +19,7 @@
 #include "ocifs/registry/registry_url.hpp"
 #include "ocifs/registry/retry_budget.hpp"
 #include "ocifs/registry/tls_settings.hpp"
+#include "ocifs/util/deadline.hpp"
 #include "ocifs/util/sha256.hpp"
 #include "ocifs/util/text.hpp"
 
@@ -33,8 +34,11 @@ namespace {
 namespace mt = oci::media_type;
 
 constexpr int kMaxRedirects = 10;
-// A resumed stream that delivered this much made progress: its failures so far are forgiven.
-constexpr std::uint64_t kProgressToForgive = 1 << 20;
+// An attempt of a ranged GET that delivered at least this much made progress: it is resumed at
+// once and is not a failure (a proxy that cuts every answer after 64 KiB still gets the blob
+// through). Less is a failed attempt, so a server that closes after every few bytes is given up
+// on after max_attempts rather than read a few bytes per connection.
+constexpr std::uint64_t kMinProgress = 16 << 10;
 // Bytes past the requested range a server may send before the transfer is cut.
 constexpr std::uint64_t kMaxDiscard = 64 * 1024;
 
@@ -181,7 +185,9 @@ struct EndpointState {
   TlsSettings tls;
   std::unique_ptr<Authenticator> auth;
 
-  std::mutex mutex;  // guards the ping state; `ready` is also read without it (set once, after `base`)
+  // Guards the ping state and is held across the ping (waiters give up at their deadline);
+  // `ready` is also read without it (set once, after `base`).
+  std::timed_mutex mutex;
   std::atomic<bool> ready{false};
   std::string base;  // "https://host" once the ping answered
   std::optional<Error> ping_error;
@@ -200,6 +206,9 @@ struct Exchange {
   std::function<bool(const HttpResponse&, std::span<const std::byte>)> on_body;
   std::size_t max_body = 64 * 1024;
   std::function<bool()> cancelled;  // HttpRequest::cancelled
+  // The transfer's own deadline where it is not the budget's: a stream's attempt may run as long
+  // as data flows, while its retries are bounded by the time since the last progress.
+  std::optional<Deadline> transfer_deadline;
 };
 
 }  // namespace
@@ -256,6 +265,7 @@ struct RegistryClient::Impl {
     req.url = url;
     req.connect_timeout = options.connect_timeout;
     req.deadline = budget.deadline();
+    req.stall_time = options.stall_timeout;
     return req;
   }
 
@@ -265,11 +275,13 @@ struct RegistryClient::Impl {
 
   Error transport_error(const HttpResponse& r, const RetryBudget& budget) {
     std::string why = r.transport_error;
+    auto code = std::errc::io_error;
     if (budget.deadline() != kNoDeadline &&
         Clock::now() + std::chrono::milliseconds(20) >= budget.deadline()) {
       why = fmt::format("no complete answer within the deadline ({})", why);
+      code = std::errc::timed_out;
     }
-    return Error{std::errc::io_error, why + attempts_note(budget)};
+    return Error{code, why + attempts_note(budget)};
   }
 
   Error status_error(const HttpResponse& r, std::string_view context, EndpointState& ep,
@@ -288,10 +300,18 @@ struct RegistryClient::Impl {
   }
 
   // GET /v2/ once per endpoint: decides https or http and keeps the challenge.
-  Result<void> ensure_ready(EndpointState& ep, RetryBudget& budget) {
+  Result<void> ensure_ready(EndpointState& ep, const RetryBudget& request) {
     if (ep.ready.load(std::memory_order_acquire)) return util::success();
-    std::lock_guard lock(ep.mutex);
+    // One ping at a time; the others wait for its answer, each until its own deadline.
+    std::unique_lock lock(ep.mutex, std::defer_lock);
+    if (!lock.try_lock_until(request.deadline())) {
+      return make_error(std::errc::timed_out, "cannot reach registry {}: no answer to the ping within the deadline",
+                        ep.api_host);
+    }
     if (ep.ready.load(std::memory_order_relaxed)) return util::success();
+    // Bounded even for a request without a deadline of its own (a stream).
+    RetryBudget budget(util::earliest(request.deadline(), Clock::now() + options.request_deadline),
+                       options.max_attempts, &retries);
     if (ep.ping_error && Clock::now() < ep.retry_ping_after) return *ep.ping_error;
     std::vector<bool> schemes;  // plain_http?
     if (ep.http_only) {
@@ -373,6 +393,7 @@ struct RegistryClient::Impl {
       bool redirected = false, at_registry = false;
       for (int hop = 0;; ++hop) {
         auto req = base_request(url, budget);
+        if (x.transfer_deadline) req.deadline = *x.transfer_deadline;
         req.method = x.method;
         req.headers = x.headers;
         req.on_body = x.on_body;
@@ -433,6 +454,147 @@ struct RegistryClient::Impl {
       }
       return resp;
     }
+  }
+
+  // One ranged GET with resume, behind stream_blob and read_blob_range: blob bytes [from, end)
+  // (end unset: to the blob's end) in order to `sink`. A connection cut in the middle of the
+  // body, or a 206 shorter than asked, is resumed with Range from the byte reached. An attempt
+  // that delivered kMinProgress bytes or more made progress: it is resumed at once and does not
+  // count; only attempts that deliver less use up the retry budget (max_attempts in a row),
+  // within `deadline` and within `idle_limit` of the last progress. A server that ignores Range
+  // (200) is read from the blob's start, the bytes before `from` skipped. Returns the offset
+  // reached: `end`, or the blob's end where that comes first.
+  struct RangedGet {
+    std::string digest;
+    std::uint64_t from = 0;
+    std::optional<std::uint64_t> end;
+    std::function<Result<void>(std::span<const std::byte>)> sink;  // an error stops, and is returned
+    std::function<bool()> cancelled;                                 // polled about once a second
+    Deadline deadline = kNoDeadline;
+    std::chrono::milliseconds idle_limit{120'000};
+    std::string_view verb = "read";  // for messages: "read", "stream"
+    bool whole_reads = false;        // a read of a known length: warn once about servers ignoring Range
+  };
+
+  Result<std::uint64_t> ranged_get(const RangedGet& get) {
+    std::uint64_t pos = get.from;
+    std::function<Result<std::uint64_t>(EndpointState&, bool&)> fn = [&](EndpointState& ep,
+                                                                         bool& final) -> Result<std::uint64_t> {
+      auto fresh_budget = [&] {
+        return RetryBudget(util::earliest(get.deadline, Clock::now() + get.idle_limit), options.max_attempts, &retries);
+      };
+      RetryBudget budget = fresh_budget();
+      while (!get.end || pos < *get.end) {
+        std::string context = get.end ? fmt::format("cannot {} blob {} at offset {} ({} bytes) of {}", get.verb,
+                                                    get.digest, pos, *get.end - pos, ep.endpoint.str())
+                                      : fmt::format("cannot {} blob {} from offset {} of {}", get.verb, get.digest,
+                                                    pos, ep.endpoint.str());
+        const std::uint64_t start = pos;
+        bool checked = false;
+        std::uint64_t skip = 0, discarded = 0;
+        std::optional<std::uint64_t> total;
+        std::optional<Error> sink_error, range_error;
+        Exchange x;
+        x.path = blob_path(ep.endpoint.repository, get.digest);
+        x.blob_digest = get.digest;
+        if (get.end) {
+          x.headers.push_back(fmt::format("Range: bytes={}-{}", pos, *get.end - 1));
+        } else if (pos > 0) {
+          x.headers.push_back(fmt::format("Range: bytes={}-", pos));
+        }
+        x.on_body = [&](const HttpResponse& head, std::span<const std::byte> chunk) {
+          if (!checked) {
+            checked = true;
+            range_error = accept_range_head(head, pos, context, total, skip);
+            if (range_error) return false;
+            if (head.status != 206 && get.whole_reads && !ep.warned_no_ranges.exchange(true)) {
+              spdlog::warn("{} ignores Range requests (HTTP {}): reads of {} fetch the blob from its start",
+                           ep.api_host, head.status, ep.endpoint.str());
+            }
+          }
+          if (skip > 0) {
+            auto n = std::min<std::uint64_t>(skip, chunk.size());
+            chunk = chunk.subspan(n);
+            skip -= n;
+            if (chunk.empty()) return true;
+          }
+          if (get.end && pos == *get.end) {
+            // A range answer a little longer than asked is read to its end, so that the
+            // connection stays reusable; a whole blob, or much more, is cut.
+            discarded += chunk.size();
+            return head.status == 206 && discarded <= kMaxDiscard;
+          }
+          if (get.end && chunk.size() > *get.end - pos) {
+            discarded += chunk.size() - (*get.end - pos);
+            chunk = chunk.first(static_cast<std::size_t>(*get.end - pos));
+          }
+          if (auto r = get.sink(chunk); !r) {
+            sink_error = std::move(r).error();
+            return false;
+          }
+          pos += chunk.size();
+          if (get.end && pos == *get.end) return head.status == 206 && discarded <= kMaxDiscard;
+          return true;
+        };
+        x.cancelled = get.cancelled;
+        x.transfer_deadline = get.deadline;
+        if (get.cancelled && get.cancelled()) {
+          final = true;
+          return make_error(std::errc::operation_canceled, "{}: cancelled", context);
+        }
+        auto sent = send(ep, x, budget);
+        if (sink_error) {
+          final = true;
+          return *sink_error;
+        }
+        if (get.end && pos == *get.end) break;  // all of it, however the answer ended
+        if (!sent) return std::move(sent).error().with_context(context);
+        if (get.cancelled && get.cancelled()) {
+          final = true;
+          return make_error(std::errc::operation_canceled, "{}: cancelled", context);
+        }
+        auto& resp = *sent;
+        if (range_error) return *range_error;
+        const bool progressed = pos - start >= kMinProgress;
+        if (progressed) budget = fresh_budget();
+        if (!resp.transport_ok()) {
+          if (progressed && resp.retryable_transport()) {
+            spdlog::debug("{}: {}; resuming at offset {}", context, resp.transport_error, pos);
+            retries.fetch_add(1, std::memory_order_relaxed);  // a repeat, if not a failure
+            continue;
+          }
+          if (resp.retryable_transport() && budget.wait_before_retry()) continue;
+          return transport_error(resp, budget).with_context(context);
+        }
+        if (resp.status == 206) {
+          if (total && pos >= *total) break;  // the blob ends inside the range
+          if (auto want = get.end ? get.end : total; want && pos < *want) {
+            if (pos == start) return make_error(std::errc::io_error, "{}: an empty partial answer", context);
+            if (!progressed && !budget.wait_before_retry()) {
+              return make_error(std::errc::io_error, "{}: partial answers of {} bytes{}", context, pos - start,
+                                attempts_note(budget));
+            }
+            continue;  // the server sent less than asked for: ask for the rest
+          }
+          break;
+        }
+        if (resp.status == 200) {
+          if (skip > 0) return make_error(std::errc::io_error, "{}: the blob ends at offset {}", context, pos - skip);
+          break;  // the whole blob, and it ended before `end`
+        }
+        if (resp.status == 416) {
+          auto cr = parse_content_range(resp.header("content-range"));
+          if (cr && cr->total && *cr->total > pos) {
+            return make_error(std::errc::io_error, "{}: HTTP 416 for a range inside the blob ({} bytes)", context,
+                              *cr->total);
+          }
+          break;  // at or past the end
+        }
+        return status_error(resp, context, ep, budget);
+      }
+      return pos;
+    };
+    return over_endpoints(true, fn);
   }
 
   // Runs `fn` on the endpoints that may serve the request: the one that answered last first, then
@@ -503,6 +665,7 @@ Result<std::shared_ptr<RegistryClient>> RegistryClient::create(const oci::Refere
     ctx.http = &raw->http;
     ctx.tls_for = [raw](std::string_view authority) { return raw->tls_for(authority); };
     ctx.connect_timeout = opt.connect_timeout;
+    ctx.request_deadline = opt.request_deadline;
     ctx.max_attempts = opt.max_attempts;
     ctx.requests = &raw->requests;
     ctx.retries = &raw->retries;
@@ -660,201 +823,54 @@ Result<void> RegistryClient::stream_blob(
     std::string_view digest_text, std::uint64_t from,
     const std::function<Result<void>(std::span<const std::byte>)>& sink,
     const std::function<bool()>& cancelled, std::optional<std::uint64_t> end) {
-  auto& d = *impl_;
   auto parsed = oci::Digest::parse(digest_text);
   if (!parsed) return parsed.error().with_context(fmt::format("cannot stream blob of {}", describe()));
   if (end && *end <= from) return util::success();
-  std::string digest(digest_text);
-  std::uint64_t pos = from;
-  // bool: Result<void> has no value to carry through over_endpoints.
-  std::function<Result<bool>(EndpointState&, bool&)> fn = [&](EndpointState& ep,
-                                                              bool& final) -> Result<bool> {
-    // No overall deadline (a layer may be large and the link slow); stalls are caught by the
-    // low-speed limit and answered by resuming.
-    RetryBudget budget(kNoDeadline, d.options.max_attempts, &d.retries);
-    while (true) {
-      std::string context =
-          fmt::format("cannot stream blob {} from offset {} of {}", digest, pos, ep.endpoint.str());
-      bool checked = false;
-      std::uint64_t skip = 0;
-      std::optional<std::uint64_t> total;
-      std::optional<Error> sink_error, range_error;
-      bool reached_end = false;  // `end` reached: the rest of the answer is not wanted
-      std::uint64_t start = pos;
-      Exchange x;
-      x.path = blob_path(ep.endpoint.repository, digest);
-      x.blob_digest = digest;
-      if (end) {
-        x.headers.push_back(fmt::format("Range: bytes={}-{}", pos, *end - 1));
-      } else if (pos > 0) {
-        x.headers.push_back(fmt::format("Range: bytes={}-", pos));
-      }
-      x.on_body = [&](const HttpResponse& head, std::span<const std::byte> chunk) {
-        if (!checked) {
-          checked = true;
-          range_error = accept_range_head(head, pos, context, total, skip);
-          if (range_error) return false;
-        }
-        if (skip > 0) {
-          auto n = std::min<std::uint64_t>(skip, chunk.size());
-          chunk = chunk.subspan(n);
-          skip -= n;
-          if (chunk.empty()) return true;
-        }
-        if (end && chunk.size() > *end - pos) chunk = chunk.first(static_cast<std::size_t>(*end - pos));
-        if (auto r = sink(chunk); !r) {
-          sink_error = std::move(r).error();
-          return false;
-        }
-        pos += chunk.size();
-        if (end && pos == *end) {
-          reached_end = true;
-          return false;  // a server that ignored the Range would send the rest of the blob
-        }
-        return true;
-      };
-      x.cancelled = cancelled;
-      if (cancelled && cancelled()) {
-        final = true;
-        return make_error(std::errc::operation_canceled, "{}: cancelled", context);
-      }
-      auto sent = d.send(ep, x, budget);
-      if (sink_error) {
-        final = true;
-        return *sink_error;
-      }
-      if (reached_end) return true;
-      if (!sent) return std::move(sent).error().with_context(context);
-      if (cancelled && cancelled()) {
-        final = true;
-        return make_error(std::errc::operation_canceled, "{}: cancelled", context);
-      }
-      auto& resp = *sent;
-      if (range_error) return *range_error;
-      if (!resp.transport_ok()) {
-        if (pos - start >= kProgressToForgive) budget.forgive();
-        if (resp.retryable_transport() && budget.wait_before_retry()) {
-          spdlog::debug("{}: {}; resuming at offset {}", context, resp.transport_error, pos);
-          continue;
-        }
-        return d.transport_error(resp, budget).with_context(context);
-      }
-      if (resp.status == 206) {
-        if (auto want = end ? end : total; want && pos < *want) {
-          if (pos == start) return make_error(std::errc::io_error, "{}: an empty partial answer", context);
-          continue;  // the server sent less than asked for: ask for the rest
-        }
-        return true;
-      }
-      if (resp.status == 200) {
-        if (skip > 0) {
-          return make_error(std::errc::io_error, "{}: the blob ends at offset {}", context, pos - skip);
-        }
-        return true;
-      }
-      if (resp.status == 416) {
-        auto cr = parse_content_range(resp.header("content-range"));
-        if ((cr && cr->total && *cr->total == pos) || (!(cr && cr->total) && pos > 0))
-          return true;  // at the end
-      }
-      return d.status_error(resp, context, ep, budget);
-    }
-  };
-  auto r = d.over_endpoints(true, fn);
+  Impl::RangedGet get;
+  get.digest = std::string(digest_text);
+  get.from = from;
+  get.end = end;
+  get.sink = sink;
+  get.cancelled = cancelled;
+  get.verb = "stream";
+  // No overall deadline (a layer may be large and the link slow), but no wait without one: an
+  // attempt ends after stall_timeout without data, and the stream fails after request_deadline
+  // without progress.
+  get.idle_limit = impl_->options.request_deadline;
+  auto r = impl_->ranged_get(get);
   if (!r) return std::move(r).error();
   return util::success();
 }
 
 Result<std::size_t> RegistryClient::read_blob_range(std::string_view digest_text, std::uint64_t offset,
                                                     std::span<std::byte> buf) {
-  auto& d = *impl_;
   auto parsed = oci::Digest::parse(digest_text);
   if (!parsed) {
     return Error{std::errc::io_error,
                  parsed.error().with_context(fmt::format("cannot read blob of {}", describe())).message};
   }
   if (buf.empty()) return std::size_t{0};
-  std::string digest(digest_text);
-  auto deadline = Clock::now() + d.options.read_deadline;
   std::size_t got = 0;
-  std::function<Result<std::size_t>(EndpointState&, bool&)> fn = [&](EndpointState& ep,
-                                                                     bool&) -> Result<std::size_t> {
-    RetryBudget budget(deadline, d.options.max_attempts, &d.retries);
-    while (got < buf.size()) {
-      std::uint64_t pos = offset + got;
-      std::string context = fmt::format("cannot read blob {} at offset {} ({} bytes) of {}", digest, pos,
-                                        buf.size() - got, ep.endpoint.str());
-      bool checked = false;
-      std::uint64_t skip = 0, discarded = 0;
-      std::optional<std::uint64_t> total;
-      std::optional<Error> range_error;
-      std::size_t before = got;
-      Exchange x;
-      x.path = blob_path(ep.endpoint.repository, digest);
-      x.blob_digest = digest;
-      x.headers.push_back(fmt::format("Range: bytes={}-{}", pos, offset + buf.size() - 1));
-      x.on_body = [&](const HttpResponse& head, std::span<const std::byte> chunk) {
-        if (!checked) {
-          checked = true;
-          range_error = accept_range_head(head, pos, context, total, skip);
-          if (range_error) return false;
-          if (head.status != 206) {
-            if (!ep.warned_no_ranges.exchange(true)) {
-              spdlog::warn("{} ignores Range requests (HTTP {}): reads of {} fetch the blob from its start",
-                           ep.api_host, head.status, ep.endpoint.str());
-            }
-          }
-        }
-        if (skip > 0) {
-          auto n = std::min<std::uint64_t>(skip, chunk.size());
-          chunk = chunk.subspan(n);
-          skip -= n;
-          if (chunk.empty()) return true;
-        }
-        auto n = std::min(chunk.size(), buf.size() - got);
-        std::memcpy(buf.data() + got, chunk.data(), n);
-        got += n;
-        if (chunk.size() > n) {
-          discarded += chunk.size() - n;
-          // A whole blob is cut as soon as the buffer is full; a range answer a little too long is
-          // read to its end so that the connection stays reusable.
-          if (head.status == 200 || discarded > kMaxDiscard) return false;
-        } else if (got == buf.size() && head.status == 200) {
-          return false;
-        }
-        return true;
-      };
-      auto sent = d.send(ep, x, budget);
-      if (!sent) return std::move(sent).error().with_context(context);
-      auto& resp = *sent;
-      if (range_error) return *range_error;
-      if (got == buf.size()) break;
-      if (!resp.transport_ok()) {
-        if (resp.retryable_transport() && budget.wait_before_retry())
-          continue;  // resumes at the byte reached
-        return d.transport_error(resp, budget).with_context(context);
-      }
-      if (resp.status == 206) {
-        if (total && offset + got >= *total) break;  // the blob ends inside the range
-        if (got == before) return make_error(std::errc::io_error, "{}: an empty partial answer", context);
-        continue;
-      }
-      if (resp.status == 200) break;  // the whole blob, and it ended before the buffer was full
-      if (resp.status == 416) {
-        auto cr = parse_content_range(resp.header("content-range"));
-        if (cr && cr->total && *cr->total > pos) {
-          return make_error(std::errc::io_error, "{}: HTTP 416 for a range inside the blob ({} bytes)",
-                            context, *cr->total);
-        }
-        break;  // at or past the end
-      }
-      return d.status_error(resp, context, ep, budget);
-    }
-    return got;
+  Impl::RangedGet get;
+  get.digest = std::string(digest_text);
+  get.from = offset;
+  get.end = offset + buf.size();
+  get.sink = [&](std::span<const std::byte> chunk) -> Result<void> {
+    std::memcpy(buf.data() + got, chunk.data(), chunk.size());
+    got += chunk.size();
+    return util::success();
   };
-  auto r = d.over_endpoints(true, fn);
-  if (!r) return Error{std::errc::io_error, std::move(r).error().message};
-  return r;
+  get.verb = "read";
+  get.whole_reads = true;
+  // A read's deadline: its own, and the thread's (the FUSE request it serves), whichever is first.
+  get.deadline = util::earliest(Clock::now() + impl_->options.read_deadline, util::current_deadline());
+  get.idle_limit = impl_->options.read_deadline;
+  auto r = impl_->ranged_get(get);
+  if (!r) {
+    auto code = r.error().code == std::errc::timed_out ? std::errc::timed_out : std::errc::io_error;
+    return Error{code, std::move(r).error().message};
+  }
+  return got;
 }
 
 TransferStats RegistryClient::stats() const {

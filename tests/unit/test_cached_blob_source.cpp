@@ -6,12 +6,15 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <functional>
+#include <stdexcept>
 #include <latch>
 #include <random>
 #include <thread>
 
 #include "ocifs/cache/blob_cache.hpp"
 #include "ocifs/cache/cached_blob_source.hpp"
+#include "ocifs/util/deadline.hpp"
 #include "ocifs/util/sha256.hpp"
 #include "sample_data.hpp"
 #include "temp_dir.hpp"
@@ -34,6 +37,7 @@ class FakeRemote final : public cache::RemoteBlob {
 
   Result<std::size_t> read_range(std::uint64_t offset, std::span<std::byte> buf) override {
     ++range_calls;
+    if (before_range) before_range();
     {
       std::lock_guard lock(mu_);
       ranges.emplace_back(offset, buf.size());
@@ -49,6 +53,7 @@ class FakeRemote final : public cache::RemoteBlob {
 
   Result<void> stream(std::uint64_t from, std::uint64_t to, const Sink& sink, const std::function<bool()>&) override {
     ++stream_calls;
+    if (throw_in_stream) throw std::runtime_error("a bug in the stream");
     {
       std::lock_guard lock(mu_);
       stream_froms.push_back(from);
@@ -83,6 +88,8 @@ class FakeRemote final : public cache::RemoteBlob {
   std::uint64_t fail_stream_at = UINT64_MAX;
   std::atomic<bool> fail_ranges{false};
   std::size_t short_by = 0;
+  std::function<void()> before_range;  // runs first in every read_range (may block, may throw)
+  bool throw_in_stream = false;
 
  private:
   std::mutex mu_;
@@ -459,4 +466,72 @@ TEST_CASE("A stalled stream does not hold readers beyond stream_wait") {
   CHECK(std::chrono::steady_clock::now() - begin < 500ms);
   CHECK(f.remote->range_calls == 1);
   source.stop_stream();
+}
+
+TEST_CASE("A fetch that throws still lands its flight: readers waiting for it get an error, not a hang") {
+  Fixture f(4 * kChunk);
+  cache::CachedBlobSource source(f.entry, f.remote);
+  std::latch waiting(1);
+  std::atomic<bool> first{true};
+  f.remote->before_range = [&] {
+    if (!first.exchange(false)) return;
+    waiting.wait();                                  // the second reader is on its way to wait for us
+    std::this_thread::sleep_for(200ms);              // and is waiting now
+    throw std::bad_alloc();                          // as the buffer allocation could
+  };
+  std::string second;
+  bool threw = false;
+  std::thread fetcher([&] {
+    std::string out(100, '\0');
+    try {
+      (void)source.read_at(0, std::as_writable_bytes(std::span(out)));
+    } catch (const std::bad_alloc&) {
+      threw = true;  // up to the FUSE edge, which answers ENOMEM
+    }
+  });
+  // The fetcher must register its flight before the waiter looks; give it the head start.
+  while (f.remote->range_calls == 0) std::this_thread::sleep_for(1ms);
+  std::thread waiter([&] {
+    waiting.count_down();
+    second = read_quietly(source, 10, 100);
+  });
+  fetcher.join();
+  waiter.join();
+  CHECK(threw);
+  // The waiter saw the abandoned flight fail with an error (not a hang).
+  CHECK_THAT(second, Catch::Contains("abandoned"));
+}
+
+TEST_CASE("A reader waiting for another's fetch gives up at its own deadline; the fetch goes on") {
+  Fixture f(4 * kChunk);
+  f.remote->range_delay = 1500ms;
+  cache::CachedBlobSource source(f.entry, f.remote);
+  std::string slow;
+  std::thread fetcher([&] { slow = read_quietly(source, 0, 1000); });
+  while (f.remote->range_calls == 0) std::this_thread::sleep_for(1ms);
+  auto start = std::chrono::steady_clock::now();
+  std::string out(100, '\0');
+  Result<std::size_t> n = std::size_t{0};
+  {
+    util::DeadlineScope scope(start + 200ms);
+    n = source.read_at(10, std::as_writable_bytes(std::span(out)));
+  }
+  auto waited = std::chrono::steady_clock::now() - start;
+  REQUIRE_FALSE(n.ok());
+  CHECK(n.error().code == std::errc::timed_out);
+  CHECK(waited < 1000ms);  // not the 1.5 s of the fetch
+  fetcher.join();
+  CHECK(slow == f.remote->data().substr(0, 1000));
+  CHECK(f.remote->range_calls == 1);
+}
+
+TEST_CASE("A stream whose remote throws ends with an error; the process goes on") {
+  Fixture f(4 * kChunk);
+  f.remote->throw_in_stream = true;
+  cache::CachedBlobSource source(f.entry, f.remote);
+  source.start_stream();
+  auto r = source.wait_stream();
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.error().message, Catch::Contains("a bug in the stream"));
+  CHECK(read(source, 0, 100) == f.remote->data().substr(0, 100));  // by range
 }

@@ -19,6 +19,7 @@
 #include "ocifs/cache/cache.hpp"
 #include "ocifs/io/blob_source.hpp"
 #include "ocifs/io/gated_source.hpp"
+#include "ocifs/util/deadline.hpp"
 #include "ocifs/layer/header_walk.hpp"
 #include "ocifs/layer/layer_index.hpp"
 #include "ocifs/layer/layer_scanner.hpp"
@@ -727,6 +728,28 @@ TEST_CASE("GatedSource: reads wait for open or fail") {
     CHECK(later.error().message == "cannot verify gated.blob: boom");
     CHECK_FALSE(gate.discard(0, 10));
   }
+}
+
+TEST_CASE("GatedSource: a read waits at most until its thread's deadline") {
+  const std::string data = random_bytes(5000, 12);
+  io::GatedSource gate(data.size(), "gated.blob");
+  std::string out(100, '\0');
+  auto start = std::chrono::steady_clock::now();
+  Result<std::size_t> n = std::size_t{0};
+  {
+    util::DeadlineScope scope(start + 300ms);
+    n = gate.read_at(0, std::as_writable_bytes(std::span(out)));
+  }
+  REQUIRE_FALSE(n);
+  CHECK(n.error().code == std::errc::timed_out);
+  CHECK_THAT(n.error().message, Catch::Contains("gated.blob") && Catch::Contains("verified"));
+  CHECK(std::chrono::steady_clock::now() - start >= 300ms);
+  // Once open, the same read with a deadline goes through.
+  gate.open(std::make_shared<io::MemorySource>(data, "inner"));
+  util::DeadlineScope scope(std::chrono::steady_clock::now() + 300ms);
+  n = gate.read_at(0, std::as_writable_bytes(std::span(out)));
+  REQUIRE(n);
+  CHECK(out == data.substr(0, 100));
 }
 
 TEST_CASE("StoppableSource: reads fail once a stop is requested") {

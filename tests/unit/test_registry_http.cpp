@@ -23,6 +23,7 @@
 #include "ocifs/registry/http_client.hpp"
 #include "ocifs/registry/registry_client.hpp"
 #include "ocifs/registry/tls_settings.hpp"
+#include "ocifs/util/deadline.hpp"
 #include "ocifs/util/sha256.hpp"
 #include "temp_dir.hpp"
 
@@ -45,7 +46,8 @@ from urllib.parse import urlsplit, parse_qs
 cfg = json.loads(sys.argv[1])
 lock = threading.Lock()
 blobs, manifests, tokens, ports = {}, {}, {}, {}
-state = dict(redirect=0, ranges=1, fail_5xx=0, ratelimit=0, retry_after='1', drop_after=-1, slow_ms=0,
+state = dict(redirect=0, ranges=1, fail_5xx=0, ratelimit=0, retry_after='1', drop_after=-1, drop_every=-1, slow_ms=0,
+             token_ms=0,
              sig_gen=0, token_ttl=60, required_scope='', access_token=0,
              auth=cfg.get('auth', 'bearer'), user=cfg.get('user', ''), password=cfg.get('password', ''))
 stats = dict(token_requests=0, token_scopes=[], token_auth=[], cdn_with_auth=0, cdn_requests=0,
@@ -72,6 +74,8 @@ class Handler(BaseHTTPRequestHandler):
         rng = self.headers.get('Range')
         with lock:
             drop, state['drop_after'] = state['drop_after'], -1
+            if drop < 0:
+                drop = state['drop_every']  # every answer, for good
         headers = [('Content-Type', 'application/octet-stream')]
         m = re.match(r'bytes=(\d+)-(\d*)$', rng or '')
         if m and state['ranges']:
@@ -132,6 +136,8 @@ class Handler(BaseHTTPRequestHandler):
         return False
 
     def token(self, q):
+        if state['token_ms']:
+            time.sleep(state['token_ms'] / 1000)
         with lock:
             stats['token_requests'] += 1
             stats['token_scopes'].append(' '.join(q.get('scope', [])))
@@ -774,7 +780,83 @@ TEST_CASE("registry: 429 with Retry-After and 503 are retried; exhausted retries
              Catch::Contains("HTTP 429") && Catch::Contains("rate limited") && Catch::Contains("3600"));
 }
 
-TEST_CASE("registry: a range read that outlives read_deadline fails with EIO naming digest and offset") {
+TEST_CASE("registry: answers cut every 64 KiB still deliver whole ranges and streams (progress is no failure)") {
+  if (!python_available()) return;
+  FakeRegistry reg(json{{"auth", "none"}});
+  auto data = random_blob(3'000'000, 11);
+  auto digest = reg.put_blob(data);
+  auto opts = reg.options();
+  opts.max_attempts = 3;  // 46 cuts per blob: far more than the attempts allowed in a row
+  auto client = make_client(reg, opts);
+  reg.set("drop_every", "65536");
+
+  std::vector<std::byte> buf(2'500'000);
+  auto n = client->read_blob_range(digest, 100'000, buf);
+  if (!n) FAIL(n.error().message);
+  CHECK(*n == buf.size());
+  CHECK(bytes_of(std::span(buf)) == data.substr(100'000, buf.size()));
+
+  std::string streamed;
+  auto st = client->stream_blob(digest, 0, [&](std::span<const std::byte> c) -> Result<void> {
+    streamed += bytes_of(c);
+    return util::success();
+  });
+  if (!st) FAIL(st.error().message);
+  CHECK(streamed == data);
+  CHECK(client->stats().retries >= 80);  // every cut was resumed
+}
+
+TEST_CASE("registry: a server that cuts every answer after a few bytes is given up on") {
+  if (!python_available()) return;
+  FakeRegistry reg(json{{"auth", "none"}});
+  auto data = random_blob(1'000'000, 12);
+  auto digest = reg.put_blob(data);
+  auto opts = reg.options();
+  opts.max_attempts = 3;
+  auto client = make_client(reg, opts);
+  std::vector<std::byte> buf(100);
+  REQUIRE(client->read_blob_range(digest, 0, buf).ok());  // ping done
+  reg.set("drop_every", "100");
+  std::vector<std::byte> big(500'000);
+  auto n = client->read_blob_range(digest, 0, big);
+  REQUIRE_FALSE(n.ok());
+  CHECK_THAT(n.error().message, Catch::Contains(digest) && Catch::Contains("after 3 attempts"));
+  auto st = client->stream_blob(digest, 0, [](std::span<const std::byte>) -> Result<void> { return util::success(); });
+  REQUIRE_FALSE(st.ok());
+  CHECK_THAT(st.error().message, Catch::Contains("after 3 attempts"));
+}
+
+TEST_CASE("registry: a token fetch in flight holds up another request only until that request's deadline") {
+  if (!python_available()) return;
+  FakeRegistry reg;  // bearer auth
+  auto digest = reg.put_blob(random_blob(10'000, 13));
+  auto opts = reg.options();
+  opts.read_deadline = std::chrono::seconds(20);
+  auto client = make_client(reg, opts);
+  reg.set("token_ms", "3000");
+  std::vector<std::byte> first_buf(100);
+  Result<std::size_t> first = std::size_t{0};
+  std::thread fetching([&] { first = client->read_blob_range(digest, 0, first_buf); });
+  while (reg.stats()["pings"] == 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the token request is out
+
+  std::vector<std::byte> buf(100);
+  auto start = std::chrono::steady_clock::now();
+  Result<std::size_t> second = std::size_t{0};
+  {
+    util::DeadlineScope scope(start + std::chrono::milliseconds(500));
+    second = client->read_blob_range(digest, 100, buf);
+  }
+  auto took = std::chrono::steady_clock::now() - start;
+  fetching.join();
+  REQUIRE_FALSE(second.ok());
+  CHECK(second.error().code == std::errc::timed_out);
+  CHECK(took < std::chrono::milliseconds(2000));  // not the token server's 3 s
+  if (!first) FAIL(first.error().message);  // the fetch itself went on, and its read succeeded
+  CHECK(reg.stats()["token_requests"] == 1);
+}
+
+TEST_CASE("registry: a range read that outlives read_deadline fails, timed out, naming digest and offset") {
   if (!python_available()) return;
   FakeRegistry reg(json{{"auth", "none"}});
   auto digest = reg.put_blob(random_blob(10'000, 5));
@@ -788,7 +870,7 @@ TEST_CASE("registry: a range read that outlives read_deadline fails with EIO nam
   auto r = client->read_blob_range(digest, 4242, buf);
   auto took = std::chrono::steady_clock::now() - start;
   REQUIRE_FALSE(r.ok());
-  CHECK(r.error().code == std::errc::io_error);
+  CHECK(r.error().code == std::errc::timed_out);  // EIO at the FUSE edge, counted as a timeout
   CHECK_THAT(r.error().message,
              Catch::Contains(digest) && Catch::Contains("offset 4242") && Catch::Contains("deadline"));
   CHECK(took < std::chrono::milliseconds(2500));

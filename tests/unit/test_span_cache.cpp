@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 #include <zlib.h>
 
+#include <condition_variable>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -10,13 +12,48 @@
 #include "ocifs/compress/span_cache.hpp"
 #include "ocifs/compress/stream_decoder.hpp"
 #include "ocifs/io/block_digests.hpp"
+#include "ocifs/util/deadline.hpp"
 #include "sample_data.hpp"
 
 using namespace ocifs;
 
 namespace {
 
+using namespace std::chrono_literals;
 
+// A blob whose reads of [from, to) wait until released: a fetch that hangs.
+class HeldSource final : public io::BlobSource {
+ public:
+  HeldSource(io::BlobSourcePtr inner, std::uint64_t from, std::uint64_t to) : inner_(std::move(inner)), from_(from), to_(to) {}
+  std::uint64_t size() const override { return inner_->size(); }
+  std::string describe() const override { return inner_->describe(); }
+  Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) const override {
+    if (offset < to_ && offset + buf.size() > from_) {
+      std::unique_lock lock(mu_);
+      ++held_;
+      cv_.notify_all();
+      cv_.wait(lock, [&] { return released_; });
+    }
+    return inner_->read_at(offset, buf);
+  }
+  void release() {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+  void wait_held() const {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return held_ > 0; });
+  }
+
+ private:
+  io::BlobSourcePtr inner_;
+  std::uint64_t from_, to_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  mutable int held_ = 0;
+  bool released_ = false;
+};
 
 struct Layer {
   std::string data;
@@ -133,4 +170,37 @@ TEST_CASE("a damaged span is an error every time, never cached") {
   CHECK_FALSE(second.ok());
   // Spans before the damage still read correctly.
   CHECK(test::read_string(**reader, 0, 1000) == layer.data.substr(0, 1000));
+}
+
+TEST_CASE("a span being inflated holds up only its own readers, each until its deadline") {
+  auto layer = make_layer(1u << 20, 4);
+  const auto& points = layer.index.gzip_points;
+  // Reads of span 2's compressed bytes hang until released.
+  auto held = std::make_shared<HeldSource>(layer.blob, points[2].compressed_offset + 1, points[3].compressed_offset);
+  auto reader = compress::GzipReader::create(layer.index, held);
+  REQUIRE(reader);
+  const std::uint64_t in_span2 = points[2].decoded_offset + 10;
+  std::string first;
+  std::thread inflating([&] { first = test::read_string(**reader, in_span2, 100); });
+  held->wait_held();
+
+  // Another reader of span 2 waits for that inflate only until its own deadline.
+  auto start = std::chrono::steady_clock::now();
+  std::string out(100, '\0');
+  Result<std::size_t> n = std::size_t{0};
+  {
+    util::DeadlineScope scope(start + 300ms);
+    n = (*reader)->read_at(in_span2 + 1000, std::as_writable_bytes(std::span(out)));
+  }
+  REQUIRE_FALSE(n);
+  CHECK(n.error().code == std::errc::timed_out);
+  CHECK(std::chrono::steady_clock::now() - start < 2s);
+  // Readers of other spans of the same layer are not held up at all.
+  CHECK(test::read_string(**reader, points[5].decoded_offset + 7, 5000) ==
+        layer.data.substr(points[5].decoded_offset + 7, 5000));
+
+  held->release();
+  inflating.join();
+  CHECK(first == layer.data.substr(in_span2, 100));
+  CHECK(test::read_string(**reader, in_span2 + 1000, 100) == layer.data.substr(in_span2 + 1000, 100));
 }

@@ -6,14 +6,23 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
 
 #include "ocifs/cache/cache.hpp"
 #include "ocifs/io/blob_source.hpp"
 #include "ocifs/io/block_digests.hpp"
 #include "ocifs/io/file_source.hpp"
 #include "ocifs/util/base64.hpp"
+#include "ocifs/util/deadline.hpp"
+#include "ocifs/util/duration.hpp"
 #include "ocifs/util/result.hpp"
 #include "ocifs/util/sha256.hpp"
+#include "ocifs/util/thread_boundary.hpp"
+#include "ocifs/util/work_pool.hpp"
 #include "temp_dir.hpp"
 
 using namespace ocifs;
@@ -210,4 +219,112 @@ TEST_CASE("Cache: access records round-trip; a damaged one reads as none") {
   REQUIRE(damaged);
   CHECK_FALSE(*damaged);
   CHECK_FALSE(cache->read_access_record("sha256:../etc"));
+}
+
+TEST_CASE("DeadlineScope: a thread's deadline, shortened by nesting, restored at the end") {
+  using namespace std::chrono_literals;
+  CHECK(util::current_deadline() == util::kNoDeadline);
+  const auto now = util::Clock::now();
+  {
+    util::DeadlineScope outer(now + 10s);
+    CHECK(util::current_deadline() == now + 10s);
+    {
+      util::DeadlineScope longer(now + 60s);  // cannot extend what the request was given
+      CHECK(util::current_deadline() == now + 10s);
+      util::DeadlineScope shorter(now + 1s);
+      CHECK(util::current_deadline() == now + 1s);
+    }
+    CHECK(util::current_deadline() == now + 10s);
+    std::thread([] { CHECK(util::current_deadline() == util::kNoDeadline); }).join();  // per thread
+  }
+  CHECK(util::current_deadline() == util::kNoDeadline);
+  auto e = util::deadline_passed("read x at offset 5");
+  CHECK(e.code == std::errc::timed_out);
+  CHECK(e.message == "cannot read x at offset 5: no answer within the read deadline");
+}
+
+TEST_CASE("parse_duration: seconds by default, ms s m h units, bounds") {
+  using namespace std::chrono_literals;
+  CHECK(*util::parse_duration("30") == 30s);
+  CHECK(*util::parse_duration("2.5") == 2500ms);
+  CHECK(*util::parse_duration("500ms") == 500ms);
+  CHECK(*util::parse_duration("2s") == 2s);
+  CHECK(*util::parse_duration("1.5m") == 90s);
+  CHECK(*util::parse_duration("1h") == 3600s);
+  for (const char* bad : {"", "s", "-1", "0", "0.0001", "2 s", "1x", "1.2.3", "25h", "ms"}) {
+    INFO(bad);
+    auto r = util::parse_duration(bad);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == std::errc::invalid_argument);
+  }
+}
+
+TEST_CASE("WorkPool: runs tasks on its threads, refuses when full, drops the queue at stop") {
+  using namespace std::chrono_literals;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool open = false;
+  std::atomic<int> ran{0}, destroyed_unrun{0};
+  struct Answer {  // a task that must answer even when it never runs
+    explicit Answer(std::atomic<int>* counter) : destroyed_unrun(counter) {}
+    std::atomic<int>* destroyed_unrun;
+    bool ran = false;
+    ~Answer() {
+      if (!ran) ++*destroyed_unrun;
+    }
+  };
+  util::WorkPool pool("test", 2, 3);
+  auto blocker = [&] {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return open; });
+    ++ran;
+  };
+  REQUIRE(pool.submit(blocker));
+  REQUIRE(pool.submit(blocker));
+  while (pool.stats().running < 2) std::this_thread::sleep_for(1ms);  // both threads busy
+  CHECK(pool.submit([] { throw std::runtime_error("a bug"); }));  // logged, the thread goes on
+  auto answer = std::make_shared<Answer>(&destroyed_unrun);
+  CHECK(pool.submit([answer] { answer->ran = true; }));
+  CHECK(pool.submit([&] { ++ran; }));
+  CHECK_FALSE(pool.submit([&] { ++ran; }));  // 3 queued: full
+  CHECK(pool.stats().queued == 3);
+  answer.reset();
+  {
+    std::lock_guard lock(mu);
+    open = true;
+  }
+  cv.notify_all();
+  while (ran < 3) std::this_thread::sleep_for(1ms);  // the throwing task did not stop the pool
+  CHECK(destroyed_unrun == 0);
+
+  // Stopped with tasks queued behind busy threads: they are destroyed unrun.
+  util::WorkPool slow("slow", 1, 10);
+  std::atomic<bool> go{false};
+  REQUIRE(slow.submit([&] {
+    while (!go) std::this_thread::sleep_for(1ms);
+  }));
+  auto pending = std::make_shared<Answer>(&destroyed_unrun);
+  REQUIRE(slow.submit([pending] { pending->ran = true; }));
+  pending.reset();
+  std::thread stopper([&] { slow.stop(); });
+  std::this_thread::sleep_for(50ms);
+  go = true;
+  stopper.join();
+  CHECK(destroyed_unrun == 1);
+  CHECK_FALSE(slow.submit([] {}));
+}
+
+TEST_CASE("catch_all: what a thread's function throws becomes an Error") {
+  CHECK_FALSE(util::catch_all("do nothing", [] {}));
+  auto oom = util::catch_all("fill a span", [] { throw std::bad_alloc(); });
+  REQUIRE(oom);
+  CHECK(oom->code == std::errc::not_enough_memory);
+  CHECK(oom->message == "cannot fill a span: out of memory");
+  auto bug = util::catch_all("stream blob x", [] { throw std::logic_error("index out of range"); });
+  REQUIRE(bug);
+  CHECK(bug->code == std::errc::io_error);
+  CHECK(bug->message == "cannot stream blob x: internal error: index out of range");
+  auto odd = util::catch_all("pack", [] { throw 42; });
+  REQUIRE(odd);
+  CHECK_THAT(odd->message, Catch::Contains("unknown exception"));
 }

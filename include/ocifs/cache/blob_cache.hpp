@@ -16,10 +16,15 @@
 // enforces the budget on its own blobs. The budget counts blob chunks only; layer indexes and
 // decoded zstd copies (Cache) are reported by `ocifs cache du` but not evicted.
 //
+// Writers never evict: a write that takes the present bytes over the budget hands the eviction
+// to a background thread (started on first need), since a pass scans the directory, reads maps,
+// punches holes and syncs — seconds on a large cache, which a read that fetched must not wait
+// for. Until that pass ends the cache may be over budget by what arrives meanwhile; settle()
+// brings it within budget synchronously (for the owner, once its reads are over).
+//
 // Thread-safe: entry() and the budget take mu_ (the table of live entries) briefly and never
 // hold it while calling into an entry, except to open one; enforcement runs on one thread at a
-// time (budget_mu_, tried, not waited for, by writers). Lock order: budget_mu_, mu_, then an
-// entry's locks (blob_entry.hpp).
+// time (budget_mu_). Lock order: budget_mu_, mu_, then an entry's locks (blob_entry.hpp).
 #pragma once
 
 #include <atomic>
@@ -33,6 +38,7 @@
 #include <vector>
 
 #include "ocifs/cache/blob_entry.hpp"
+#include "ocifs/util/background_worker.hpp"
 #include "ocifs/util/result.hpp"
 
 namespace ocifs::cache {
@@ -72,6 +78,9 @@ class BlobCache : public std::enable_shared_from_this<BlobCache> {
   // Evicts least-recently-used chunks until the present bytes are within the budget (to 15/16
   // of it). No-op without a budget.
   Result<void> enforce_budget();
+  // Stops background eviction (after its running pass) and enforces the budget on this thread:
+  // for the owner once its reads and streams are over (a command's end, an unmount).
+  Result<void> settle();
   // Every blob in the cache, sorted by digest.
   Result<std::vector<BlobInfo>> list();
   // Evicts LRU chunks until at most target_bytes are present (UINT64_MAX: none), deletes the
@@ -91,7 +100,8 @@ class BlobCache : public std::enable_shared_from_this<BlobCache> {
   // Digests ("sha256:<hex>") of every blob with a data file or a map.
   Result<std::vector<std::string>> scan_digests() const;
   Result<GcStats> evict_to(std::uint64_t target_bytes);
-  // From BlobEntry::write_chunk: bytes newly present; enforces the budget when over it.
+  // From BlobEntry::write_chunk: bytes newly present; has the budget enforced in the background
+  // when over it.
   void note_written(std::uint64_t bytes);
   void note_evicted(std::uint64_t bytes);
 
@@ -106,6 +116,7 @@ class BlobCache : public std::enable_shared_from_this<BlobCache> {
   // Present bytes as this process last counted them plus what it wrote since; other processes'
   // writes are only seen at the next count. -1 until first counted.
   std::atomic<std::int64_t> approx_present_{-1};
+  util::BackgroundWorker evictor_{1};  // last: stopped before the rest goes
 };
 
 }  // namespace ocifs::cache

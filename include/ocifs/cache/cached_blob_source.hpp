@@ -5,14 +5,18 @@
 // per contiguous missing run (whole chunks, clipped to the blob's end, at most
 // Options::max_request each), written to the cache, then served. Single flight: a chunk being
 // fetched is in an in-flight table, and every other reader wanting it waits for that fetch and
-// shares its result, error included. A remote that fails or returns short data gives an error
-// naming the digest and byte range, and nothing of that request is marked present.
+// shares its result, error included — but only until its own deadline (util/deadline.hpp): a
+// waiter whose deadline passes fails with std::errc::timed_out while the fetch goes on for the
+// others. A fetch ends its flight however it ends, by an exception too. A remote that fails or
+// returns short data gives an error naming the digest and byte range, and nothing of that
+// request is marked present.
 // No remote (nullptr) means offline: a missing chunk is an error "not in the cache and --offline".
 //
 // start_stream(), for the first mount of a layer: one thread streams the blob in order from its
 // first missing byte (one request; a long present run ahead is skipped with a new request),
 // storing each chunk as it completes. A read of a missing range up to Options::stream_window
-// ahead of the stream waits for the stream (at most Options::stream_wait), so a scan reading in
+// ahead of the stream waits for the stream (at most Options::stream_wait, and never past the
+// reader's deadline), so a scan reading in
 // order right behind it makes no range request; anything else is fetched by range.
 // Destruction (or stop_stream) stops the stream: the sink fails at its next call and the thread
 // is joined. Against a registry that bounds the wait by the client's low-speed timeout.
@@ -103,13 +107,21 @@ class CachedBlobSource final : public io::BlobSource {
     bool done = false;
     std::optional<Error> error;
   };
+  // One range request of ensure(): chunks [first, first + count), announced by `flight`.
+  struct Run {
+    std::uint64_t first, count;
+    std::shared_ptr<Flight> flight;
+  };
 
   // Makes chunks of [from, to) present: fetches what nobody is fetching, waits for the rest.
   // Clears `allow_stream_wait` when a wait for the stream timed out.
   Result<void> ensure(std::uint64_t from, std::uint64_t to, bool& allow_stream_wait) const;
   Result<void> fetch_run(std::uint64_t first, std::uint64_t count) const;
+  // Takes the run's chunks out of the in-flight table and wakes its waiters with `result`.
+  void land(Run& run, Result<void> result) const;
   bool stream_covers(std::uint64_t chunk) const;  // mu_ held
-  void stream_main();
+  // The stream thread's work: the blob's missing chunks into the cache; why it stopped early.
+  std::optional<Error> stream_blob();
 
   std::shared_ptr<BlobEntry> entry_;
   std::shared_ptr<RemoteBlob> remote_;

@@ -4,7 +4,8 @@
 // it touches (the blob cache turns neighbouring ones into one request), decompresses each, and
 // serves it only if it matches its digest; a chunk that does not is dropped from the blob cache
 // and fetched once more before the read gets EIO. Decoded chunks are kept in the image's
-// SpanCache. No other byte of the blob is read: nothing else is verified.
+// SpanCache. No other byte of the blob is read: nothing else is verified. Readers of one chunk
+// share its fetch (single flight), each waiting at most until its own deadline.
 //
 // Offsets are those of the layer's index (layer/toc_layer.hpp): the files' data laid end to end.
 // Thread-safe.

@@ -5,11 +5,12 @@
 // Once a span has served several reads and one passes its middle (files read in layer order),
 // the next two spans are inflated on the cache's read-ahead thread, so inflate runs ahead of
 // whoever consumes the bytes instead of in turn with them.
-// Concurrent reads of one span wait for each other (one inflate); of different spans run in
-// parallel. The index and blob are shared read-only: safe to call from many threads at once.
+// Concurrent reads of one span share one inflate: a reader whose bytes are not there yet waits
+// for it, at most until its own deadline; reads of different spans run in parallel. The index and blob are shared read-only: safe to call from many threads at once.
 #pragma once
 
 #include <memory>
+#include <mutex>
 
 #include "ocifs/compress/seekable_reader.hpp"
 #include "ocifs/compress/span_cache.hpp"
@@ -35,8 +36,10 @@ class GzipReader final : public SeekableReader, public std::enable_shared_from_t
   // Copies [offset, offset + out.size()) out of span `span` (the range lies in the span),
   // inflating what is missing.
   Result<void> read_span(std::size_t span, std::uint64_t offset, std::span<std::byte> out) const;
-  // Inflates span `span` up to decoded offset `want` (at least).
-  Result<void> fill_span(std::size_t span, std::uint64_t want, SpanCache::Entry& entry) const;
+  // With `lock` held on entry.mutex: inflates span `span` until its first `need` bytes are there,
+  // or waits (within the thread's deadline) for the reader inflating it.
+  Result<void> fill_span(std::size_t span, std::uint64_t need, SpanCache::Entry& entry,
+                         std::unique_lock<std::mutex>& lock) const;
   void read_ahead(std::size_t span) const;
   std::uint64_t span_end(std::size_t span) const;
 

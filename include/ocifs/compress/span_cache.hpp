@@ -3,10 +3,15 @@
 // re-inflated its span from the checkpoint: reading a Debian minbase file by file inflated each
 // byte 8-21 times (12 MB/s against gzip -dc's 156 MB/s); with it each span is inflated once.
 //
-// Thread-safe. Lock order: an Entry's mutex may be held while calling charge() or drop(), which
-// take the cache's mutex; entry() takes only the cache's mutex. Never the other way round.
+// Thread-safe. An entry is filled by one thread at a time (Filling), with the entry's mutex
+// released while it decodes or fetches: a slow fetch holds up only the readers that need bytes
+// it has not decoded yet, and each of those waits at most until its own deadline
+// (util/deadline.hpp). Lock order: an Entry's mutex may be held while calling charge() or
+// drop(), which take the cache's mutex; entry() takes only the cache's mutex. Never the other
+// way round.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <list>
 #include <map>
@@ -14,8 +19,9 @@
 #include <mutex>
 #include <vector>
 
-#include "ocifs/compress/background_worker.hpp"
 #include "ocifs/compress/seekable_reader.hpp"
+#include "ocifs/util/background_worker.hpp"
+#include "ocifs/util/deadline.hpp"
 
 namespace ocifs::compress {
 
@@ -27,14 +33,43 @@ class SpanCache {
   static constexpr std::size_t kDefaultBudget = 24u << 20;
 
   struct Entry {
-    std::mutex mutex;                     // guards everything below
-    std::vector<std::byte> data;          // the span's decoded bytes from its start, so far
-    std::unique_ptr<ReadCursor> cursor;   // live stream at start + data.size(); gone once complete
+    std::mutex mutex;                     // guards everything below; never held while decoding
+    std::condition_variable idle;         // `filling` went false
+    bool filling = false;                 // a thread is filling it, its mutex released (Filling)
+    std::vector<std::byte> data;          // the span's decoded bytes, sized once; [0, filled) final
+    std::size_t filled = 0;               // bytes of `data` decoded so far
+    std::unique_ptr<ReadCursor> cursor;   // live stream at `filled`; only the filling thread uses it
     bool charged = false;                 // its full size has been charged to the budget
     unsigned reads = 0;                   // reads served: more than one means someone reads on
     bool prefetched = false;              // filled by read-ahead: its reader reads in order
     bool read_ahead = false;              // read-ahead past it has been asked for
   };
+
+  // The turn to fill an entry, taken with its mutex held (`lock`) once no other thread fills it.
+  // The holder may release the mutex while it decodes into data[filled, …); the turn ends, and
+  // the waiters wake, when this is destroyed — by an exception too — with the mutex held again.
+  class Filling {
+   public:
+    Filling(Entry& entry, std::unique_lock<std::mutex>& lock) : entry_(entry), lock_(lock) { entry_.filling = true; }
+    ~Filling() {
+      if (!lock_.owns_lock()) lock_.lock();
+      entry_.filling = false;
+      entry_.idle.notify_all();
+    }
+    Filling(const Filling&) = delete;
+    Filling& operator=(const Filling&) = delete;
+
+   private:
+    Entry& entry_;
+    std::unique_lock<std::mutex>& lock_;
+  };
+
+  // With `lock` held on entry.mutex: waits until `enough()` holds or no thread fills the entry,
+  // at most until this thread's deadline; false when the deadline came first.
+  template <class Enough>
+  static bool wait_turn(Entry& entry, std::unique_lock<std::mutex>& lock, Enough enough) {
+    return util::wait_within_deadline(entry.idle, lock, [&] { return enough() || !entry.filling; });
+  }
 
   explicit SpanCache(std::size_t budget = kDefaultBudget) : budget_(budget) {}
 
@@ -72,7 +107,7 @@ class SpanCache {
   std::size_t used_ = 0;
   std::list<Key> lru_;  // front = most recently used
   std::map<Key, Slot> slots_;
-  BackgroundWorker worker_;  // last: destroyed (stopped) first
+  util::BackgroundWorker worker_;  // last: destroyed (stopped) first
 };
 
 }  // namespace ocifs::compress

@@ -1,9 +1,11 @@
 // FuseServer: serves one Image at a mountpoint through the libfuse 3 low-level API. mount()
 // returns once the kernel mount exists; run() serves requests on a few threads until unmounted.
-// The op handlers read the immutable Tree without locks; per-open-file state lives in the file
-// handle. This header keeps libfuse types out of the CLI; src/fuse alone includes <fuse_lowlevel.h>.
+// The op handlers read the immutable Tree without locks and answer at once; reads, which may
+// wait for data, are handed to a pool of read threads and answered from there, each within
+// MountOptions::read_timeout (EIO after it). Per-open-file state lives in the file handle. This header keeps libfuse types out of the CLI; src/fuse alone includes <fuse_lowlevel.h>.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -25,6 +27,12 @@ struct MountOptions {
   bool debug = false;                // libfuse request log
   std::vector<std::string> extra;    // other -o options passed to libfuse as given
   unsigned threads = 4;              // request threads (2 cores: more only adds contention)
+  // Threads that serve reads, off the request threads. Why 8: a read waiting on the network
+  // costs a thread and no CPU; 8 keep 8 files fetching at once (a VM booting, a parallel grep),
+  // and reads beyond that queue, each within its deadline.
+  unsigned read_threads = 8;
+  std::size_t max_queued_reads = 4096;  // beyond: EIO at once (the kernel keeps far fewer in flight)
+  std::chrono::milliseconds read_timeout{30'000};  // a read's deadline, queueing included
 };
 
 class FuseServer {

@@ -2,13 +2,15 @@
 // (sparse holes read as zeros). The stateless read path is thread-safe; an OpenFile holds one
 // live decoder cursor per open file and locks it, so concurrent reads of one handle serialise
 // while different handles run in parallel. It also notes which files were read, in the order of
-// their first read (what a later cold mount of the image prefetches first).
+// their first read (what a later cold mount of the image prefetches first), and counts the reads
+// that failed, per layer.
 #pragma once
 
 #include <atomic>
 #include <memory>
 #include <mutex>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "ocifs/compress/seekable_reader.hpp"
@@ -41,14 +43,27 @@ class ContentReader {
 
   // The files read so far (inode indexes), each once, in the order of their first read.
   std::vector<std::uint32_t> read_order() const;
+
+  // How reads of one layer's files have failed so far (for `ocifs status`).
+  struct Failures {
+    std::uint64_t errors = 0;    // reads that failed, timeouts included
+    std::uint64_t timeouts = 0;  // of those, reads whose deadline passed (std::errc::timed_out)
+    std::string last_error;      // the message of the latest, "" if none
+  };
+  Failures failures(std::size_t layer) const;
   // Appends the blob ranges holding the file's data (compress::SeekableReader::blob_ranges).
   void blob_ranges(std::uint32_t inode, std::vector<compress::BlobRange>& out) const;
 
  private:
+  // A regular file's bytes [offset, offset + buf.size()), within its size: its sparse extents,
+  // each read from the layer stream, holes as zeros.
+  Result<std::size_t> read_extents(const Inode& node, std::uint64_t offset, std::span<std::byte> buf,
+                                   OpenFile* file) const;
   Result<std::size_t> read_stream(const Inode& node, std::uint64_t offset, std::span<std::byte> buf,
                                   OpenFile* file) const;
 
   void note_read(std::uint32_t inode) const;
+  void note_failure(std::uint16_t layer, const Error& error) const;
 
   const Tree& tree_;
   std::vector<compress::SeekableReaderPtr> layers_;
@@ -57,6 +72,8 @@ class ContentReader {
   std::unique_ptr<std::atomic<std::uint64_t>[]> read_;
   mutable std::mutex order_mu_;
   mutable std::vector<std::uint32_t> order_;  // under order_mu_
+  mutable std::mutex failures_mu_;
+  mutable std::vector<Failures> failures_;  // per layer, under failures_mu_
 };
 
 }  // namespace ocifs::image

@@ -38,7 +38,8 @@ class Prefetcher {
   std::uint64_t failed_ranges() const { return failed_; }
 
  private:
-  void run(std::stop_token stop);
+  void run(std::stop_token stop);  // the thread: fetch_all inside its exception boundary
+  void fetch_all(const std::stop_token& stop);
 
   std::vector<Range> ranges_;
   std::atomic<bool> done_{false};

@@ -2,7 +2,8 @@
 // are verified (an uncompressed registry layer indexed from its tar headers alone), but its bytes
 // cannot: reads wait until open() supplies the source to read through (a VerifiedSource, once
 // the whole blob has matched its digest) or fail() ends the wait with the error every read then
-// gets. Either is final. Thread-safe.
+// gets. Either is final. A read waits at most until its thread's deadline (util/deadline.hpp),
+// then fails with std::errc::timed_out. Thread-safe.
 //
 // StoppableSource: reads fail once a stop is requested, so that a background pass over a blob
 // (a verification that an unmount cuts short) ends at its next read.
@@ -39,7 +40,8 @@ class GatedSource final : public BlobSource {
   bool fetching() const override;
 
  private:
-  // Waits for open() or fail(); the source to read through, or the error.
+  // Waits for open() or fail() (at most until the thread's deadline); the source to read
+  // through, or the error.
   Result<BlobSourcePtr> wait() const;
   // The source given to open(), or null; the lock is not held while the caller uses it.
   BlobSourcePtr opened() const;

@@ -1,15 +1,20 @@
 // Authorization for one endpoint (registry host + repository): the challenge kept from the ping
 // (or a later 401), Bearer tokens from the token server cached per scope set, Basic credentials.
 //
-// Thread-safe: mutex_ guards all state and stays held while a token is fetched, so requests of
-// all threads that need the same token wait for one fetch (single flight). It is never held
-// while the caller's own request runs.
+// Thread-safe: mutex_ guards all state and is never held across I/O. Looking up credentials
+// (which may run a credential helper) and fetching a token run as one refresh at a time, with
+// the mutex released: threads that need the same token meanwhile wait for that refresh (single
+// flight), each at most until its own deadline. A refresh is bounded by the deadline of the
+// request that started it and by Context::request_deadline, whichever comes first; one that
+// ended only because its starter's deadline passed is started again by the next waiter.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -48,6 +53,7 @@ class Authenticator {
     // TLS settings for a host[:port] (the token server's); nullptr: system defaults.
     std::function<const TlsSettings*(std::string_view authority)> tls_for;
     std::chrono::milliseconds connect_timeout{10'000};
+    std::chrono::milliseconds request_deadline{120'000};  // the longest a refresh may take
     int max_attempts = 5;
     std::atomic<std::uint64_t>* requests = nullptr;
     std::atomic<std::uint64_t>* retries = nullptr;
@@ -61,7 +67,8 @@ class Authenticator {
   void set_challenges(std::vector<AuthChallenge> challenges);
 
   // The Authorization header value for the next request ("Bearer …", "Basic …"), "" for none.
-  // May fetch a token (bounded by `deadline`).
+  // May look up credentials and fetch a token, or wait for another thread doing so; bounded by
+  // `deadline` (std::errc::timed_out when it passes).
   Result<std::string> authorization(Deadline deadline);
 
   // A request sent with Authorization `sent` ("" for none) was answered 401. Adopts the answer's
@@ -78,8 +85,19 @@ class Authenticator {
     Clock::time_point refresh_at;
   };
 
-  Result<const std::optional<FoundCredentials>*> credentials_locked();
-  Result<std::string> fetch_token_locked(const AuthChallenge& bearer, Deadline deadline);
+  // A refresh in progress (credentials, then a token), announced to the threads that wait for it.
+  struct Refresh {
+    bool done = false;
+    std::optional<Error> error;
+  };
+
+  // The header from what is known now, or nullopt when a refresh is needed. Under mutex_.
+  std::optional<Result<std::string>> known_authorization_locked();
+  // Looks up the credentials (once) and, under a Bearer challenge, fetches a token for
+  // `scopes`: the header to send. Runs without mutex_ (taking it only to store what it learns).
+  Result<std::string> refresh(std::optional<AuthChallenge> bearer, std::vector<std::string> scopes, Deadline deadline);
+  Result<std::string> fetch_token(const AuthChallenge& bearer, const std::vector<std::string>& scopes,
+                                  const std::optional<FoundCredentials>& creds, Deadline deadline);
   std::string scope_key() const;
 
   Context ctx_;
@@ -94,6 +112,8 @@ class Authenticator {
   bool credentials_loaded_ = false;
   std::optional<FoundCredentials> credentials_;
   std::optional<Error> credentials_error_;
+  std::shared_ptr<Refresh> refresh_;  // the refresh running now, if any
+  std::condition_variable refreshed_;  // refresh_ ended
 };
 
 }  // namespace ocifs::registry

@@ -56,8 +56,13 @@ struct HttpRequest {
   const TlsSettings* tls = nullptr;  // nullptr: verify against the system CAs
   std::chrono::milliseconds connect_timeout{10'000};
   Deadline deadline = kNoDeadline;  // the whole exchange, connection included
-  // A transfer slower than this many bytes per second over kLowSpeedTime is a stall.
-  long low_speed_limit = 1;
+  // A transfer slower than low_speed_limit bytes per second for stall_time is a stall: it ends
+  // with a timeout. Why 30 s: a registry or CDN that sends nothing for that long on an open
+  // transfer is stuck; reconnecting and resuming with Range is faster than waiting for TCP to
+  // notice. Why 1 KiB/s: slower than any real link, faster than a server trickling bytes to
+  // keep a connection (and whoever waits on it) busy for ever.
+  long low_speed_limit = 1024;
+  std::chrono::milliseconds stall_time{30'000};
   // Receives the body of a 2xx answer chunk by chunk; returning false stops the transfer.
   std::function<bool(const HttpResponse& head, std::span<const std::byte> chunk)> on_body;
   // Bodies not given to on_body are kept in HttpResponse::body up to this size.
@@ -68,10 +73,6 @@ struct HttpRequest {
 
 class HttpClient {
  public:
-  // Why 30 s: a registry or CDN that sends nothing for that long on an open transfer is stuck;
-  // reconnecting and resuming with Range is faster than waiting for TCP to notice.
-  static constexpr std::chrono::seconds kLowSpeedTime{30};
-
   explicit HttpClient(std::string user_agent);
   ~HttpClient();
   HttpClient(const HttpClient&) = delete;

@@ -4,12 +4,17 @@
 // backoff and deadlines.
 //
 // Thread-safe: one instance per registry host + repository, shared by all FUSE and indexing
-// threads. Each endpoint's ping runs once under that endpoint's mutex (other threads wait for
-// it); the resolved blob URLs have their own mutex; the Authenticator locks itself (see
-// authenticator.hpp); TLS settings of other hosts (CDNs, token servers) sit behind one more.
-// Lock order where they nest: endpoint ping mutex, then the Authenticator's, then the TLS
-// settings mutex; the URL mutex is never held with another. No lock is held while a blob
-// request runs (a token fetch holds the Authenticator's). TransferStats are atomics.
+// threads. Each endpoint's ping runs once under that endpoint's timed mutex (other threads wait
+// for it, each until its own deadline); the resolved blob URLs have their own mutex; the
+// Authenticator locks itself and never across a token fetch (see authenticator.hpp); TLS
+// settings of other hosts (CDNs, token servers) sit behind one more. Lock order where they
+// nest: endpoint ping mutex, then the Authenticator's, then the TLS settings mutex; the URL
+// mutex is never held with another. No lock is held while a blob request runs. TransferStats
+// are atomics.
+//
+// Blob bytes come through one ranged GET with resume (stream_blob, read_blob_range): a cut
+// connection resumes with Range from the byte reached, and an attempt that delivered data is
+// progress, not a failure; only attempts that deliver (almost) nothing use up max_attempts.
 #pragma once
 
 #include <chrono>
@@ -34,10 +39,16 @@ struct RegistryOptions {
   std::string registries_conf;  // override path; default lookup per containers-registries.conf(5)
   std::string certs_dirs = "/etc/containers/certs.d:/etc/docker/certs.d";
   std::chrono::milliseconds connect_timeout{10'000};
-  std::chrono::milliseconds read_deadline{30'000};  // whole-request deadline for a range read
-  // Deadline of the other bounded operations (ping, token, manifest, get_blob), retries included.
+  // Deadline of a range read (what a FUSE read waits for), retries included (--read-timeout);
+  // the thread's own deadline (util/deadline.hpp) shortens it.
+  std::chrono::milliseconds read_deadline{30'000};
+  // Deadline of the other bounded operations (ping, token, manifest, get_blob), retries included,
+  // and the longest a stream goes without progress (--request-timeout).
   std::chrono::milliseconds request_deadline{120'000};
-  int max_attempts = 5;  // retries with backoff on connection errors, 5xx, 429 (Retry-After)
+  // An open transfer that moves less than 1 KiB/s for this long is a stall: it is cut and resumed
+  // (--stall-timeout).
+  std::chrono::milliseconds stall_timeout{30'000};
+  int max_attempts = 5;  // attempts in a row without progress; backoff on connection errors, 5xx, 429
 };
 
 struct FetchedManifest {
@@ -70,16 +81,18 @@ class RegistryClient {
   // GET a small blob (a config) whole, verified against its digest; refuses more than max_size.
   Result<std::string> get_blob(std::string_view digest, std::uint64_t max_size);
   // Streams blob bytes [from, end) in order to `sink` (`end` unset: to the end of the blob); a
-  // dropped connection resumes with Range from the byte reached. Does NOT verify (the caller
-  // hashes). A sink error stops and is returned. `cancelled` is polled about once a second, also
-  // while a stalled connection sends nothing, and between attempts: true ends the stream with
-  // operation_canceled.
+  // dropped connection resumes with Range from the byte reached. No overall deadline (a large
+  // layer on a slow link takes what it takes), but it fails after request_deadline without
+  // progress. Does NOT verify (the caller hashes). A sink error stops and is returned.
+  // `cancelled` is polled about once a second, also while a stalled connection sends nothing,
+  // and between attempts: true ends the stream with operation_canceled.
   Result<void> stream_blob(std::string_view digest, std::uint64_t from,
                            const std::function<Result<void>(std::span<const std::byte>)>& sink,
                            const std::function<bool()>& cancelled = {},
                            std::optional<std::uint64_t> end = std::nullopt);
   // Exactly buf.size() bytes at `offset` (fewer only at the end of the blob), within
-  // read_deadline; errors are std::errc::io_error naming the digest and offset.
+  // read_deadline and the thread's deadline; errors are std::errc::io_error (timed_out when a
+  // deadline passed) naming the digest and offset.
   Result<std::size_t> read_blob_range(std::string_view digest, std::uint64_t offset,
                                       std::span<std::byte> buf);
 

@@ -9,11 +9,13 @@
 #include <random>
 #include <string_view>
 
+#include "ocifs/util/deadline.hpp"
+
 namespace ocifs::registry {
 
-using Clock = std::chrono::steady_clock;
-using Deadline = Clock::time_point;
-inline constexpr Deadline kNoDeadline = Deadline::max();
+using util::Clock;
+using util::Deadline;
+using util::kNoDeadline;
 
 // The delay a Retry-After header asks for: delay-seconds ("120") or an HTTP-date (IMF-fixdate,
 // RFC 850 or asctime form), relative to `now`; a date in the past is zero. nullopt when the

@@ -1,6 +1,8 @@
-#include "ocifs/compress/background_worker.hpp"
+#include "ocifs/util/background_worker.hpp"
 
-namespace ocifs::compress {
+#include "ocifs/util/thread_boundary.hpp"
+
+namespace ocifs::util {
 
 BackgroundWorker::~BackgroundWorker() { stop(); }
 
@@ -41,8 +43,9 @@ void BackgroundWorker::run(std::shared_ptr<State> state) {
       task = std::move(state->queue.front());
       state->queue.pop_front();
     }
-    task();
+    // A task that throws is dropped (and logged); the thread goes on with the next.
+    (void)catch_all("run a background task", task);
   }
 }
 
-}  // namespace ocifs::compress
+}  // namespace ocifs::util

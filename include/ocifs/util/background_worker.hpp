@@ -13,7 +13,7 @@
 #include <mutex>
 #include <thread>
 
-namespace ocifs::compress {
+namespace ocifs::util {
 
 class BackgroundWorker {
  public:
@@ -44,4 +44,4 @@ class BackgroundWorker {
   std::once_flag started_;
 };
 
-}  // namespace ocifs::compress
+}  // namespace ocifs::util
