@@ -71,12 +71,35 @@ Result<std::unique_ptr<Resolution>> prepare(const CommonOptions& common) {
   return resolution;
 }
 
+// An open image and the blob cache under it. When it goes, the image's reads, streams and
+// verifications are over: the blob cache, which evicts in the background while they run, is
+// brought within its budget before the command exits.
+class OpenedImage {
+ public:
+  OpenedImage(std::unique_ptr<image::Image> image, std::shared_ptr<cache::BlobCache> blobs)
+      : image_(std::move(image)), blobs_(std::move(blobs)) {}
+  OpenedImage(OpenedImage&&) = default;
+  OpenedImage& operator=(OpenedImage&&) = delete;
+  ~OpenedImage() {
+    image_.reset();
+    if (!blobs_) return;
+    if (auto settled = blobs_->settle(); !settled) spdlog::warn("{}", settled.error().message);
+  }
+
+  image::Image& operator*() const { return *image_; }
+  image::Image* operator->() const { return image_.get(); }
+
+ private:
+  std::unique_ptr<image::Image> image_;
+  std::shared_ptr<cache::BlobCache> blobs_;
+};
+
 // `mount`: opening for a mount, with that prefetch mode. A live mount can show an uncompressed
 // registry layer before it has all arrived (its tree from its tar headers, its bytes waiting for
 // verification: image.hpp), prefetches, and keeps what its reads touched for the next cold mount.
 // The other commands want everything verified up front and nothing in the background.
-Result<std::unique_ptr<image::Image>> open_image(const CommonOptions& common, const std::string& ref_text,
-                                                std::optional<image::PrefetchMode> mount = std::nullopt) {
+Result<OpenedImage> open_image(const CommonOptions& common, const std::string& ref_text,
+                               std::optional<image::PrefetchMode> mount = std::nullopt) {
   OCIFS_ASSIGN(auto ref, oci::ImageRef::parse(ref_text));
   OCIFS_ASSIGN(auto resolution, prepare(common));
   image::OpenOptions options;
@@ -90,7 +113,8 @@ Result<std::unique_ptr<image::Image>> open_image(const CommonOptions& common, co
   progress.attach(options);
   auto image = image::Image::open(ref, resolution->cache, options);
   progress.finish();
-  return image;
+  if (!image) return std::move(image).error();
+  return OpenedImage(std::move(image).value(), options.resolve.blob_cache);
 }
 
 std::string mode_string(std::uint32_t mode) {

@@ -156,6 +156,15 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 // A read handed to the read pool. Answered exactly once: by serve_read, or with EIO when it is
 // dropped unrun (the pool stopping at unmount) or its task threw.
 struct ReadJob {
+  ReadJob(fuse_req_t r, std::uint32_t i, std::size_t n, std::uint64_t off, image::ContentReader::OpenFile* f,
+          util::Deadline d)
+      : req(r), index(i), size(n), offset(off), file(f), deadline(d) {}
+  ReadJob(const ReadJob&) = delete;  // one owner of the request: one answer
+  ReadJob& operator=(const ReadJob&) = delete;
+  ~ReadJob() {
+    if (!answered) fuse_reply_err(req, EIO);
+  }
+
   fuse_req_t req;
   std::uint32_t index;
   std::size_t size;
@@ -163,10 +172,6 @@ struct ReadJob {
   image::ContentReader::OpenFile* file;  // null after a zero-message open
   util::Deadline deadline;
   bool answered = false;
-
-  ~ReadJob() {
-    if (!answered) fuse_reply_err(req, EIO);
-  }
 };
 
 void serve_read(const image::Image& image, ReadJob& job) {
@@ -188,9 +193,9 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
     auto& state = state_of(req);
     std::uint32_t index;
     if (!to_index(state.image, ino, index) || off < 0) return (void)fuse_reply_err(req, EINVAL);
-    auto job = std::make_shared<ReadJob>(ReadJob{req, index, std::min(size, kMaxRead), static_cast<std::uint64_t>(off),
-                                                 reinterpret_cast<image::ContentReader::OpenFile*>(fi->fh),
-                                                 util::Clock::now() + state.read_timeout});
+    auto job = std::make_shared<ReadJob>(req, index, std::min(size, kMaxRead), static_cast<std::uint64_t>(off),
+                                         reinterpret_cast<image::ContentReader::OpenFile*>(fi->fh),
+                                         util::Clock::now() + state.read_timeout);
     bool queued = false;
     try {
       queued = state.reads.submit([job, &image = state.image] { serve_read(image, *job); });

@@ -220,6 +220,25 @@ def build_umoci_image(work, terminate=True):
     return layout
 
 
+def build_wide_image(work, files=24, file_size=1 << 20, dir_entries=3000):
+    """One gzip layer: data/f00.. (`files` files of `file_size` random bytes, so each sits in
+    spans of its own) and wide/ (`dir_entries` small files), for concurrent reads of distinct
+    files while a large directory is listed."""
+    layout = os.path.join(work, 'W')
+    run(['umoci', 'init', '--layout', layout])
+    run(['umoci', 'new', '--image', '%s:%s' % (layout, TAG)])
+
+    def mutate(r):
+        rnd = random.Random(4321)
+        for i in range(files):
+            _write(os.path.join(r, 'data/f%02d' % i), rnd.randbytes(file_size))
+        for i in range(dir_entries):
+            _write(os.path.join(r, 'wide/entry%05d' % i), b'%d\n' % i)
+    _layer(layout, work, 1, mutate)
+    terminate_layers(layout)
+    return layout
+
+
 def terminate_layers(layout, tag=TAG):
     """Rewrite layers whose tar lacks the final padding / end-of-archive blocks.
 

@@ -41,7 +41,14 @@ from registry import (BLOBS, DOCKER_LIST, DOCKER_MANIFEST, MANIFESTS, OCI_INDEX,
 
 TAG = fixtures.TAG
 REPO = 'team/app'
-READ_DEADLINE = 30          # RegistryOptions::read_deadline (include/ocifs/registry/registry_client.hpp)
+# Short deadlines (--read-timeout etc.) so that the fault cases take seconds; the defaults are
+# 30 s / 2 min / 30 s (include/ocifs/registry/registry_client.hpp).
+READ_TIMEOUT = 3
+STALL_TIMEOUT = 2
+REQUEST_TIMEOUT = 6
+FAST = ['--read-timeout', '%ds' % READ_TIMEOUT, '--stall-timeout', '%ds' % STALL_TIMEOUT,
+        '--request-timeout', '%ds' % REQUEST_TIMEOUT]
+STREAM_WAIT = READ_TIMEOUT / 3  # CachedBlobSource::Options::stream_wait: a third of the read deadline
 FAIL_FAST = 2  # s: CachedBlobSource::Options::fail_fast
 REG_TOOLS = ('umoci', 'skopeo')
 
@@ -770,21 +777,21 @@ def case_fault_corrupt_lazy(work):
 
 
 def case_fault_stall_cold(work):
-    """The registry stalls every layer blob GET (headers never come) during a cold mount: it is
-    refused within a bound, not a hang, with a message naming a layer; nothing is mounted. The
-    bound: the scan waits 30 s for the layer's stream, then 30 s for a range read (the read
-    deadline); the other layers stop at once and the streams are cancelled. Measured 62 s."""
+    """The registry stalls every layer blob GET (headers never come) during a cold mount with
+    short deadlines (FAST): it is refused within a bound, not a hang, with a message naming a
+    layer; nothing is mounted. The bound: the scan waits STREAM_WAIT for the layer's stream, then
+    READ_TIMEOUT for a range read; the other layers stop at once and the streams are cancelled."""
     layout, reference = umoci_image(work)
     reg, px, _ = _fault_setup(work, layout=(layout, reference))
     try:
         ref = px.ref(REPO + ':v1')
         layers = layer_descs(reg, REPO + ':v1')
-        # layer blobs only: the config (fetched whole, 120 s request deadline) comes through
+        # layer blobs only: the config (fetched whole, within the request deadline) comes through
         f = px.add_fault('stall', path=_layer_path(reg), count=None, seconds=3600)
-        err, dt = refused(work, ['--cache-dir', work('cache'), ref], 'stalled server, cold mount',
-                          timeout=400)
+        err, dt = refused(work, FAST + ['--cache-dir', work('cache'), ref], 'stalled server, cold mount',
+                          timeout=120)
         log('  %d stalled GETs, refused after %.1fs' % (f.hits, dt))
-        bound = 2 * READ_DEADLINE + 30
+        bound = STREAM_WAIT + READ_TIMEOUT + 10
         check(dt <= bound, 'refusal took %.0fs, more than %ds' % (dt, bound))
         check(any(l['digest'].split(':')[1][:12] in err for l in layers),
               'message names no layer:\n%s' % err)
@@ -793,10 +800,11 @@ def case_fault_stall_cold(work):
 
 
 def case_fault_stall_read(work):
-    """Warm index, blob bytes never fetched (index-only cache): the registry stalls every blob
-    GET while a file is read; pread() fails with EIO within the read deadline (the kernel
-    retries a failed readahead once: at most 2 fetches, 2 x 30 s + 15 s slack), the mount answers stat/readdir meanwhile, and once the stall is gone the same mount
-    reads the right bytes (tree = umoci unpack).  Also a stall in the middle of a body."""
+    """Warm index, blob bytes never fetched (index-only cache), short deadlines (FAST): the
+    registry stalls every blob GET while a file is read; pread() fails with EIO within the read
+    deadline (one fetch: the kernel's retry of a failed readahead fails fast), the mount answers
+    stat/readdir meanwhile, and once the stall is gone the same mount reads the right bytes
+    (tree = umoci unpack).  Also a stall in the middle of a body."""
     layout, reference = umoci_image(work)
     reg, px, _ = _fault_setup(work, layout=(layout, reference))
     try:
@@ -805,7 +813,7 @@ def case_fault_stall_read(work):
         mnt = work('mnt')
         for kind, params in (('headers', {}), ('mid-body', {'after': 1000})):
             px.reset_counters()
-            with mount(work, ref, mnt, index_only_copy(idx, work('c-' + kind))):
+            with mount(work, ref, mnt, index_only_copy(idx, work('c-' + kind)), extra=FAST):
                 check(px.blob_bytes == 0, 'index-only mount fetched %d blob bytes' % px.blob_bytes)
                 f = px.add_fault('stall', count=None, seconds=3600, **params)
                 result = {}
@@ -832,9 +840,9 @@ def case_fault_stall_read(work):
                 st = os.stat(os.path.join(mnt, 'etc/os-release'))
                 check(time.time() - t1 < 5 and 'etc' in names and st.st_size > 0,
                       '%s: the mount did not answer readdir/stat during a stalled read' % kind)
-                t.join(READ_DEADLINE + 60)
+                t.join(READ_TIMEOUT + 60)
                 check(not t.is_alive(), 'HANG (%s): pread still blocked after %ds' % (
-                    kind, READ_DEADLINE + 61))
+                    kind, READ_TIMEOUT + 60))
                 log('  stall (%s): %d stalled GETs; pread -> %s after %.1fs' % (
                     kind, f.hits, result.get('error', 'data'), result['time']))
                 check(f.hits >= 1, '%s: no read reached the server' % kind)
@@ -846,16 +854,117 @@ def case_fault_stall_read(work):
                     ('%.1f' % (t - t_start[0]), rg) for t, rg in stalled])
                 # The kernel retries a failed readahead at once with a read of its own; ocifs
                 # answers that retry without asking the registry again (fail-fast, 2 s), so one
-                # read() waits for one fetch.
-                bound = READ_DEADLINE + 15
+                # read() waits for one fetch: its attempts (a stalled one is cut after
+                # STALL_TIMEOUT and resumed) all start within its deadline, none after.
+                bound = READ_TIMEOUT + 5
                 check(result['time'] <= bound, '%s: EIO after %.1fs, want <= %ds (one fetch of %ds)'
-                      % (kind, result['time'], bound, READ_DEADLINE))
-                check(len(stalled) == 1, '%s: %d stalled fetches for one read()' % (kind, len(stalled)))
+                      % (kind, result['time'], bound, READ_TIMEOUT))
+                late = [rg for t, rg in stalled if t - t_start[0] > READ_TIMEOUT]
+                check(stalled and not late, '%s: stalled fetches after the read failed: %s' % (kind, late))
+                ends = {rg.rpartition('-')[2] for _, rg in stalled}  # a resumed attempt starts later
+                check(len(ends) == 1, '%s: several ranges fetched for one read(): %s' % (kind, stalled))
                 px.remove_fault(f)
                 px.clear_faults()
                 time.sleep(FAIL_FAST + 0.5)  # reads right after a failure fail at once, by design
                 check(is_mounted(mnt), 'the mount went away after a stalled read')
                 tree_equal(reference, mnt, 'same mount after the stall (%s)' % kind)
+    finally:
+        _teardown(reg, px)
+
+
+def _wide_image(work):
+    """build_wide_image and its umoci unpack."""
+    require_registry_tools(('skopeo', 'umoci'))
+    layout = fixtures.build_wide_image(work.path)
+    return layout, fixtures.umoci_unpack(layout, TAG, work('ref'))
+
+
+def case_fault_stall_metadata(work):
+    """Metadata never waits behind data. Index-only cache, short deadlines (FAST), every blob
+    GET stalled: 24 concurrent reads of distinct files (more than the 4 request threads and
+    the 8 read threads) are all waiting, yet `ls -lR` of a 3000-entry directory answers within
+    1 s; every read gets EIO within its deadline (queueing included), `ocifs status` counts the
+    timeouts; once the registry is healed the same mount = umoci unpack."""
+    layout, reference = _wide_image(work)
+    reg, px, _ = _fault_setup(work, layout=(layout, reference))
+    try:
+        ref = px.ref(REPO + ':v1')
+        idx = warm_index_cache(work, ref, reference)
+        mnt = work('mnt')
+        with mount(work, ref, mnt, idx, extra=FAST):
+            f = px.add_fault('stall', count=None, seconds=3600)
+            files = sorted(n for n in os.listdir(os.path.join(mnt, 'data')))
+            check(len(files) == 24, 'data/ holds %d files' % len(files))
+            results = {}
+
+            def reader(name):
+                t0 = time.time()
+                try:
+                    fd = os.open(os.path.join(mnt, 'data', name), os.O_RDONLY)
+                    try:
+                        results[name] = (os.pread(fd, 65536, 512 * 1024), time.time() - t0)
+                    finally:
+                        os.close(fd)
+                except OSError as e:
+                    results[name] = (e, time.time() - t0)
+
+            threads = [threading.Thread(target=reader, args=(n,), daemon=True) for n in files]
+            for t in threads:
+                t.start()
+            time.sleep(1)  # every read is at the registry or queued behind those that are
+            check(f.hits >= 8, 'only %d reads reached the stalled registry' % f.hits)
+            t0 = time.time()
+            r = run(['ls', '-lR', os.path.join(mnt, 'wide')], timeout=60)
+            dt = time.time() - t0
+            lines = r.stdout.decode().count('\n')
+            log('  %d reads waiting on a stalled registry; ls -lR of 3000 entries: %.3fs (%d lines)'
+                % (len(threads), dt, lines))
+            check(r.returncode == 0 and lines >= 3000, 'ls -lR failed: %r' % err_text(r)[-500:])
+            check(dt < 1.0, 'ls -lR took %.2fs while reads were stalled (metadata waited behind data)' % dt)
+            for t in threads:
+                t.join(READ_TIMEOUT + 60)
+                check(not t.is_alive(), 'HANG: a read still blocked after %ds' % (READ_TIMEOUT + 60))
+            times = sorted(v[1] for v in results.values())
+            log('  reads: %s; EIO after %.1f-%.1fs' % (
+                sorted({type(v[0]).__name__ for v in results.values()}), times[0], times[-1]))
+            for name, (v, took) in sorted(results.items()):
+                check(isinstance(v, OSError) and v.errno == errno.EIO,
+                      '%s: %r, want EIO' % (name, v if isinstance(v, OSError) else '%d bytes' % len(v)))
+                check(took <= READ_TIMEOUT + 5, '%s: EIO after %.1fs, want <= %ds' % (name, took, READ_TIMEOUT + 5))
+            layer = status_of(work, mnt)['layers'][0]
+            log('  status: read_errors %d, read_timeouts %d' % (layer['read_errors'], layer['read_timeouts']))
+            check(layer['read_timeouts'] >= 1 and layer['read_errors'] >= layer['read_timeouts'],
+                  'status does not count the timed-out reads: %r' % layer)
+            px.remove_fault(f)
+            px.clear_faults()
+            time.sleep(FAIL_FAST + 0.5)
+            tree_equal(reference, mnt, 'same mount once the registry is healed')
+    finally:
+        _teardown(reg, px)
+
+
+def case_fault_cut_every_64k(work):
+    """A proxy that closes every blob answer after 64 KiB: each cut is resumed with Range from
+    the byte reached and counts as progress, not as a failed attempt. A cold mount = umoci
+    unpack (hundreds of cuts), and so do lazy reads on an index-only cache."""
+    layout, reference = _wide_image(work)
+    reg, px, _ = _fault_setup(work, layout=(layout, reference))
+    try:
+        ref = px.ref(REPO + ':v1')
+        f = px.add_fault('drop_mid_body', count=None, after=64 * 1024)
+        cache = work('cache')
+        t0 = time.time()
+        with mount(work, ref, work('mnt'), cache):
+            tree_equal(reference, work('mnt'), 'cold mount, every answer cut after 64 KiB')
+        log('  cold mount + tree: %.1fs, %d answers cut' % (time.time() - t0, f.hits))
+        size = compressed_size(reg, REPO + ':v1')
+        check(f.hits >= size // (64 * 1024) // 2, 'only %d cuts for %d bytes' % (f.hits, size))
+        hits = f.hits
+        mnt = work('mnt-idx')
+        with mount(work, ref, mnt, index_only_copy(cache, work('cache-idx'))):
+            tree_equal(reference, mnt, 'lazy reads, every answer cut after 64 KiB')
+        log('  lazy reads: %d more answers cut' % (f.hits - hits))
+        check(f.hits > hits, 'the lazy reads were not cut')
     finally:
         _teardown(reg, px)
 
@@ -1063,6 +1172,8 @@ CASES = {
     'fault_corrupt_lazy': case_fault_corrupt_lazy,
     'fault_stall_cold': case_fault_stall_cold,
     'fault_stall_read': case_fault_stall_read,
+    'fault_stall_metadata': case_fault_stall_metadata,
+    'fault_cut_every_64k': case_fault_cut_every_64k,
     'cache_commands': case_cache_commands,
     'uncompressed_walk': case_uncompressed_walk,
 }
