@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "ocifs/util/deadline.hpp"
+
 namespace ocifs::image {
 
 ContentReader::ContentReader(const Tree& tree, std::vector<compress::SeekableReaderPtr> layers,
@@ -57,7 +59,12 @@ Result<std::size_t> ContentReader::read_stream(const Inode& node, std::uint64_t 
   while (done < buf.size()) {
     Result<std::size_t> n = std::size_t{0};
     if (file) {
-      std::lock_guard lock(file->mutex_);
+      std::unique_lock lock(file->mutex_, std::defer_lock);
+      if (!util::lock_until(lock, util::current_deadline())) {
+        return util::deadline_passed(fmt::format("read inode {} at offset {}: another read of the same open file "
+                                                 "is still waiting",
+                                                 file->inode() + 1, offset + done));
+      }
       if (!file->cursor_) file->cursor_ = layer->open_cursor();
       n = file->cursor_->read_at(node.data_offset + offset + done, buf.subspan(done));
     } else {

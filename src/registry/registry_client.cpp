@@ -304,7 +304,7 @@ struct RegistryClient::Impl {
     if (ep.ready.load(std::memory_order_acquire)) return util::success();
     // One ping at a time; the others wait for its answer, each until its own deadline.
     std::unique_lock lock(ep.mutex, std::defer_lock);
-    if (!lock.try_lock_until(request.deadline())) {
+    if (!util::lock_until(lock, request.deadline())) {
       return make_error(std::errc::timed_out, "cannot reach registry {}: no answer to the ping within the deadline",
                         ep.api_host);
     }

@@ -28,7 +28,9 @@ class ContentReader {
    private:
     friend class ContentReader;
     std::uint32_t inode_;
-    std::mutex mutex_;
+    // Held across the cursor's reads (I/O); a read of the same handle waits for it at most until
+    // its own deadline.
+    std::timed_mutex mutex_;
     std::unique_ptr<compress::ReadCursor> cursor_;  // created on first read
   };
 
