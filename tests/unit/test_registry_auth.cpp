@@ -2,8 +2,11 @@
 // building and redaction. Pure functions; no network.
 #include <catch2/catch.hpp>
 
+#include <atomic>
+
 #include "ocifs/registry/auth_challenge.hpp"
 #include "ocifs/registry/authenticator.hpp"
+#include "ocifs/registry/http_client.hpp"
 #include "ocifs/registry/registry_url.hpp"
 #include "ocifs/registry/retry_budget.hpp"
 
@@ -250,4 +253,26 @@ TEST_CASE("redaction keeps secrets out of logs") {
         "GET /cdn/blob?<redacted> HTTP/1.1\r\n");
   CHECK(redact_header("location: https://cdn/x?sig=secret") == "location: https://cdn/x?<redacted>");
   CHECK(redact_header("HTTP/1.1 307 Temporary Redirect") == "HTTP/1.1 307 Temporary Redirect");
+}
+
+TEST_CASE("Authenticator: credentials never go to a plain-http token server on another host") {
+  HttpClient http("ocifs-test");
+  std::atomic<std::uint64_t> requests{0};
+  Authenticator::Context ctx;
+  ctx.http = &http;
+  ctx.requests = &requests;
+  int lookups = 0;
+  Authenticator auth(ctx, "registry.example.com", "team/app", [&]() -> Result<std::optional<FoundCredentials>> {
+    ++lookups;
+    return std::optional<FoundCredentials>(FoundCredentials{{"alice", "s3cret", ""}, "--creds"});
+  });
+  auth.set_challenges(AuthChallenge::parse_all(
+      {R"(Bearer realm="http://auth.example.com/token",service="registry.example.com")"}));
+  auto header = auth.authorization(Clock::now() + 5s);
+  REQUIRE_FALSE(header);
+  CHECK(header.error().code == std::errc::permission_denied);
+  CHECK_THAT(header.error().message, Catch::Contains("plain http") && Catch::Contains("--creds") &&
+                                         !Catch::Contains("s3cret"));
+  CHECK(requests == 0);  // nothing was sent
+  CHECK(lookups == 1);
 }
