@@ -20,6 +20,7 @@
 #include "ocifs/registry/retry_budget.hpp"
 #include "ocifs/registry/tls_settings.hpp"
 #include "ocifs/util/deadline.hpp"
+#include "ocifs/util/deadline_mutex.hpp"
 #include "ocifs/util/sha256.hpp"
 #include "ocifs/util/text.hpp"
 
@@ -187,7 +188,7 @@ struct EndpointState {
 
   // Guards the ping state and is held across the ping (waiters give up at their deadline);
   // `ready` is also read without it (set once, after `base`).
-  std::timed_mutex mutex;
+  util::DeadlineMutex mutex;
   std::atomic<bool> ready{false};
   std::string base;  // "https://host" once the ping answered
   std::optional<Error> ping_error;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "ocifs/compress/seekable_reader.hpp"
+#include "ocifs/util/deadline_mutex.hpp"
 #include "ocifs/image/tree.hpp"
 
 namespace ocifs::image {
@@ -30,7 +31,7 @@ class ContentReader {
     std::uint32_t inode_;
     // Held across the cursor's reads (I/O); a read of the same handle waits for it at most until
     // its own deadline.
-    std::timed_mutex mutex_;
+    util::DeadlineMutex mutex_;
     std::unique_ptr<compress::ReadCursor> cursor_;  // created on first read
   };
 

@@ -4,7 +4,7 @@
 // backoff and deadlines.
 //
 // Thread-safe: one instance per registry host + repository, shared by all FUSE and indexing
-// threads. Each endpoint's ping runs once under that endpoint's timed mutex (other threads wait
+// threads. Each endpoint's ping runs once under that endpoint's DeadlineMutex (other threads wait
 // for it, each until its own deadline); the resolved blob URLs have their own mutex; the
 // Authenticator locks itself and never across a token fetch (see authenticator.hpp); TLS
 // settings of other hosts (CDNs, token servers) sit behind one more. Lock order where they

@@ -62,7 +62,8 @@ bool wait_within_deadline(std::condition_variable& cv, std::unique_lock<std::mut
   return cv.wait_until(lock, deadline, ready);
 }
 
-// lock.lock() on a timed mutex, bounded by `deadline`; false when the deadline passed first.
+// lock.lock() on a timed mutex (DeadlineMutex), bounded by `deadline`; false when the deadline
+// passed first.
 template <class TimedMutex>
 bool lock_until(std::unique_lock<TimedMutex>& lock, Deadline deadline) {
   if (deadline == kNoDeadline) {
