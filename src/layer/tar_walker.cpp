@@ -11,6 +11,7 @@
 //   148    8     chksum           sum of the 512 bytes with this field as 8 spaces (signed or unsigned)
 //   156    1     typeflag         0 \0 7 regular, 1 hard link, 2 symlink, 3 char, 4 block, 5 dir, 6 fifo,
 //                                 x PAX, g PAX global, L GNU long name, K GNU long link,
+//                                 X Solaris extended header (PAX records, applied as x),
 //                                 S GNU old sparse, D GNU dumpdir, V volume label
 //   157    100   linkname
 //   257    6     magic            "ustar\0" (POSIX) or "ustar " (GNU, with version " \0")
@@ -365,7 +366,8 @@ Result<std::optional<TarEntry>> TarWalker::next() {
         return std::optional<TarEntry>();
       }
       char type = static_cast<char>((*header)[156]);
-      if (type == 'L' || type == 'K' || type == 'x' || type == 'g') {
+      // Solaris tar's 'X' holds PAX records too; GNU tar and Python's tarfile apply it as 'x'.
+      if (type == 'L' || type == 'K' || type == 'x' || type == 'X' || type == 'g') {
         if (!ext.any) ext.first_offset = header_offset;
         OCIFS_ASSIGN(std::string payload, read_payload(*header, header_offset, type));
         ext.bytes += payload.size();
