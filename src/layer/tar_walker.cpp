@@ -191,6 +191,16 @@ std::optional<std::string> normalise_path(std::string_view raw) {
   return out;
 }
 
+// What went wrong in the stream, for a message that already begins "cannot read NAME: ": when
+// the stream is the tar file itself (an archive's member list) its own error begins the same way.
+std::string reason_of(const Error& error, std::string_view name) {
+  std::string_view message = error.message;
+  if (auto prefix = fmt::format("cannot read {}: ", name); message.starts_with(prefix)) {
+    message.remove_prefix(prefix.size());
+  }
+  return std::string(message);
+}
+
 bool is_zero_block(const std::array<std::byte, 512>& b) {
   return std::all_of(b.begin(), b.end(), [](std::byte x) { return x == std::byte{0}; });
 }
@@ -230,9 +240,10 @@ Result<void> TarWalker::skip_pending() {
     pending_data_ = 0;
     if (!skipped) {
       pending_padding_ = 0;
-      return std::move(skipped).error().with_context(
-          fmt::format("cannot read {}: entry '{}' (header at offset {}) has data up to offset {}", name_,
-                      prev_path_, prev_header_offset_, prev_data_end_));
+      return Error{
+          skipped.error().code,
+          fmt::format("cannot read {}: entry '{}' (header at offset {}) has data up to offset {}: {}", name_,
+                      prev_path_, prev_header_offset_, prev_data_end_, reason_of(skipped.error(), name_))};
     }
   }
   // The padding to the next 512-byte block may be missing at the very end: umoci 0.4.7 writes
@@ -312,8 +323,9 @@ Result<std::string> TarWalker::read_payload(const Block& header, std::uint64_t h
   if (padding > 0) {
     auto skipped = stream_.skip(padding);
     if (!skipped) {
-      return std::move(skipped).error().with_context(
-          fmt::format("cannot read {}: '{}' extension header at offset {}", name_, type, header_offset));
+      return Error{skipped.error().code,
+                   fmt::format("cannot read {}: '{}' extension header at offset {}: {}", name_, type,
+                               header_offset, reason_of(skipped.error(), name_))};
     }
   }
   return payload;

@@ -264,6 +264,21 @@ TEST_CASE("oci layout: choosing by org.opencontainers.image.ref.name") {
   auto missing = error_of(image::resolve_image(layout_ref(layout.dir, "v9")));
   CHECK_THAT(missing, Catch::Contains("no image named \"v9\""));
   CHECK_THAT(missing, Catch::Contains("v1"));
+
+  // Entries without a name cannot be chosen: they are counted, not offered as a name.
+  auto unnamed = v2;
+  unnamed.erase("annotations");
+  layout.write_index(json::array({named(v1, "v1"), unnamed, named(full, "")}));
+  auto some = error_of(image::resolve_image(layout_ref(layout.dir)));
+  CHECK_THAT(some, Catch::Contains("name one of: v1 (as oci:"));
+  CHECK_THAT(some, Catch::Contains("2 images have no org.opencontainers.image.ref.name annotation"));
+  CHECK_THAT(some, !Catch::Contains("unnamed"));
+  // (Unnamed entries that all carry a platform are one image for several platforms.)
+  unnamed.erase("platform");
+  layout.write_index(json::array({unnamed, named(full, "")}));
+  auto all = error_of(image::resolve_image(layout_ref(layout.dir)));
+  CHECK_THAT(all, !Catch::Contains("name one of"));
+  CHECK_THAT(all, Catch::Contains("lists 2 images, and 2 images have no"));
 }
 
 TEST_CASE("oci layout: multi-platform nested index, platform choice") {
