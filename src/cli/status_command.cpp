@@ -48,6 +48,13 @@ std::string count(const nlohmann::json& layer, const char* key) {
   return layer.contains(key) ? std::to_string(layer[key].get<std::uint64_t>()) : "-";
 }
 
+// Failed fetches (registry layers) and reads that failed verification (any layer).
+std::string errors(const nlohmann::json& layer) {
+  if (!layer.contains("fetch_errors") && !layer.contains("verify_errors")) return "-";
+  return std::to_string(layer.value("fetch_errors", std::uint64_t{0}) +
+                        layer.value("verify_errors", std::uint64_t{0}));
+}
+
 void print_text(const nlohmann::json& status) {
   std::printf("%s (%s), prefetch %s\n", status["image"].get<std::string>().c_str(),
               status["manifest"].get<std::string>().c_str(), status.value("prefetch", "none").c_str());
@@ -59,8 +66,8 @@ void print_text(const nlohmann::json& status) {
                 static_cast<unsigned long long>(layer["index"].get<std::uint64_t>()), digest.c_str(),
                 layer["format"].get<std::string>().c_str(), layer["state"].get<std::string>().c_str(),
                 layer["source"].get<std::string>().c_str(), bytes(layer, "size").c_str(),
-                bytes(layer, "cached").c_str(), bytes(layer, "fetched").c_str(), count(layer, "reads").c_str(),
-                count(layer, "cache_hits").c_str(), count(layer, "fetch_errors").c_str());
+                bytes(layer, "cached").c_str(), bytes(layer, "fetched").c_str(),
+                count(layer, "reads").c_str(), count(layer, "cache_hits").c_str(), errors(layer).c_str());
   }
   for (const auto& layer : status["layers"]) {
     if (layer.contains("error")) {

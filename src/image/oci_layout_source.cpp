@@ -189,6 +189,7 @@ Result<ResolvedImage> resolve_oci_layout(const LayoutFiles& files, const oci::Im
     OCIFS_ASSIGN(auto name, detail::checked_layer_name(ctx.name, i, d));
     OCIFS_ASSIGN(auto blob, open_blob(ctx, d, name));
     image.layers.push_back(layer::LayerBlob{std::move(blob), d.digest, false, std::move(name), {}});
+    image.layers.back().media_type = d.media_type;
   }
   return image;
 }
