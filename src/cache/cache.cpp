@@ -216,4 +216,20 @@ Result<PendingFile> Cache::create_decoded(std::string_view digest) const {
   return PendingFile(std::move(fd), std::move(temp), root_ / "decoded" / rel);
 }
 
+Result<ScratchFile> Cache::create_scratch(std::uint64_t limit) const {
+  auto dir = root_ / "tmp";
+  io::Fd fd(::open(dir.c_str(), O_RDWR | O_TMPFILE | O_CLOEXEC, 0600));
+  if (!fd.valid() && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+    // A file system without O_TMPFILE (before Linux 3.11, some FUSE and network ones): a name
+    // that lives only until the unlink below.
+    std::random_device rd;
+    auto temp = dir / fmt::format("scratch.{}.{:x}", ::getpid(), rd());
+    fd = io::Fd(::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (fd.valid()) ::unlink(temp.c_str());
+  }
+  if (!fd.valid())
+    return util::errno_error(errno, fmt::format("cannot create a scratch file in {}", dir.string()));
+  return ScratchFile(std::move(fd), limit, dir.string());
+}
+
 }  // namespace ocifs::cache

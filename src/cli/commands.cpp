@@ -21,6 +21,7 @@
 #include "ocifs/image/image.hpp"
 #include "ocifs/oci/inspect_document.hpp"
 #include "ocifs/util/duration.hpp"
+#include "credentials_input.hpp"
 #include "daemon.hpp"
 #include "progress.hpp"
 
@@ -175,6 +176,7 @@ ParsedMountOptions parse_mount_options(MountArgs& args) {
     else if (opt.starts_with("platform=")) args.common.platform = opt.substr(9);
     else if (opt.starts_with("cache_max=")) args.common.cache_max = opt.substr(10);
     else if (opt.starts_with("authfile=")) args.common.authfile = opt.substr(9);
+    else if (opt.starts_with("creds_file=")) args.common.creds_file = opt.substr(11);
     else if (opt.starts_with("prefetch=")) args.prefetch = opt.substr(9);
     else if (opt.starts_with("read_timeout=")) args.common.read_timeout = opt.substr(13);
     else if (opt.starts_with("request_timeout=")) args.common.request_timeout = opt.substr(16);
@@ -219,6 +221,12 @@ int run_mount(MountArgs args) {
   if (!parsed.error.empty()) {
     spdlog::error("cannot mount {}: {}", args.ref, parsed.error);
     return kExitFailure;
+  }
+  // Standard input and credential files are read now, while the terminal and the working
+  // directory are still the caller's (the daemon leaves both).
+  if (auto loaded = load_credentials(args.common); !loaded) {
+    spdlog::error("cannot mount {}: {}", args.ref, loaded.error().message);
+    return loaded.error().code == std::errc::invalid_argument ? 2 : kExitFailure;
   }
   auto prefetch = image::parse_prefetch_mode(args.prefetch);
   if (!prefetch) {

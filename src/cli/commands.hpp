@@ -15,8 +15,10 @@ struct CommonOptions {
   bool progress = false;  // --progress: also when stderr is not a terminal
   bool debug = false;
   // Registries
-  std::string creds;     // --creds USER:PASS
-  std::string authfile;  // --authfile FILE
+  std::string creds;       // --creds USER:PASS, or "-": a line of standard input (credentials_input.hpp)
+  std::string creds_file;  // --creds-file FILE, -o creds_file=FILE
+  std::optional<std::string> creds_env;  // OCIFS_CREDS, taken out of the environment at start-up
+  std::string authfile;                  // --authfile FILE
   bool tls_verify = true;
   bool plain_http = false;
   bool offline = false;

@@ -9,6 +9,7 @@
 
 #include "cache_commands.hpp"
 #include "commands.hpp"
+#include "credentials_input.hpp"
 #include "status_command.hpp"
 
 namespace {
@@ -20,7 +21,13 @@ void add_common(CLI::App& app, CommonOptions& common) {
   app.add_option("--platform", common.platform, "Platform to choose from a manifest list: OS/ARCH[/VARIANT]");
   app.add_option("--cache-max", common.cache_max,
                  "Budget for cached registry blobs, e.g. 10G (default: a quarter of the file system, at most 10 GiB)");
-  app.add_option("--creds", common.creds, "Registry credentials USER:PASS (else --authfile, auth.json, docker config)");
+  auto* creds =
+      app.add_option("--creds", common.creds,
+                     "Registry credentials USER:PASS, or - to read that line from standard input (else "
+                     "--creds-file, $OCIFS_CREDS, --authfile, auth.json, docker config)");
+  auto* creds_file = app.add_option("--creds-file", common.creds_file,
+                                    "File whose first line is the registry credentials USER:PASS");
+  creds->excludes(creds_file);
   app.add_option("--authfile", common.authfile, "containers auth.json to read credentials from (else $REGISTRY_AUTH_FILE)");
   app.add_option("--tls-verify", common.tls_verify, "Verify registry TLS certificates (default true; --tls-verify=false)");
   app.add_flag("--plain-http", common.plain_http, "Talk HTTP, not HTTPS, to the registry");
@@ -44,15 +51,19 @@ bool is_subcommand(CLI::App& app, const std::string& arg) {
 }
 
 // mount.fuse3 and fstab call "ocifs SOURCE MOUNTPOINT [-n] -o OPTS": rewrite it as "mount".
-std::vector<std::string> normalise_argv(CLI::App& app, int argc, char** argv) {
-  std::vector<std::string> args(argv, argv + argc);
-  if (argc >= 3 && argv[1][0] != '-' && !is_subcommand(app, argv[1])) args.insert(args.begin() + 1, "mount");
-  return args;
+void normalise_argv(CLI::App& app, std::vector<std::string>& args) {
+  if (args.size() >= 3 && !args[1].starts_with('-') && !is_subcommand(app, args[1])) {
+    args.insert(args.begin() + 1, "mount");
+  }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Parsed from a copy: the credentials in argv and the environment are overwritten at once,
+  // before the mount daemon forks, so that /proc/PID/cmdline and environ never show them.
+  std::vector<std::string> args(argv, argv + argc);
+  auto creds_env = ocifs::cli::scrub_secrets(argc, argv);
   // libcurl runs with CURLOPT_NOSIGNAL, so a registry closing a connection would otherwise kill
   // the process with SIGPIPE; writes to a closed stdout get EPIPE instead (see run_cat).
   std::signal(SIGPIPE, SIG_IGN);
@@ -73,7 +84,7 @@ int main(int argc, char** argv) {
   add_common(*mount_cmd, mount.common);
   mount_cmd->add_option("REF", mount.ref, "[REGISTRY/]NAME[:TAG|@DIGEST], oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG]")->required();
   mount_cmd->add_option("MOUNTPOINT", mount.mountpoint, "An existing directory")->required();
-  mount_cmd->add_option("-o", raw_options, "Mount options: allow_other, dev, suid, cache_dir=DIR, cache_max=SIZE, platform=P, authfile=FILE, offline, plain_http, tls_verify=false, read_timeout=T, request_timeout=T, stall_timeout=T, and libfuse options")
+  mount_cmd->add_option("-o", raw_options, "Mount options: allow_other, dev, suid, cache_dir=DIR, cache_max=SIZE, platform=P, authfile=FILE, creds_file=FILE, offline, plain_http, tls_verify=false, read_timeout=T, request_timeout=T, stall_timeout=T, and libfuse options")
       ->allow_extra_args(false);
   mount_cmd->add_flag("-f,--foreground", mount.foreground, "Stay in the foreground");
   mount_cmd->add_option("--prefetch", mount.prefetch,
@@ -116,7 +127,7 @@ int main(int argc, char** argv) {
 
   auto cache_cmd = ocifs::cli::add_cache_command(app);
 
-  auto args = normalise_argv(app, argc, argv);
+  normalise_argv(app, args);
   std::vector<const char*> cargs;
   for (auto& a : args) cargs.push_back(a.c_str());
   try {
@@ -127,6 +138,7 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
 
+  common.creds_env = mount.common.creds_env = creds_env;
   auto level_for = [](const CommonOptions& c) {
     return c.debug ? spdlog::level::debug : c.quiet ? spdlog::level::err : spdlog::level::warn;
   };
@@ -141,6 +153,12 @@ int main(int argc, char** argv) {
     if (*umount_cmd) return ocifs::cli::run_umount(umount_point);
     if (*status_cmd) return ocifs::cli::run_status(status_point, json);
     spdlog::set_level(level_for(common));
+    if (*ls_cmd || *cat_cmd || *inspect_cmd || *index_cmd) {
+      if (auto loaded = ocifs::cli::load_credentials(common); !loaded) {
+        spdlog::error("{}", loaded.error().message);
+        return loaded.error().code == std::errc::invalid_argument ? 2 : 1;
+      }
+    }
     if (*ls_cmd) return ocifs::cli::run_ls(common, ref, path, long_format);
     if (*cat_cmd) return ocifs::cli::run_cat(common, ref, path);
     if (*inspect_cmd) return ocifs::cli::run_inspect(common, ref, json);

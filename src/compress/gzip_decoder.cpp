@@ -168,7 +168,9 @@ Result<void> GzipDecoder::ensure_input(std::size_t count) {
   if (s.avail_in >= count || eof_) return util::success();
   // Move what is left to the front and read the blob on from where in_ ended: reads stay in
   // order (the scanner's source requires it) and every byte is hashed once.
-  std::memmove(in_.data(), s.next_in, s.avail_in);
+  // Before the first read next_in is null (avail_in 0): memmove's arguments must not be null
+  // even for zero bytes (UBSan reports it).
+  if (s.avail_in > 0) std::memmove(in_.data(), s.next_in, s.avail_in);
   std::uint64_t next = in_offset_ + in_size_;
   in_offset_ = next - s.avail_in;
   in_size_ = s.avail_in;

@@ -1,5 +1,7 @@
 #include "ocifs/image/docker_archive_source.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
 #include "ocifs/oci/docker_archive_manifest.hpp"
@@ -92,11 +94,14 @@ Result<ResolvedImage> resolve_docker_archive(const ArchiveSource& archive, const
   image.name = name;
   OCIFS_ASSIGN(auto config_blob, archive.member(entry->config));
   OCIFS_ASSIGN(image.config_json, io::read_all(*config_blob, kMaxConfig));
+  // The config is what its content hashes to, whatever its member is called: nothing in a
+  // docker-archive signs the name (manifest.json is not hashed either), and skopeo and umoci
+  // accept a config rewritten after `docker save` the same way. The layers are still checked
+  // against the diff_ids this content lists.
   auto config_hex = util::sha256_hex(image.config_json);
   if (auto named = named_hex(entry->config); !named.empty() && named != config_hex) {
-    return make_error(std::errc::io_error,
-                      "{}: config {} does not match its name (its content hashes to sha256:{})", context,
-                      config_blob->describe(), config_hex);
+    spdlog::warn("{}: config {} is not named after its content, which hashes to sha256:{}; using that digest",
+                 name, config_blob->describe(), config_hex);
   }
   OCIFS_ASSIGN(image.config, oci::parse_config(image.config_json, config_blob->describe()));
   OCIFS_TRY(detail::check_platform(name, options.platform, image.config.platform));

@@ -121,6 +121,7 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
     builder.apply_layer(static_cast<std::uint16_t>(i), *layer.index, blobs[i].name);
     readers.push_back(layer.reader);
     image->gates_.push_back(layer.gate);
+    image->read_errors_.push_back(layer.read_errors);
     names.push_back(blobs[i].name);
     layer.index.reset();  // the tree keeps what it needs; entry tables go
   }

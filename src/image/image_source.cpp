@@ -2,7 +2,10 @@
 #include "ocifs/image/image_source.hpp"
 
 #include <filesystem>
+#include <limits>
 
+#include "ocifs/cache/blob_cache.hpp"
+#include "ocifs/cache/byte_size.hpp"
 #include "ocifs/image/archive_source.hpp"
 #include "ocifs/image/docker_archive_source.hpp"
 #include "ocifs/image/oci_layout_source.hpp"
@@ -13,10 +16,19 @@ namespace ocifs::image {
 
 namespace {
 
-Result<std::shared_ptr<const ArchiveSource>> open_archive(const oci::ImageRef& ref) {
+Result<std::shared_ptr<const ArchiveSource>> open_archive(const oci::ImageRef& ref,
+                                                          const ResolveOptions& options) {
   auto file = io::FileSource::open(ref.path);
   if (!file) return std::move(file).error().with_context(fmt::format("cannot resolve {}", ref.str()));
-  auto archive = ArchiveSource::open(std::move(*file));
+  ArchiveOptions archive_options;
+  archive_options.cache = options.cache;
+  if (options.cache) {
+    // The blob cache's budget (0: none, then neither is this).
+    auto budget = options.blob_cache ? options.blob_cache->max_bytes()
+                                     : cache::default_cache_max(options.cache->root());
+    archive_options.decompress_limit = budget ? budget : std::numeric_limits<std::uint64_t>::max();
+  }
+  auto archive = ArchiveSource::open(std::move(*file), archive_options);
   if (!archive) return std::move(archive).error().with_context(fmt::format("cannot resolve {}", ref.str()));
   return archive;
 }
@@ -41,13 +53,13 @@ Result<ResolvedImage> resolve_image(const oci::ImageRef& ref, const ResolveOptio
       return resolve_oci_layout(files, ref, options);
     }
     case oci::Transport::oci_archive: {
-      OCIFS_ASSIGN(auto archive, open_archive(ref));
+      OCIFS_ASSIGN(auto archive, open_archive(ref, options));
       LayoutFiles files{archive->describe(),
                         [archive](const std::string& path) { return archive->member(path); }};
       return resolve_oci_layout(files, ref, options);
     }
     case oci::Transport::docker_archive: {
-      OCIFS_ASSIGN(auto archive, open_archive(ref));
+      OCIFS_ASSIGN(auto archive, open_archive(ref, options));
       return resolve_docker_archive(*archive, ref, options);
     }
   }

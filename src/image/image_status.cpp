@@ -35,6 +35,16 @@ std::string Image::status_json() const {
     layer["read_errors"] = failures.errors;
     layer["read_timeouts"] = failures.timeouts;
     if (!failures.last_error.empty()) layer["last_read_error"] = failures.last_error;
+    // Bytes that no longer match the digests the layer was verified with: the blob is damaged
+    // (or a registry keeps serving bad bytes), and those reads got EIO.
+    if (const auto& errors = read_errors_[i]) {
+      auto seen = errors->snapshot();
+      layer["verify_errors"] = seen.count;
+      if (seen.count > 0) {
+        layer["state"] = "failed";
+        layer["error"] = seen.last;
+      }
+    }
     // Registry layers live in the blob cache, which counts what it serves and fetches.
     const auto* cached = dynamic_cast<const cache::CachedBlobSource*>(resolved_.layers[i].blob.get());
     layer["source"] = cached ? "registry" : "local";

@@ -1,5 +1,6 @@
 #include "ocifs/image/oci_layout_source.hpp"
 
+#include <algorithm>
 #include <set>
 
 #include "ocifs/util/sha256.hpp"
@@ -92,12 +93,24 @@ Result<std::vector<oci::Descriptor>> select_by_tag(const Context& ctx, const oci
       return make_error(std::errc::no_such_file_or_directory,
                         "cannot resolve {}: index.json in {} lists no images", ctx.name, ctx.files.where);
     }
+    // Only names that select an image: an entry without one cannot be named at all.
     std::string listed;
-    for (const auto& n : names)
-      listed += fmt::format("{}{}", listed.empty() ? "" : ", ", n.empty() ? "(unnamed)" : n);
+    for (const auto& n : names) {
+      if (!n.empty()) listed += fmt::format("{}{}", listed.empty() ? "" : ", ", n);
+    }
+    auto unnamed = std::count_if(index.manifests.begin(), index.manifests.end(),
+                                 [](const oci::Descriptor& d) { return annotation(d, kRefName).empty(); });
+    std::string rest = unnamed == 0 ? std::string()
+                                    : fmt::format("{} {} no {} annotation and cannot be chosen", unnamed,
+                                                  unnamed == 1 ? "image has" : "images have", kRefName);
+    if (listed.empty()) {
+      return make_error(std::errc::invalid_argument, "cannot resolve {}: {} lists {} images, and {}",
+                        ctx.name, ctx.files.where, index.manifests.size(), rest);
+    }
     return make_error(std::errc::invalid_argument,
-                      "cannot resolve {}: {} lists {} images; name one of: {} (as {}:NAME)", ctx.name,
-                      ctx.files.where, index.manifests.size(), listed, ctx.name);
+                      "cannot resolve {}: {} lists {} images; name one of: {} (as {}:NAME){}", ctx.name,
+                      ctx.files.where, index.manifests.size(), listed, ctx.name,
+                      rest.empty() ? rest : "; " + rest);
   }
   for (const auto& d : index.manifests) {
     if (annotation(d, kRefName) == tag) out.push_back(d);
@@ -176,6 +189,7 @@ Result<ResolvedImage> resolve_oci_layout(const LayoutFiles& files, const oci::Im
     OCIFS_ASSIGN(auto name, detail::checked_layer_name(ctx.name, i, d));
     OCIFS_ASSIGN(auto blob, open_blob(ctx, d, name));
     image.layers.push_back(layer::LayerBlob{std::move(blob), d.digest, false, std::move(name), {}});
+    image.layers.back().media_type = d.media_type;
   }
   return image;
 }

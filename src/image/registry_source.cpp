@@ -126,6 +126,7 @@ Result<ResolvedImage> resolve_registry(const oci::ImageRef& ref, const ResolveOp
     auto source = std::make_shared<cache::CachedBlobSource>(std::move(entry), std::move(remote), blob_options);
     layer::LayerBlob blob{source, d.digest, false, std::move(name), {}};
     blob.declared_uncompressed = d.media_type.ends_with(".tar");
+    blob.media_type = d.media_type;
     blob.annotations = d.annotations;
     // A layer that must be scanned is read whole, in order: stream it at once, every layer in
     // parallel, rather than in range requests as the scan gets there.

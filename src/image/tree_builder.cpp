@@ -129,6 +129,9 @@ void TreeBuilder::set_attributes(std::uint32_t id, std::uint16_t layer_no, const
                                  const layer::IndexEntry& e) {
   Node& n = nodes_[id];
   n.mode = type_bits(e.kind) | (e.mode & 07777);
+  // Linux symlinks are always 0777 (lrwxrwxrwx; there is no lchmod), as `umoci unpack` and tar
+  // extraction show them, whatever mode the tar header carries.
+  if (e.kind == layer::EntryKind::symlink) n.mode = S_IFLNK | 0777;
   n.uid = e.uid;
   n.gid = e.gid;
   n.mtime_sec = e.mtime_sec;

@@ -31,9 +31,10 @@ BlockDigests BlockHasher::finish() {
   return std::move(result_);
 }
 
-VerifiedSource::VerifiedSource(BlobSourcePtr inner, BlockDigests digests)
+VerifiedSource::VerifiedSource(BlobSourcePtr inner, BlockDigests digests, std::shared_ptr<ReadErrors> errors)
     : inner_(std::move(inner)),
       digests_(std::move(digests)),
+      errors_(std::move(errors)),
       verified_(std::make_unique<std::atomic<std::uint64_t>[]>((digests_.digests.size() + 63) / 64)) {}
 
 bool VerifiedSource::is_verified(std::uint64_t block) const {
@@ -55,10 +56,13 @@ Result<void> VerifiedSource::verify_block(std::uint64_t block, std::span<std::by
     good = matches();
   }
   if (!good) {
-    return make_error(std::errc::io_error,
-                      "cannot read {}: bytes {}-{} do not match the digest recorded when the blob was verified "
-                      "(the blob changed or is corrupt)",
-                      inner_->describe(), start, start + data.size() - 1);
+    auto error =
+        make_error(std::errc::io_error,
+                   "cannot read {}: bytes {}-{} do not match the digest recorded when the blob was verified "
+                   "(the blob changed or is corrupt)",
+                   inner_->describe(), start, start + data.size() - 1);
+    if (errors_) errors_->record(error);
+    return error;
   }
   verified_[block / 64].fetch_or(std::uint64_t{1} << (block % 64), std::memory_order_acq_rel);
   return util::success();

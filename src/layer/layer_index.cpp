@@ -48,7 +48,9 @@ namespace {
 
 constexpr std::string_view kMagic = "OCIFSIDX";
 // 3: the embedded seek index holds ISA-L inflate states (seek index version 2).
-constexpr std::uint32_t kFormatVersion = 3;
+// 4: Solaris 'X' extended headers are applied (a version 3 index skipped them as unknown entries
+//    and kept the entries they describe with their short ustar names: such a tree was wrong).
+constexpr std::uint32_t kFormatVersion = 4;
 constexpr std::size_t kHeaderSize = 104;
 constexpr std::size_t kBlockDigestSize = 32;
 constexpr std::size_t kEntrySize = 81;

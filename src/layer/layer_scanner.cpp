@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "decoded_tee.hpp"
@@ -13,6 +14,7 @@
 #include "ocifs/compress/stream_decoder.hpp"
 #include "ocifs/io/file_source.hpp"
 #include "ocifs/io/gated_source.hpp"
+#include "ocifs/io/read_errors.hpp"
 #include "ocifs/layer/header_walk.hpp"
 #include "ocifs/layer/lazy_toc.hpp"
 #include "ocifs/layer/toc_layer.hpp"
@@ -23,6 +25,38 @@ namespace ocifs::layer {
 
 namespace {
 constexpr std::uint64_t kReportEvery = 4u << 20;
+
+// A tar error of a layer whose media type promises compression its bytes do not have (they were
+// read as a plain tar, as docker-save layers are whatever they are called): the message says so,
+// with the first bytes, since the tar error alone ("bad tar header checksum at offset 0") hides
+// that the layer is no tar either — compressed another way, or not a layer at all.
+Error with_declared_encoding(const LayerBlob& layer, compress::Encoding found, Error error) {
+  const bool gzip = layer.media_type.ends_with("gzip");
+  if (found != compress::Encoding::tar || (!gzip && !layer.media_type.ends_with("zstd"))) return error;
+  std::array<std::byte, 4> head{};
+  auto got = layer.blob->read_at(0, head);
+  std::size_t n = got ? *got : 0;
+  std::string first = n == 0 ? std::string("nothing") : std::string();
+  for (std::size_t i = 0; i < n; ++i) {
+    first += fmt::format("{}{:02x}", i ? " " : "", std::to_integer<unsigned>(head[i]));
+  }
+  // Other compressors' magic numbers (xz, bzip2, lz4 frames), named where one matches.
+  static constexpr std::pair<std::string_view, std::string_view> kOthers[] = {
+      {"\xfd" "7zX", "xz"}, {"BZh", "bzip2"}, {"\x04\x22\x4d\x18", "lz4"}};
+  std::string_view bytes(reinterpret_cast<const char*>(head.data()), n);
+  for (auto [magic, name] : kOthers) {
+    if (bytes.starts_with(magic)) first += fmt::format(" ({})", name);
+  }
+  std::string_view reason = error.message;
+  if (auto prefix = fmt::format("cannot read {}: ", layer.name); reason.starts_with(prefix)) {
+    reason.remove_prefix(prefix.size());
+  }
+  return Error{error.code,
+               fmt::format("cannot read {}: its media type {} says {}, but it does not start with the {} magic "
+                           "({}): it starts with {}; read as an uncompressed tar: {}",
+                           layer.name, layer.media_type, gzip ? "gzip" : "zstd", gzip ? "gzip" : "zstd",
+                           gzip ? "1f 8b 08" : "28 b5 2f fd", first, reason)};
+}
 }  // namespace
 
 ScanSource::ScanSource(io::BlobSourcePtr inner, ProgressFn progress, Options options)
@@ -191,7 +225,9 @@ Result<LayerIndex> scan_layer(const LayerBlob& layer, const cache::Cache& cache,
   }
 
   TarWalker walker(*stream, layer.name);
-  OCIFS_ASSIGN(LayerIndex index, index_entries(walker, layer.name));
+  auto entries = index_entries(walker, layer.name);
+  if (!entries) return with_declared_encoding(layer, encoding, std::move(entries).error());
+  LayerIndex index = std::move(entries).value();
   OCIFS_ASSIGN(compress::SeekIndex seek, stream->finish());
   OCIFS_ASSIGN(ScanSource::Digests raw, source->finish());
   source->report_final();
@@ -239,7 +275,8 @@ Result<OpenLayer> open_reader(const LayerBlob& layer, const cache::Cache& cache,
     return make_error(std::errc::io_error, "cannot open {}: its index describes a blob of {} bytes, not {}",
                       layer.name, index->blob_blocks().blob_size, layer.blob->size());
   }
-  auto blob = std::make_shared<io::VerifiedSource>(layer.blob, index->blob_blocks());
+  auto errors = std::make_shared<io::ReadErrors>();
+  auto blob = std::make_shared<io::VerifiedSource>(layer.blob, index->blob_blocks(), errors);
   io::BlobSourcePtr decoded;
   if (index->seek_index().zstd_spilled) {
     OCIFS_ASSIGN(auto file, io::FileSource::open(cache.decoded_path(layer.digest)));
@@ -247,10 +284,12 @@ Result<OpenLayer> open_reader(const LayerBlob& layer, const cache::Cache& cache,
       return make_error(std::errc::io_error, "cannot open the decoded stream of {}: {} bytes, expected {}",
                         layer.name, file->size(), index->decoded_blocks().blob_size);
     }
-    decoded = std::make_shared<io::VerifiedSource>(std::move(file), index->decoded_blocks());
+    decoded = std::make_shared<io::VerifiedSource>(std::move(file), index->decoded_blocks(), errors);
   }
   OCIFS_ASSIGN(auto reader, compress::make_seekable_reader(index->seek_index(), blob, decoded, spans));
-  return OpenLayer{std::move(index), std::move(reader), from_cache};
+  OpenLayer opened{std::move(index), std::move(reader), from_cache};
+  opened.read_errors = std::move(errors);
+  return opened;
 }
 
 Result<std::shared_ptr<const LayerIndex>> scan_and_store(const LayerBlob& layer, const cache::Cache& cache,
@@ -274,7 +313,8 @@ Result<std::shared_ptr<const LayerIndex>> scan_and_store(const LayerBlob& layer,
 // The verified source a walked layer's reads go through, once a scan of the whole blob has
 // matched its digest and found the entries the walk found.
 Result<io::BlobSourcePtr> verify_walked(const LayerBlob& layer, const cache::Cache& cache,
-                                        const std::array<std::uint8_t, 32>& walked_entries, std::stop_token stop) {
+                                        const std::array<std::uint8_t, 32>& walked_entries,
+                                        std::shared_ptr<io::ReadErrors> errors, std::stop_token stop) {
   if (stop.stop_requested()) {
     return make_error(std::errc::operation_canceled, "cannot verify {}: stopped", layer.name);
   }
@@ -292,21 +332,26 @@ Result<io::BlobSourcePtr> verify_walked(const LayerBlob& layer, const cache::Cac
     return make_error(std::errc::io_error, "cannot open {}: its index describes a blob of {} bytes, not {}",
                       layer.name, index->blob_blocks().blob_size, layer.blob->size());
   }
-  return io::BlobSourcePtr(std::make_shared<io::VerifiedSource>(layer.blob, index->blob_blocks()));
+  return io::BlobSourcePtr(
+      std::make_shared<io::VerifiedSource>(layer.blob, index->blob_blocks(), std::move(errors)));
 }
 
 Result<OpenLayer> open_walked(const LayerBlob& layer, const cache::Cache& cache, const ProgressFn& progress,
                               const std::shared_ptr<compress::SpanCache>& spans) {
-  OCIFS_ASSIGN(LayerIndex walked, walk_tar_headers(layer, progress));
+  auto walk = walk_tar_headers(layer, progress);
+  if (!walk) return with_declared_encoding(layer, compress::Encoding::tar, std::move(walk).error());
+  LayerIndex walked = std::move(walk).value();
   auto gate = std::make_shared<io::GatedSource>(layer.blob->size(), layer.blob->describe());
   OCIFS_ASSIGN(auto reader, compress::make_seekable_reader(walked.seek_index(), gate, nullptr, spans));
   const auto entries = walked.entries_digest();
   OpenLayer opened{std::make_shared<const LayerIndex>(std::move(walked)), std::move(reader), false};
   opened.gate = gate;
-  opened.verify = [layer, cache, gate, entries](std::stop_token stop) -> Result<void> {
+  auto errors = std::make_shared<io::ReadErrors>();
+  opened.read_errors = errors;
+  opened.verify = [layer, cache, gate, entries, errors](std::stop_token stop) -> Result<void> {
     Result<io::BlobSourcePtr> verified = Error{};
     if (auto escaped = util::catch_all(fmt::format("verify {}", layer.name),
-                                       [&] { verified = verify_walked(layer, cache, entries, stop); })) {
+                                       [&] { verified = verify_walked(layer, cache, entries, errors, stop); })) {
       verified = std::move(*escaped);
     }
     if (!verified) {

@@ -11,6 +11,7 @@
 //   148    8     chksum           sum of the 512 bytes with this field as 8 spaces (signed or unsigned)
 //   156    1     typeflag         0 \0 7 regular, 1 hard link, 2 symlink, 3 char, 4 block, 5 dir, 6 fifo,
 //                                 x PAX, g PAX global, L GNU long name, K GNU long link,
+//                                 X Solaris extended header (PAX records, applied as x),
 //                                 S GNU old sparse, D GNU dumpdir, V volume label
 //   157    100   linkname
 //   257    6     magic            "ustar\0" (POSIX) or "ustar " (GNU, with version " \0")
@@ -190,6 +191,16 @@ std::optional<std::string> normalise_path(std::string_view raw) {
   return out;
 }
 
+// What went wrong in the stream, for a message that already begins "cannot read NAME: ": when
+// the stream is the tar file itself (an archive's member list) its own error begins the same way.
+std::string reason_of(const Error& error, std::string_view name) {
+  std::string_view message = error.message;
+  if (auto prefix = fmt::format("cannot read {}: ", name); message.starts_with(prefix)) {
+    message.remove_prefix(prefix.size());
+  }
+  return std::string(message);
+}
+
 bool is_zero_block(const std::array<std::byte, 512>& b) {
   return std::all_of(b.begin(), b.end(), [](std::byte x) { return x == std::byte{0}; });
 }
@@ -229,9 +240,10 @@ Result<void> TarWalker::skip_pending() {
     pending_data_ = 0;
     if (!skipped) {
       pending_padding_ = 0;
-      return std::move(skipped).error().with_context(
-          fmt::format("cannot read {}: entry '{}' (header at offset {}) has data up to offset {}", name_,
-                      prev_path_, prev_header_offset_, prev_data_end_));
+      return Error{
+          skipped.error().code,
+          fmt::format("cannot read {}: entry '{}' (header at offset {}) has data up to offset {}: {}", name_,
+                      prev_path_, prev_header_offset_, prev_data_end_, reason_of(skipped.error(), name_))};
     }
   }
   // The padding to the next 512-byte block may be missing at the very end: umoci 0.4.7 writes
@@ -311,8 +323,9 @@ Result<std::string> TarWalker::read_payload(const Block& header, std::uint64_t h
   if (padding > 0) {
     auto skipped = stream_.skip(padding);
     if (!skipped) {
-      return std::move(skipped).error().with_context(
-          fmt::format("cannot read {}: '{}' extension header at offset {}", name_, type, header_offset));
+      return Error{skipped.error().code,
+                   fmt::format("cannot read {}: '{}' extension header at offset {}: {}", name_, type,
+                               header_offset, reason_of(skipped.error(), name_))};
     }
   }
   return payload;
@@ -365,7 +378,8 @@ Result<std::optional<TarEntry>> TarWalker::next() {
         return std::optional<TarEntry>();
       }
       char type = static_cast<char>((*header)[156]);
-      if (type == 'L' || type == 'K' || type == 'x' || type == 'g') {
+      // Solaris tar's 'X' holds PAX records too; GNU tar and Python's tarfile apply it as 'x'.
+      if (type == 'L' || type == 'K' || type == 'x' || type == 'X' || type == 'g') {
         if (!ext.any) ext.first_offset = header_offset;
         OCIFS_ASSIGN(std::string payload, read_payload(*header, header_offset, type));
         ext.bytes += payload.size();

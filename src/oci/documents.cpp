@@ -88,7 +88,7 @@ Result<std::vector<Descriptor>> parse_descriptors(const json& obj, const char* k
   std::vector<Descriptor> out;
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) {
-    if (required) return bad_field(where, key, "is missing");
+    if (required) return bad_field(where, key, it == obj.end() ? "is missing" : "is null, not an array");
     return out;
   }
   if (!it->is_array()) return bad_field(where, key, "is not an array");
@@ -150,7 +150,8 @@ Result<Manifest> parse_manifest(std::string_view text, std::string_view where) {
     m.media_type = media_type::kOciManifest;
   }
   auto config = doc.find("config");
-  if (config == doc.end() || config->is_null()) return bad_field(where, "config", "is missing");
+  if (config == doc.end() || config->is_null())
+    return bad_field(where, "config", config == doc.end() ? "is missing" : "is null, not a descriptor");
   OCIFS_ASSIGN(m.config, parse_descriptor(*config, where, "config"));
   OCIFS_ASSIGN(m.layers, parse_descriptors(doc, "layers", where, false));
   OCIFS_ASSIGN(m.annotations, get_string_map(doc, "annotations", where, ""));

@@ -25,7 +25,9 @@ Result<std::string> get_string(const json& obj, const char* key, std::string_vie
                                std::string_view path, bool required) {
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) {
-    if (required) return bad_field(where, field_path(path, key), "is missing");
+    if (required) {
+      return bad_field(where, field_path(path, key), it == obj.end() ? "is missing" : "is null, not a string");
+    }
     return std::string();
   }
   if (!it->is_string()) return bad_field(where, field_path(path, key), "is not a string");
@@ -36,7 +38,9 @@ Result<std::int64_t> get_int(const json& obj, const char* key, std::string_view 
                              bool required, std::int64_t fallback) {
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) {
-    if (required) return bad_field(where, field_path(path, key), "is missing");
+    if (required) {
+      return bad_field(where, field_path(path, key), it == obj.end() ? "is missing" : "is null, not an integer");
+    }
     return fallback;
   }
   if (!it->is_number_integer()) return bad_field(where, field_path(path, key), "is not an integer");

@@ -21,7 +21,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
+import subprocess
 import sys
 import tarfile
 import threading
@@ -32,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fixtures  # noqa: E402
 from suite import tree_equal  # noqa: E402
-from common import (OCIFS, Fail, Mount, Skip, check, is_mounted, log, main, run,  # noqa: E402
+from common import (OCIFS, Fail, Mount, Skip, check, daemon_pids, is_mounted, log, main, run,  # noqa: E402
                     unmount)
 from loopback import no_proxy_env  # noqa: E402
 from registry import (BLOBS, DOCKER_LIST, DOCKER_MANIFEST, MANIFESTS, OCI_INDEX,  # noqa: E402
@@ -407,6 +409,124 @@ def case_auth_basic(work):
         if os.path.exists(helper_log):
             log('  helper calls: %s' % open(helper_log).read().strip().replace('\n', '; '))
         check(not failures, '\n'.join(failures))
+
+
+def _proc_text(pid, what):
+    with open('/proc/%d/%s' % (pid, what), 'rb') as f:
+        return f.read().replace(b'\0', b' ').decode(errors='replace')
+
+
+def _children(pid):
+    """Pids whose parent is pid (from /proc/*/stat)."""
+    out = []
+    for p in os.listdir('/proc'):
+        if p.isdigit():
+            try:
+                stat_ = open('/proc/%s/stat' % p).read()
+            except OSError:
+                continue
+            if int(stat_.rsplit(')', 1)[1].split()[1]) == pid:
+                out.append(int(p))
+    return out
+
+
+def case_auth_creds_forms(work):
+    """Credentials kept out of /proc (issue 9 §5), htpasswd Basic auth: --creds USER:PASS and
+    --creds=USER:PASS are overwritten in argv before the daemon forks: /proc/PID/cmdline of the
+    daemon shows no password, nor does the waiting parent's (caught while the daemon is blocked
+    opening a FIFO in place of a layout's oci-layout); --creds-file FILE, -o creds_file=FILE,
+    --creds - (standard input, with the backgrounding mount) and OCIFS_CREDS each mount the image
+    (= umoci unpack), with no password in the daemon's cmdline or environ; a credentials file
+    without ':' is refused (exit 1), --creds with --creds-file is a usage error (exit 2)."""
+    w = fixtures.build_small_image(work.path)
+    w.write(TAG)
+    reference = fixtures.umoci_unpack(w.path, TAG, work('ref'))
+    password = 'Cr3ds-never-in-proc-5k'
+    creds = 'ocifs:' + password
+    with Registry(auth='htpasswd', user='ocifs', password=password) as reg:
+        push_image('oci:%s:%s' % (w.path, TAG), reg, REPO + ':v1')
+        ref = reg.ref(REPO + ':v1')
+        creds_file = work('creds.txt')
+        with open(creds_file, 'w') as f:
+            f.write(creds + '\n')
+        forms = [
+            ('--creds', ['--creds', creds], {}, None),
+            ('--creds=', ['--creds=' + creds], {}, None),
+            ('--creds-file', ['--creds-file', creds_file], {}, None),
+            ('-o creds_file=', ['-o', 'creds_file=' + creds_file], {}, None),
+            ('--creds -', ['--creds', '-'], {}, (creds + '\n').encode()),
+            ('OCIFS_CREDS', [], {'OCIFS_CREDS': creds}, None),
+        ]
+        failures = []
+        for i, (what, extra, envx, stdin) in enumerate(forms):
+            mnt = work('mnt-%d' % i)
+            os.makedirs(mnt)
+            try:
+                r = run([OCIFS, 'mount', '--cache-dir', work('cache-%d' % i)] + extra + [ref, mnt],
+                        env=clean_env(work, **envx), input=stdin)
+                check(r.returncode == 0 and is_mounted(mnt), '%s: mount exit %d: %s' % (
+                    what, r.returncode, err_text(r)[-1000:]))
+                no_secret(err_text(r), [password], 'mount with %s' % what)
+                pids = daemon_pids(mnt)
+                check(len(pids) == 1, '%s: daemon pids %s' % (what, pids))
+                cmdline, environ = _proc_text(pids[0], 'cmdline'), _proc_text(pids[0], 'environ')
+                no_secret(cmdline, [password, creds], '%s: /proc/%d/cmdline' % (what, pids[0]))
+                no_secret(environ, [password, creds], '%s: /proc/%d/environ' % (what, pids[0]))
+                if what.startswith('--creds') and what != '--creds -' and what != '--creds-file':
+                    check('x' * len(creds) in cmdline, '%s: the value is not overwritten in place: %r' % (
+                        what, cmdline))
+                tree_equal(reference, mnt, 'credentials from %s' % what)
+                log('  %s: daemon %d: %s' % (what, pids[0], cmdline.strip()[-120:]))
+            except Fail as e:
+                failures.append(str(e))
+            finally:
+                unmount(mnt)
+        check(not failures, '\n'.join(failures))
+
+        # the parent too, caught while the daemon waits: oci-layout is a FIFO nobody writes yet
+        layout = work('fifo-layout')
+        shutil.copytree(w.path, layout)
+        os.unlink(os.path.join(layout, 'oci-layout'))
+        os.mkfifo(os.path.join(layout, 'oci-layout'))
+        mnt = work('mnt-fifo')
+        os.makedirs(mnt)
+        p = subprocess.Popen([OCIFS, 'mount', '--cache-dir', work('cache-fifo'), '--creds', creds,
+                              'oci:%s:%s' % (layout, TAG), mnt], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=clean_env(work))
+        try:
+            deadline = time.time() + 30  # s: a fork takes milliseconds
+            children = []
+            while not children and p.poll() is None and time.time() < deadline:
+                children = _children(p.pid)
+                time.sleep(0.02)
+            check(children, 'HANG or exit: no daemon forked by the mount (exit %r)' % p.poll())
+            for pid, who in ((p.pid, 'parent'), (children[0], 'daemon')):
+                cmdline = _proc_text(pid, 'cmdline')
+                no_secret(cmdline, [password], '/proc/%d/cmdline of the %s' % (pid, who))
+                check('--creds ' + 'x' * len(creds) in cmdline, '%s: %r' % (who, cmdline))
+            log('  parent %d and daemon %d: %s' % (p.pid, children[0], cmdline.strip()[-100:]))
+            with open(os.path.join(layout, 'oci-layout'), 'wb'):
+                pass  # the daemon's open returns; a FIFO is no layout file: the mount is refused
+            out, err = p.communicate(timeout=30)
+            check(p.returncode == 1 and b'oci-layout' in err, 'FIFO layout: exit %d %r' % (p.returncode, err))
+        finally:
+            if p.poll() is None:
+                for pid in _children(p.pid):
+                    os.kill(pid, signal.SIGKILL)
+                p.kill()
+                p.wait()
+            unmount(mnt)
+
+        # refusals
+        bad = work('nocolon.txt')
+        with open(bad, 'w') as f:
+            f.write(password + '\n')
+        err, _ = refused(work, ['--creds-file', bad, ref], 'a password-only credentials file')
+        check(bad in err and 'USER:PASSWORD' in err, 'password-only file: %r' % err)
+        no_secret(err, [password], 'password-only file')
+        r = oc(work, 'mount', '--creds', creds, '--creds-file', creds_file, ref, work('mnt-0'))
+        check(r.returncode == 2, '--creds with --creds-file: exit %d, want 2 (usage)' % r.returncode)
+        check(not is_mounted(work('mnt-0')), '--creds with --creds-file mounted')
 
 
 # ------------------------------------------------------------------ 4. Bearer tokens
@@ -1162,6 +1282,7 @@ CASES = {
     'anonymous': case_anonymous,
     'compression': case_compression,
     'auth_basic': case_auth_basic,
+    'auth_creds_forms': case_auth_creds_forms,
     'auth_token': case_auth_token,
     'manifest_list': case_manifest_list,
     'fault_redirect': case_fault_redirect,

@@ -5,6 +5,7 @@
 #include <archive_entry.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include <catch2/catch.hpp>
 #include <filesystem>
@@ -264,6 +265,21 @@ TEST_CASE("oci layout: choosing by org.opencontainers.image.ref.name") {
   auto missing = error_of(image::resolve_image(layout_ref(layout.dir, "v9")));
   CHECK_THAT(missing, Catch::Contains("no image named \"v9\""));
   CHECK_THAT(missing, Catch::Contains("v1"));
+
+  // Entries without a name cannot be chosen: they are counted, not offered as a name.
+  auto unnamed = v2;
+  unnamed.erase("annotations");
+  layout.write_index(json::array({named(v1, "v1"), unnamed, named(full, "")}));
+  auto some = error_of(image::resolve_image(layout_ref(layout.dir)));
+  CHECK_THAT(some, Catch::Contains("name one of: v1 (as oci:"));
+  CHECK_THAT(some, Catch::Contains("2 images have no org.opencontainers.image.ref.name annotation"));
+  CHECK_THAT(some, !Catch::Contains("unnamed"));
+  // (Unnamed entries that all carry a platform are one image for several platforms.)
+  unnamed.erase("platform");
+  layout.write_index(json::array({unnamed, named(full, "")}));
+  auto all = error_of(image::resolve_image(layout_ref(layout.dir)));
+  CHECK_THAT(all, !Catch::Contains("name one of"));
+  CHECK_THAT(all, Catch::Contains("lists 2 images, and 2 images have no"));
 }
 
 TEST_CASE("oci layout: multi-platform nested index, platform choice") {
@@ -534,6 +550,64 @@ TEST_CASE("ArchiveSource: members in place, links followed") {
   // Not a tar at all / truncated.
   write(tmp.path / "junk.tar", std::string(1024, 'x'));
   CHECK_FALSE(image::ArchiveSource::open(*io::FileSource::open(tmp.path / "junk.tar")).ok());
+  // A member's data cut short: the message names the archive once, with the member and offsets.
+  std::string whole = read_blob(**file);
+  write(tmp.path / "cut.tar", whole.substr(0, 2048 + 1000));  // inside b.txt's 3000 bytes
+  auto cut = image::ArchiveSource::open(*io::FileSource::open(tmp.path / "cut.tar"));
+  REQUIRE_FALSE(cut.ok());
+  auto message = cut.error().message;
+  auto named = "cannot read " + (tmp.path / "cut.tar").string();
+  CHECK(message.find(named) == 0);
+  CHECK(message.find(named, 1) == std::string::npos);
+  CHECK_THAT(message, Catch::Contains("b.txt' (header at offset") && Catch::Contains("bytes short"));
+}
+
+TEST_CASE("ArchiveSource: a zstd-compressed archive is decompressed into the cache, within a limit") {
+  TempDir tmp;
+  std::string big(300000, '\0');
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i * 7919 % 26);
+  auto plain = tmp.path / "a.tar";
+  write_tar(plain, {{TarMember::file, "dir/a.txt", "alpha", ""},
+                    {TarMember::file, "big", big, ""},
+                    {TarMember::symlink, "link", "", "dir/a.txt"}});
+  std::string tar = read_blob(**io::FileSource::open(plain));
+  // One frame, as the zstd CLI writes it.
+  std::string zst(ZSTD_compressBound(tar.size()), '\0');
+  auto n = ZSTD_compress(zst.data(), zst.size(), tar.data(), tar.size(), 3);
+  REQUIRE_FALSE(ZSTD_isError(n));
+  zst.resize(n);
+  write(tmp.path / "a.tar.zst", zst);
+  auto file = io::FileSource::open(tmp.path / "a.tar.zst");
+  REQUIRE(file.ok());
+  auto cache = cache::Cache::open(tmp.path / "cache");
+  REQUIRE(cache.ok());
+
+  image::ArchiveOptions options;
+  options.cache = &*cache;
+  options.decompress_limit = tar.size();
+  auto archive = image::ArchiveSource::open(*file, options);
+  REQUIRE(archive.ok());
+  auto& a = **archive;
+  CHECK(a.encoding() == compress::Encoding::zstd);
+  CHECK(read_blob(**a.member("dir/a.txt")) == "alpha");
+  CHECK(read_blob(**a.member("link")) == "alpha");
+  CHECK(read_blob(**a.member("big")) == big);
+  CHECK((*a.member("big"))->describe() == (tmp.path / "a.tar.zst").string() + ":big");
+  CHECK(fs::is_empty(tmp.path / "cache" / "tmp"));  // the decompressed copy has no name
+
+  options.decompress_limit = tar.size() - 1;
+  auto over = image::ArchiveSource::open(*file, options);
+  REQUIRE_FALSE(over.ok());
+  CHECK(over.error().code == std::errc::file_too_large);
+  CHECK_THAT(over.error().message, Catch::Contains((tmp.path / "a.tar.zst").string()) &&
+                                       Catch::Contains("--cache-max") && Catch::Contains("zstd -d"));
+  auto nowhere = image::ArchiveSource::open(*file);
+  REQUIRE_FALSE(nowhere.ok());
+  CHECK_THAT(nowhere.error().message, Catch::Contains("needs a cache directory"));
+  write(tmp.path / "cut.tar.zst", zst.substr(0, zst.size() / 2));
+  auto cut = image::ArchiveSource::open(*io::FileSource::open(tmp.path / "cut.tar.zst"), options);
+  REQUIRE_FALSE(cut.ok());
+  CHECK_THAT(cut.error().message, Catch::Contains("cut.tar.zst") && Catch::Contains("zstd"));
 }
 
 TEST_CASE("oci-archive") {
@@ -766,10 +840,18 @@ TEST_CASE("docker-archive") {
     auto e = error_of(image::resolve_image(no_layer));
     CHECK_THAT(e, Catch::Contains("layer 2"));
     CHECK_THAT(e, Catch::Contains("ccc.tar"));
-    auto bad_config = rewrite("badconfig.tar", [&](TarMember& m) {
-      if (m.data == d.config2) m.data[m.data.find("amd64")] = 'b';
+    // A config edited after saving, under its old name: taken by the digest of its content (as
+    // skopeo and umoci do), and its diff_ids still decide the layers.
+    std::string edited = json::parse(d.config2).dump(2);
+    REQUIRE(edited != d.config2);
+    auto renamed_config = rewrite("editedconfig.tar", [&](TarMember& m) {
+      if (m.data == d.config2) m.data = edited;
     });
-    CHECK_THAT(error_of(image::resolve_image(bad_config)), Catch::Contains("does not match its name"));
+    auto renamed = image::resolve_image(renamed_config);
+    REQUIRE(renamed.ok());
+    CHECK(renamed->config_json == edited);
+    CHECK(renamed->manifest.config.digest == sha(edited));
+    CHECK(renamed->layers.size() == 2);
     auto count = rewrite("count.tar", [&](TarMember& m) {
       if (m.path == "manifest.json") {
         auto manifest = json::parse(m.data);

@@ -212,6 +212,8 @@ TEST_CASE("parse_manifest") {
         {"[]", "not a JSON object"},
         {R"({"schemaVersion": 2, "layers": []})", "\"config\" is missing"},
         {R"({"schemaVersion": 2, "config": {"mediaType": "x"}})", "\"config.digest\" is missing"},
+        {R"({"schemaVersion": 2, "config": null})", "\"config\" is null, not a descriptor"},
+        {R"({"schemaVersion": 2, "config": {"digest": null}})", "\"config.digest\" is null, not a string"},
         {R"({"schemaVersion": 2, "config": {"digest": "nope"}})", "\"config.digest\" is not a digest"},
         {R"({"schemaVersion": 2, "config": {"digest": ")" + kDigest + R"(", "size": "12"}})",
          "\"config.size\" is not an integer"},
@@ -274,6 +276,9 @@ TEST_CASE("parse_index") {
   REQUIRE_FALSE(missing.ok());
   CHECK_THAT(missing.error().message, Catch::Contains("x/index.json"));
   CHECK_THAT(missing.error().message, Catch::Contains("\"manifests\" is missing"));
+  auto null = parse_index(R"({"schemaVersion": 2, "manifests": null})", "x/index.json");
+  REQUIRE_FALSE(null.ok());
+  CHECK_THAT(null.error().message, Catch::Contains("\"manifests\" is null, not an array"));
   auto bad_platform = parse_index(
       R"({"manifests": [{"digest": ")" + kDigest + R"(", "platform": {"os": "linux"}}]})", "index.json");
   REQUIRE_FALSE(bad_platform.ok());

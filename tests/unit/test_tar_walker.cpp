@@ -475,6 +475,23 @@ TEST_CASE("hand-made headers") {
     CHECK(entries[1].link_target == "/t/../x");
     CHECK(entries[1].header_offset == 1024 + 512 + 512);
   }
+  SECTION("Solaris 'X' extended headers are applied as PAX 'x' headers (GNU tar, Python's tarfile)") {
+    std::string name = "long/" + std::string(150, 'n');
+    std::string recs = pax_record("path", name) + pax_record("mtime", "1234567890.5") +
+                       pax_record("SCHILY.xattr.user.k", "v") + pax_record("size", "3");
+    std::string tar = pax(recs, 'X') + header("short", '0', 0) + pad("abc") + file("after", "1") + kEnd;
+    auto entries = walk_ok(tar);
+    REQUIRE(entries.size() == 2);  // the 'X' header is not an entry of its own
+    CHECK(entries[0].path == name);
+    CHECK(entries[0].header_offset == 0);
+    CHECK(entries[0].mtime_sec == 1234567890);
+    CHECK(entries[0].mtime_nsec == 500000000);
+    CHECK(entries[0].size == 3);
+    CHECK(stored(tar, entries[0]) == "abc");
+    REQUIRE(entries[0].xattrs.size() == 1);
+    CHECK(entries[0].xattrs[0].name == "user.k");
+    CHECK(entries[1].path == "after");
+  }
   SECTION("PAX global headers are ignored") {
     auto entries =
         walk_ok(pax(pax_record("path", "global") + pax_record("comment", "x"), 'g') + file("a", "1") + kEnd);

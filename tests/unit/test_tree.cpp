@@ -192,6 +192,21 @@ TEST_CASE("attributes, symlinks, devices and directory link counts") {
   CHECK(*tree.resolve("a/b/..") == *tree.resolve("a"));
 }
 
+TEST_CASE("a symlink is 0777 whatever mode its tar header carries, as Linux shows it") {
+  auto narrow = link_entry("narrow", "target", EntryKind::symlink);
+  narrow.mode = 0755;
+  auto none = link_entry("none", "target", EntryKind::symlink);
+  none.mode = 0;
+  auto odd = link_entry("odd", "target", EntryKind::symlink);
+  odd.mode = 07644;
+  auto tree = build({{file("target"), narrow, none, odd}});
+  for (auto name : {"narrow", "none", "odd"}) {
+    INFO(name);
+    CHECK(at(tree, name).mode == (S_IFLNK | 0777));
+  }
+  CHECK(at(tree, "target").mode == (S_IFREG | 0644));
+}
+
 TEST_CASE("inode numbers are the same on every build of the same layers") {
   std::vector<std::vector<layer::TarEntry>> layers = {
       {dir("z"), file("z/1"), dir("a"), file("a/2"), file("m")},

@@ -139,11 +139,17 @@ TEST_CASE("block digests: recorded in one pass, checked on read") {
 
   std::string bad = data;
   bad[12345] ^= 1;
-  io::VerifiedSource damaged(std::make_shared<io::MemorySource>(bad, "damaged"), digests);
+  auto errors = std::make_shared<io::ReadErrors>();
+  io::VerifiedSource damaged(std::make_shared<io::MemorySource>(bad, "damaged"), digests, errors);
   CHECK(read(damaged, 0, 1000) == data.substr(0, 1000));  // blocks before the damage are fine
+  CHECK(errors->snapshot().count == 0);
   CHECK_THAT(read(damaged, 12000, 10), Catch::Contains("bytes 12000-12999 do not match"));
   CHECK_THAT(read(damaged, 11990, 20), Catch::StartsWith("ERROR"));  // a range that touches it
   CHECK_THAT(read(damaged, 12345, 1), Catch::StartsWith("ERROR"));   // and again: never cached as good
+  // Each failed read is counted for `ocifs status`, with the last message.
+  auto seen = errors->snapshot();
+  CHECK(seen.count == 3);
+  CHECK_THAT(seen.last, Catch::Contains("damaged") && Catch::Contains("bytes 12000-12999 do not match"));
 
   // A cache (unstable, can discard): a bad copy is dropped and fetched again; bytes that change
   // after a block was checked are caught too, because such a source is checked on every read.
@@ -170,13 +176,16 @@ TEST_CASE("block digests: recorded in one pass, checked on read") {
   auto flaky = std::make_shared<FlakyCache>();
   flaky->good = data;
   flaky->bad = bad;
-  io::VerifiedSource healed(flaky, digests);
+  auto cache_errors = std::make_shared<io::ReadErrors>();
+  io::VerifiedSource healed(flaky, digests, cache_errors);
   CHECK(read(healed, 12000, 10) == data.substr(12000, 10));
   CHECK(flaky->discards == 1);
+  CHECK(cache_errors->snapshot().count == 0);  // a bad copy fetched again and right is no error
   flaky->damaged = true;  // changed under us after the block was checked, and for good
   flaky->heals = false;
   CHECK_THAT(read(healed, 12000, 10), Catch::Contains("do not match"));
   CHECK(flaky->discards == 2);
+  CHECK(cache_errors->snapshot().count == 1);
 }
 
 TEST_CASE("base64 round trips and tolerates missing padding") {

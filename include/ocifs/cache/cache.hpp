@@ -5,7 +5,8 @@
 //   ROOT/documents/sha256/<hex>      registry manifests, indexes and configs (checked on read)
 //   ROOT/refs/<host>/<repository>/<tag>  the manifest digest a registry tag last resolved to
 //   ROOT/access/sha256/<hex>         files an image's first mount read, by manifest digest
-//   ROOT/tmp/                        temp files, renamed into place when complete
+//   ROOT/tmp/                        temp files, renamed into place when complete; unnamed
+//                                    scratch files (ScratchFile: decompressed archives)
 //
 // Every write is a temp file + rename, so readers never see half a file and two processes
 // indexing the same layer both succeed. Stateless apart from the root path: thread-safe.
@@ -17,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ocifs/cache/scratch_file.hpp"
 #include "ocifs/io/fd.hpp"
 #include "ocifs/util/result.hpp"
 
@@ -76,6 +78,9 @@ class Cache {
 
   std::filesystem::path decoded_path(std::string_view digest) const;
   Result<PendingFile> create_decoded(std::string_view digest) const;
+
+  // An unnamed file in tmp/ that takes at most `limit` bytes and is gone once closed.
+  Result<ScratchFile> create_scratch(std::uint64_t limit) const;
 
  private:
   explicit Cache(std::filesystem::path root) : root_(std::move(root)) {}

@@ -1,7 +1,9 @@
 // ArchiveSource: the members of a tar archive (an oci-archive or docker-archive file) read in
-// place: each member is a SliceSource of the archive, never extracted. A gzip- or
-// zstd-compressed archive (`docker save | gzip`) is decoded once to list its members and record
-// a seek index; members are then slices of the decoded view (compress::DecodedSource).
+// place: each member is a SliceSource of the archive, never extracted. A gzip-compressed archive
+// (`docker save | gzip`) is decoded once to list its members and record a seek index; members
+// are then slices of the decoded view (compress::DecodedSource). A zstd-compressed one
+// (`.tar.zst`) is decompressed whole into a cache::ScratchFile, within a byte limit, and read
+// from there: the zstd CLI writes a single frame, which has no place to resume from but its start.
 // Immutable once opened: safe to use from many threads.
 #pragma once
 
@@ -12,16 +14,25 @@
 #include <string_view>
 #include <vector>
 
+#include "ocifs/cache/cache.hpp"
 #include "ocifs/compress/encoding.hpp"
 #include "ocifs/io/blob_source.hpp"
 #include "ocifs/layer/tar_entry.hpp"
 
 namespace ocifs::image {
 
+struct ArchiveOptions {
+  // Where a zstd-compressed archive is decompressed (null: such archives are refused), and how
+  // many decoded bytes it may take there (the cache budget, --cache-max).
+  const cache::Cache* cache = nullptr;
+  std::uint64_t decompress_limit = 0;
+};
+
 class ArchiveSource {
  public:
   // Walks the archive's tar headers once (data is seeked over, not read, when uncompressed).
-  static Result<std::shared_ptr<const ArchiveSource>> open(io::BlobSourcePtr archive);
+  static Result<std::shared_ptr<const ArchiveSource>> open(io::BlobSourcePtr archive,
+                                                           const ArchiveOptions& options = {});
 
   // The regular member at `path` ("./x", "/x" and "x" are the same), symlinks (relative to the
   // member's directory, as skopeo writes them for shared layers) and hard links followed.

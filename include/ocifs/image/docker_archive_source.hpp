@@ -1,6 +1,8 @@
 // Resolving an image inside a `docker save` archive (also written by skopeo and podman):
 // manifest.json lists {Config, RepoTags, Layers}; layers are tar members (plain tar as docker
 // writes them, or gzip), identified by the config's rootfs.diff_ids (digest of the decoded tar).
+// The config is identified by the digest of its content: a config member named "<hex>.json"
+// after another digest (edited after saving) is taken with a warning, as skopeo and umoci do.
 // The manifest is synthesized (Docker schema2 media types). Its layer descriptors carry the
 // diff_id and the member size: the digest of the stored bytes is not recorded by the format.
 // Functions only; thread-safe.

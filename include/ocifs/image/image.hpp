@@ -64,8 +64,9 @@ class Image {
   const ContentReader& content() const { return *content_; }
   const std::vector<LayerInfo>& layers() const { return layers_; }
   // What `ocifs status` shows, as JSON: the image, and per layer its format, state (ready,
-  // verifying, failed), sizes and, for registry layers, bytes cached and fetched, reads, cache
-  // hits and fetch errors. Safe from any thread.
+  // verifying, failed: its background verification failed, or reads found bytes unlike its
+  // recorded digests), sizes, reads that failed verification and, for registry layers, bytes
+  // cached and fetched, reads, cache hits and fetch errors. Safe from any thread.
   std::string status_json() const;
 
  private:
@@ -77,6 +78,7 @@ class Image {
   std::unique_ptr<ContentReader> content_;
   std::shared_ptr<compress::SpanCache> spans_;  // the layers' decoded spans; its read-ahead stops first
   std::vector<std::shared_ptr<const io::GatedSource>> gates_;  // per layer; null unless walked
+  std::vector<std::shared_ptr<const io::ReadErrors>> read_errors_;  // per layer; null if read by TOC
   std::optional<cache::Cache> record_to_;  // where this mount's access record goes, if it is the first
   std::vector<std::jthread> verifiers_;
   std::unique_ptr<Prefetcher> prefetcher_;  // last: joined before the readers they open go away

@@ -4,7 +4,7 @@
 //
 // BlockDigests: plain value. BlockHasher: one sequential stream; not synchronised.
 // VerifiedSource: thread-safe; each block is checked once per source (an atomic bitmap), the
-// first time a read touches it.
+// first time a read touches it; a block that does not match is recorded in its ReadErrors.
 #pragma once
 
 #include <array>
@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "ocifs/io/blob_source.hpp"
+#include "ocifs/io/read_errors.hpp"
 #include "ocifs/util/sha256.hpp"
 
 namespace ocifs::io {
@@ -42,7 +43,8 @@ class BlockHasher {
 
 class VerifiedSource final : public BlobSource {
  public:
-  VerifiedSource(BlobSourcePtr inner, BlockDigests digests);
+  // `errors` (may be null) counts the reads that found a block unlike its digest.
+  VerifiedSource(BlobSourcePtr inner, BlockDigests digests, std::shared_ptr<ReadErrors> errors = nullptr);
 
   std::uint64_t size() const override { return inner_->size(); }
   // Serves blocks already checked straight from the inner source; a block touched for the first
@@ -62,6 +64,7 @@ class VerifiedSource final : public BlobSource {
 
   BlobSourcePtr inner_;
   BlockDigests digests_;
+  std::shared_ptr<ReadErrors> errors_;
   mutable std::unique_ptr<std::atomic<std::uint64_t>[]> verified_;  // one bit per block
 };
 

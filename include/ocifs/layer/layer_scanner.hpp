@@ -14,6 +14,7 @@
 #include "ocifs/compress/span_cache.hpp"
 #include "ocifs/io/blob_source.hpp"
 #include "ocifs/io/gated_source.hpp"
+#include "ocifs/io/read_errors.hpp"
 #include "ocifs/layer/layer_index.hpp"
 
 namespace ocifs::layer {
@@ -33,6 +34,10 @@ struct LayerBlob {
   bool declared_uncompressed = false;
   // The manifest's annotations of the layer: a TOC's digest and position (toc_layer.hpp).
   std::map<std::string, std::string> annotations{};
+  // The manifest's media type of the layer (empty for docker-archive layers). A hint too: a
+  // layer called gzip or zstd whose bytes are neither is read as a plain tar, and when that
+  // fails the error says what the media type promised.
+  std::string media_type{};
 };
 
 // Called now and then with the raw blob bytes read so far.
@@ -55,6 +60,9 @@ struct OpenLayer {
   std::function<Result<void>(std::stop_token)> verify{};
   // With `verify`: the gate its reads wait on (open once verified, or failed), for status.
   std::shared_ptr<const io::GatedSource> gate{};
+  // The reads that found bytes unlike the layer's recorded block digests, for status (null for
+  // a layer read by its TOC: its chunks are checked by the ChunkedReader).
+  std::shared_ptr<const io::ReadErrors> read_errors{};
   // "estargz" or "zstd:chunked" when opened from its TOC (toc_layer.hpp); empty otherwise.
   std::string toc_format{};
   // eStargz `.prefetch.landmark`: the blob's bytes before this hold what the image's author
