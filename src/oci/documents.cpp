@@ -5,6 +5,7 @@
 
 #include "json_util.hpp"
 #include "ocifs/oci/types.hpp"
+#include "ocifs/util/limits.hpp"
 
 namespace ocifs::oci {
 
@@ -152,6 +153,14 @@ Result<Manifest> parse_manifest(std::string_view text, std::string_view where) {
   auto config = doc.find("config");
   if (config == doc.end() || config->is_null()) return bad_field(where, "config", "is missing");
   OCIFS_ASSIGN(m.config, parse_descriptor(*config, where, "config"));
+  if (auto layers = doc.find("layers");
+      layers != doc.end() && layers->is_array() && layers->size() > limits::kMaxLayers) {
+    return make_error(
+        std::errc::file_too_large,
+        "cannot use manifest {}: it has {} layers, more than the limit of {} (overlayfs stacks at "
+        "most 500 layers)",
+        where, layers->size(), limits::kMaxLayers);
+  }
   OCIFS_ASSIGN(m.layers, parse_descriptors(doc, "layers", where, false));
   OCIFS_ASSIGN(m.annotations, get_string_map(doc, "annotations", where, ""));
   return m;
@@ -176,7 +185,19 @@ Result<Index> parse_index(std::string_view text, std::string_view where) {
 }
 
 Result<ImageConfig> parse_config(std::string_view text, std::string_view where) {
-  OCIFS_ASSIGN(auto doc, parse_json(text, where));
+  // Only what ImageConfig holds is built: a config's history, labels and the rest can be large.
+  auto keep = [](std::span<const std::string> path, std::string_view key) {
+    if (path.empty()) {
+      return key == "architecture" || key == "os" || key == "variant" || key == "os.version" ||
+             key == "os.features" || key == "created" || key == "config" || key == "rootfs";
+    }
+    if (path.size() == 1 && path[0] == "config") {
+      return key == "Env" || key == "Entrypoint" || key == "Cmd" || key == "WorkingDir" || key == "User";
+    }
+    if (path.size() == 1 && path[0] == "rootfs") return key == "diff_ids";
+    return true;
+  };
+  OCIFS_ASSIGN(auto doc, parse_json(text, where, keep));
   OCIFS_TRY(require_object(doc, where));
   ImageConfig c;
   OCIFS_ASSIGN(c.platform.architecture, get_string(doc, "architecture", where, ""));
