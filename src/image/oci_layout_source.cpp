@@ -5,6 +5,7 @@
 
 #include "ocifs/util/limits.hpp"
 #include "ocifs/util/sha256.hpp"
+#include "ocifs/util/text.hpp"
 #include "source_util.hpp"
 
 namespace ocifs::image {
@@ -62,7 +63,10 @@ Result<std::string> read_verified(const Context& ctx, const oci::Descriptor& d, 
                                   std::uint64_t limit) {
   OCIFS_ASSIGN(auto blob, open_blob(ctx, d, what));
   OCIFS_ASSIGN(auto digest, descriptor_digest(ctx, d, what));
-  OCIFS_ASSIGN(auto bytes, io::read_all(*blob, limit));
+  auto read = io::read_all(*blob, limit);
+  if (!read)
+    return read.error().with_context(fmt::format("cannot resolve {}: {} {}", ctx.name, what, d.digest));
+  std::string bytes = std::move(read).value();
   auto actual = util::sha256_hex(bytes);
   if (actual != digest.hex) {
     return make_error(std::errc::io_error,
@@ -125,7 +129,7 @@ Result<std::vector<oci::Descriptor>> select_by_tag(const Context& ctx, const oci
       if (auto n = annotation(d, kRefName); !n.empty()) names.insert(n);
     }
     std::string listed;
-    for (const auto& n : names) listed += fmt::format("{}{}", listed.empty() ? "" : ", ", n);
+    for (const auto& n : names) listed += fmt::format("{}{}", listed.empty() ? "" : ", ", util::shown(n));
     return make_error(std::errc::no_such_file_or_directory,
                       "cannot resolve {}: no image named \"{}\" in {} (available: {})", ctx.name, tag,
                       ctx.files.where, listed.empty() ? std::string("none") : listed);

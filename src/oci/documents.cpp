@@ -6,6 +6,7 @@
 #include "json_util.hpp"
 #include "ocifs/oci/types.hpp"
 #include "ocifs/util/limits.hpp"
+#include "ocifs/util/text.hpp"
 
 namespace ocifs::oci {
 
@@ -72,7 +73,8 @@ Result<Descriptor> parse_descriptor(const json& d, std::string_view where, std::
   OCIFS_ASSIGN(desc.media_type, get_string(d, "mediaType", where, path));
   OCIFS_ASSIGN(desc.digest, get_string(d, "digest", where, path, true));
   if (!plausible_digest(desc.digest)) {
-    return bad_field(where, field_path(path, "digest"), fmt::format("is not a digest: \"{}\"", desc.digest));
+    return bad_field(where, field_path(path, "digest"),
+                     fmt::format("is not a digest: \"{}\"", util::shown(desc.digest)));
   }
   OCIFS_ASSIGN(desc.size, get_int(d, "size", where, path, false, -1));
   if (d.contains("size") && desc.size < 0) return bad_field(where, field_path(path, "size"), "is negative");
@@ -141,7 +143,7 @@ Result<Manifest> parse_manifest(std::string_view text, std::string_view where) {
   if (!m.media_type.empty() && !is_manifest_media_type(m.media_type)) {
     return make_error(std::errc::not_supported,
                       "cannot use manifest {}: media type \"{}\" is not an image manifest", where,
-                      m.media_type);
+                      util::shown(m.media_type));
   }
   if (m.media_type.empty()) {
     if (doc.contains("manifests") && !doc.contains("config")) {
@@ -176,7 +178,7 @@ Result<Index> parse_index(std::string_view text, std::string_view where) {
   if (!index.media_type.empty() && !is_index_media_type(index.media_type)) {
     return make_error(std::errc::invalid_argument,
                       "cannot use index {}: media type \"{}\" is not an image index", where,
-                      index.media_type);
+                      util::shown(index.media_type));
   }
   if (index.media_type.empty()) index.media_type = media_type::kOciIndex;
   OCIFS_ASSIGN(index.manifests, parse_descriptors(doc, "manifests", where, true));
@@ -220,7 +222,7 @@ Result<ImageConfig> parse_config(std::string_view text, std::string_view where) 
     for (std::size_t i = 0; i < c.diff_ids.size(); ++i) {
       if (!plausible_digest(c.diff_ids[i])) {
         return bad_field(where, fmt::format("rootfs.diff_ids[{}]", i),
-                         fmt::format("is not a digest: \"{}\"", c.diff_ids[i]));
+                         fmt::format("is not a digest: \"{}\"", util::shown(c.diff_ids[i])));
       }
     }
   }
