@@ -2,7 +2,11 @@
 // the image's metadata budget, a stored index charged before it is read, decoded zstd copies
 // within their share of the cache budget, the decoded-size bound of a scan, JSON nesting and
 // value counts, manifests' layer counts, holes of any size, trees 2000 levels deep.
+#include <zlib.h>
+
+#include <atomic>
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -16,6 +20,8 @@
 #include "ocifs/compress/identity_decoder.hpp"
 #include "ocifs/image/tree_builder.hpp"
 #include "ocifs/layer/layer_scanner.hpp"
+#include "ocifs/layer/lazy_toc.hpp"
+#include "ocifs/layer/toc_layer.hpp"
 #include "ocifs/oci/types.hpp"
 #include "ocifs/util/limits.hpp"
 #include "ocifs/util/sha256.hpp"
@@ -284,4 +290,77 @@ TEST_CASE("a tree 2000 directories deep is built and whited out without deep rec
   REQUIRE(builder.apply_layer(1, top));
   auto tree = std::move(builder).build();
   CHECK(tree.inode_count() == 1);
+}
+
+namespace {
+
+std::string gzip_member(std::string_view data) {
+  z_stream z{};
+  REQUIRE(deflateInit2(&z, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+  std::string out(deflateBound(&z, data.size()) + 64, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  z.avail_in = static_cast<uInt>(data.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  REQUIRE(deflate(&z, Z_FINISH) == Z_STREAM_END);
+  out.resize(out.size() - z.avail_out);
+  deflateEnd(&z);
+  return out;
+}
+
+// Counts the reads below `limit` (the layer's data and headers, not its TOC or footer).
+class CountingSource final : public io::BlobSource {
+ public:
+  CountingSource(std::string data, std::uint64_t limit) : data_(std::move(data)), limit_(limit) {}
+  std::uint64_t size() const override { return data_.size(); }
+  std::string describe() const override { return "estargz blob"; }
+  bool stable() const override { return false; }
+  Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) const override {
+    if (offset < limit_) ++reads_below;
+    auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), data_.size() - std::min<std::uint64_t>(offset, data_.size())));
+    std::memcpy(buf.data(), data_.data() + offset, n);
+    return n;
+  }
+  mutable std::atomic<int> reads_below{0};
+
+ private:
+  std::string data_;
+  std::uint64_t limit_;
+};
+
+}  // namespace
+
+TEST_CASE("names a TOC cannot spell are read back in one pass: one fetch for a stretch of them") {
+  // An eStargz layer of 300 empty files whose names are not UTF-8: their tar headers are one gzip
+  // member, then the TOC member and the footer. The headers are not verified (only the TOC is),
+  // and here every other one does not spell its name as the TOC does: those names stay as the
+  // TOC gives them. Before, each name still unresolved fetched, decoded and walked the member
+  // again (150 fetches here: O(n^2), up to 16 MiB each).
+  constexpr int kFiles = 300;
+  std::string tar, json = R"({"version":1,"entries":[)";
+  for (int i = 0; i < kFiles; ++i) {
+    const std::string raw = "caf\xe9-" + std::to_string(i);
+    tar += ustar(i % 2 ? "other-" + std::to_string(i) : raw, 0);
+    json += std::string(i ? "," : "") + R"({"name":")" + layer::as_toc_spells(raw) +
+            R"(","type":"reg","size":0,"mode":420})";
+  }
+  json += "]}";
+  std::string data = gzip_member(tar);
+  const std::uint64_t toc_offset = data.size();
+  data += gzip_member(ustar("stargz.index.json", json.size()) + json +
+                      std::string((512 - json.size() % 512) % 512, '\0') + std::string(1024, '\0'));
+  std::string footer("\x1f\x8b\x08\x04\0\0\0\0\0\xff\x1a\0SG\x16\0", 16);
+  footer += fmt::format("{:016x}STARGZ", toc_offset);
+  footer += std::string("\x01\0\0\xff\xff\0\0\0\0\0\0\0\0", 13);
+  REQUIRE(footer.size() == layer::kEstargzFooterSize);
+  data += footer;
+  auto source = std::make_shared<CountingSource>(data, toc_offset);
+  layer::LayerBlob blob{source, digest_of(data), false, "layer 1 (estargz)", {}};
+  blob.annotations[std::string(layer::kEstargzTocDigestAnnotation)] = digest_of(json);
+  auto opened = layer::open_toc_layer(blob, layer::TocFormat::estargz, nullptr);
+  if (!opened) FAIL(opened.error().message);
+  REQUIRE(opened->index->size() == kFiles);
+  CHECK(opened->index->path(opened->index->entries()[8]) == "caf\xe9-8");             // read back
+  CHECK(opened->index->path(opened->index->entries()[7]) == "caf\xef\xbf\xbd-7");  // the TOC's
+  CHECK(source->reads_below.load() <= 2);
 }
