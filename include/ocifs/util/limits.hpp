@@ -33,14 +33,12 @@ inline constexpr std::size_t kMaxNameBytes = 255;
 // grows with them: 189 bytes per entry at its peak plus its path (in the index) and its name (in
 // the tree), measured on 1 and 2 million empty files (docs/architecture.md). The worst image
 // within this and kMaxMetadataBytesPerImage (2 Mi entries, 64 MiB of paths) peaks at 500 MiB,
-// within the 512 MiB target. The largest real images seen hold a few hundred thousand files (a
-// full TeX Live: 180k, CUDA + PyTorch images: 300-500k).
+// within the 512 MiB target. Large real images hold a few hundred thousand files (a full TeX
+// Live installation is about 200k). A layer is held to it alone too (its index's u32 tables).
 inline constexpr std::uint64_t kMaxEntriesPerImage = std::uint64_t{2} << 20;
-// One layer can hold no more than the image.
-inline constexpr std::uint64_t kMaxEntriesPerLayer = kMaxEntriesPerImage;
 // Bytes of paths, link targets and xattr names and values kept for one image (the layer
-// indexes' string pools); the tree keeps the names again. Real paths average 40-80 bytes, so a
-// real image meets this (at ~1 million files) before kMaxEntriesPerImage.
+// indexes' string pools); the tree keeps the names again. With real paths of 30-100 bytes, an
+// image meets this (at around a million files) before kMaxEntriesPerImage.
 inline constexpr std::uint64_t kMaxMetadataBytesPerImage = std::uint64_t{64} << 20;
 // xattrs and sparse extents of one image together (16 bytes each in the index): ext4 keeps an
 // inode's xattrs in one 4 KiB block, so real files carry a handful; a sparse VM disk a few
