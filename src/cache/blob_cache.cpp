@@ -13,6 +13,7 @@
 #include <set>
 #include <tuple>
 
+#include "ocifs/cache/decoded_copies.hpp"
 #include "ocifs/io/file_source.hpp"
 
 namespace ocifs::cache {
@@ -215,8 +216,11 @@ Result<GcStats> BlobCache::evict_to(std::uint64_t target_bytes) {
     blobs.push_back(std::move(blob));
   }
   stats.bytes_before = total;
+  // Decoded copies of zstd layers share the budget: what they take is left to the chunks less.
+  stats.decoded_bytes = DecodedCopies(root_).total_bytes();
+  const std::uint64_t chunk_target = target_bytes - std::min(target_bytes, stats.decoded_bytes);
   std::uint64_t freed = 0;
-  if (total > target_bytes) {
+  if (total > chunk_target) {
     // Least recently used first; ties by blob, then chunk.
     std::vector<std::tuple<std::uint32_t, std::uint32_t, std::uint64_t>> candidates;
     for (std::uint32_t b = 0; b < blobs.size(); ++b) {
@@ -226,7 +230,7 @@ Result<GcStats> BlobCache::evict_to(std::uint64_t target_bytes) {
       }
     }
     std::sort(candidates.begin(), candidates.end());
-    std::uint64_t need = total - target_bytes;
+    std::uint64_t need = total - chunk_target;
     std::vector<bool> excluded(blobs.size(), false);
     std::size_t next = 0;
     while (need > 0 && next < candidates.size()) {
@@ -265,7 +269,8 @@ Result<GcStats> BlobCache::evict_to(std::uint64_t target_bytes) {
     }
   }
   stats.bytes_after = total - std::min(total, freed);
-  approx_present_.store(static_cast<std::int64_t>(stats.bytes_after), std::memory_order_relaxed);
+  approx_present_.store(static_cast<std::int64_t>(stats.bytes_after + stats.decoded_bytes),
+                        std::memory_order_relaxed);
   return stats;
 }
 
@@ -273,7 +278,11 @@ Result<GcStats> BlobCache::gc(std::uint64_t target_bytes) {
   GcStats stats;
   {
     std::lock_guard lock(budget_mu_);
+    auto trimmed =
+        DecodedCopies(root_).trim(DecodedCopies::share_of(target_bytes == UINT64_MAX ? 0 : target_bytes));
     OCIFS_ASSIGN(stats, evict_to(target_bytes));
+    stats.decoded_removed = trimmed.files;
+    stats.decoded_bytes_removed = trimmed.bytes;
   }
   // Entries with nothing present: delete both files, unless some process (this one included)
   // has them open.

@@ -1,13 +1,15 @@
 #include "ocifs/cache/cache.hpp"
 
-#include <charconv>
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstdlib>
 #include <random>
 
+#include "ocifs/cache/blob_cache.hpp"
+#include "ocifs/cache/decoded_copies.hpp"
 #include "ocifs/io/file_source.hpp"
 #include "ocifs/util/sha256.hpp"
 
@@ -83,6 +85,26 @@ Result<void> Cache::write_index(std::string_view digest, std::string_view bytes)
   auto path = root_ / "index" / rel;
   path += ".idx";
   return io::write_file_atomic(path, bytes);
+}
+
+Result<std::optional<std::shared_ptr<io::FileSource>>> Cache::open_index(std::string_view digest) const {
+  using Opened = std::optional<std::shared_ptr<io::FileSource>>;
+  OCIFS_ASSIGN(auto rel, digest_path(digest));
+  auto path = root_ / "index" / rel;
+  path += ".idx";
+  auto file = io::FileSource::open(path);
+  if (!file) {
+    if (file.error().code == std::errc::no_such_file_or_directory) return Opened();
+    return std::move(file).error();
+  }
+  return Opened(std::move(file).value());
+}
+
+Result<PendingFile> Cache::create_index(std::string_view digest) const {
+  OCIFS_ASSIGN(auto rel, digest_path(digest));
+  auto path = root_ / "index" / rel;
+  path += ".idx";
+  return create_pending("index", std::move(path));
 }
 
 bool Cache::has_index(std::string_view digest) const {
@@ -207,13 +229,12 @@ fs::path Cache::decoded_path(std::string_view digest) const {
   return rel ? root_ / "decoded" / *rel : fs::path();
 }
 
-Result<PendingFile> Cache::create_decoded(std::string_view digest) const {
-  OCIFS_ASSIGN(auto rel, digest_path(digest));
+Result<PendingFile> Cache::create_pending(std::string_view prefix, fs::path final_path) const {
   std::random_device rd;
-  auto temp = root_ / "tmp" / fmt::format("decoded.{}.{:x}", ::getpid(), rd());
+  auto temp = root_ / "tmp" / fmt::format("{}.{}.{:x}", prefix, ::getpid(), rd());
   io::Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
   if (!fd.valid()) return util::errno_error(errno, fmt::format("cannot create {}", temp.string()));
-  return PendingFile(std::move(fd), std::move(temp), root_ / "decoded" / rel);
+  return PendingFile(std::move(fd), std::move(temp), std::move(final_path));
 }
 
 Result<ScratchFile> Cache::create_scratch(std::uint64_t limit) const {
@@ -231,5 +252,29 @@ Result<ScratchFile> Cache::create_scratch(std::uint64_t limit) const {
     return util::errno_error(errno, fmt::format("cannot create a scratch file in {}", dir.string()));
   return ScratchFile(std::move(fd), limit, dir.string());
 }
+
+Result<PendingFile> Cache::create_decoded(std::string_view digest) const {
+  OCIFS_ASSIGN(auto rel, digest_path(digest));
+  return create_pending("decoded", root_ / "decoded" / rel);
+}
+
+std::uint64_t Cache::decoded_copy_limit() const {
+  return DecodedCopies::share_of(blobs_ ? blobs_->max_bytes() : 0);
+}
+
+Result<void> Cache::commit_decoded(PendingFile& file, std::string_view digest, std::uint64_t bytes) const {
+  const std::uint64_t share = decoded_copy_limit();
+  DecodedCopies copies(root_);
+  // Room among the copies first (the new one is not in place yet), then the file; the blob
+  // cache then counts it with its chunks.
+  copies.trim(share - std::min(share, bytes), digest);
+  OCIFS_TRY(file.commit());
+  if (blobs_) {
+    if (auto trimmed = blobs_->enforce_budget(); !trimmed) return trimmed;
+  }
+  return util::success();
+}
+
+void Cache::touch_decoded(std::string_view digest) const { DecodedCopies(root_).touch(digest); }
 
 }  // namespace ocifs::cache

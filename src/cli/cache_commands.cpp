@@ -86,10 +86,11 @@ Result<std::uint64_t> budget_of(const CacheCommand& c, const fs::path& root) {
 std::string budget_text(const CacheCommand& c, std::uint64_t budget) {
   if (budget == 0) return "unlimited (--cache-max 0)";
   if (c.cache_max.empty()) {
-    return fmt::format("{} for blobs (the default: a quarter of the file system, at most 10 GiB)",
-                       format_byte_size(budget));
+    return fmt::format(
+        "{} for blobs and decoded layers (the default: a quarter of the file system, at most 10 GiB)",
+        format_byte_size(budget));
   }
-  return fmt::format("{} for blobs", format_byte_size(budget));
+  return fmt::format("{} for blobs and decoded layers", format_byte_size(budget));
 }
 
 // "sha256/<hex>.idx" -> "sha256:<hex>"
@@ -196,8 +197,17 @@ int run_gc(const CacheCommand& c) {
     fmt::print("kept {} of blobs that running ocifs processes have open (each trims its own)\n",
                format_byte_size(stats->bytes_in_use));
   }
-  if (*budget != 0 && stats->bytes_after > *budget) {
-    fmt::print("still over the budget by {}\n", format_byte_size(stats->bytes_after - *budget));
+  if (stats->decoded_removed > 0) {
+    fmt::print("removed {} least recently used decoded zstd layer{} ({})\n", stats->decoded_removed,
+               stats->decoded_removed == 1 ? "" : "s", format_byte_size(stats->decoded_bytes_removed));
+  }
+  if (stats->decoded_bytes > 0) {
+    fmt::print("decoded zstd layers: {} (their share of the budget: at most half)\n",
+               format_byte_size(stats->decoded_bytes));
+  }
+  const std::uint64_t used = stats->bytes_after + stats->decoded_bytes;
+  if (*budget != 0 && used > *budget) {
+    fmt::print("still over the budget by {}\n", format_byte_size(used - *budget));
   }
   fmt::print("removed {} empty blob entr{}, {} temp file{} ({})\n", stats->blobs_removed,
              stats->blobs_removed == 1 ? "y" : "ies", stats->temp_files_removed,
@@ -222,9 +232,10 @@ std::unique_ptr<CacheCommand> add_cache_command(CLI::App& app) {
   c->gc = c->cache->add_subcommand(
       "gc", "Evict least recently used blob chunks down to the budget; remove empty entries and temp leftovers");
   add_dir(c->gc);
-  c->gc->add_option("--cache-max", c->cache_max,
-                    "Budget for blob bytes: 10G, 512M, 1.5GiB, 0 = unlimited (default: a quarter of the file "
-                    "system, at most 10 GiB)");
+  c->gc->add_option(
+      "--cache-max", c->cache_max,
+      "Budget for blob bytes and decoded zstd layers: 10G, 512M, 1.5GiB, 0 = unlimited (default: "
+      "a quarter of the file system, at most 10 GiB)");
   return c;
 }
 

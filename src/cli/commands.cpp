@@ -1,10 +1,10 @@
 #include "commands.hpp"
 
 #include <fmt/chrono.h>
-#include <malloc.h>
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
+#include <malloc.h>
 #include <spawn.h>
+#include <spdlog/spdlog.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -15,14 +15,15 @@
 #include <ctime>
 #include <optional>
 
+#include "daemon.hpp"
 #include "ocifs/cache/blob_cache.hpp"
 #include "ocifs/cache/byte_size.hpp"
 #include "ocifs/fuse/fuse_server.hpp"
 #include "ocifs/image/image.hpp"
 #include "ocifs/oci/inspect_document.hpp"
 #include "ocifs/util/duration.hpp"
+#include "ocifs/util/text.hpp"
 #include "credentials_input.hpp"
-#include "daemon.hpp"
 #include "progress.hpp"
 
 extern char** environ;
@@ -57,6 +58,7 @@ Result<std::unique_ptr<Resolution>> prepare(const CommonOptions& common) {
     OCIFS_ASSIGN(max, cache::parse_byte_size(common.cache_max));
   }
   OCIFS_ASSIGN(options.blob_cache, cache::BlobCache::open(root, max));
+  resolution->cache.set_blob_cache(options.blob_cache);  // decoded zstd layers share the budget
   options.cache = &resolution->cache;
   options.offline = common.offline;
   options.registry.creds = common.creds;
@@ -101,6 +103,12 @@ class OpenedImage {
 // The other commands want everything verified up front and nothing in the background.
 Result<OpenedImage> open_image(const CommonOptions& common, const std::string& ref_text,
                                std::optional<image::PrefetchMode> mount = std::nullopt) {
+  // Indexing allocates and frees tables of tens of MB (entry tables growing, the tree builder's,
+  // the tree's). glibc's adaptive mmap threshold would move such buffers onto the heap after the
+  // first frees, where what is freed stays resident between what is not: 2 million entries then
+  // peak 25-50 MB higher. Pinned, every buffer of 256 KiB or more is its own mapping, returned to
+  // the kernel when freed.
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   OCIFS_ASSIGN(auto ref, oci::ImageRef::parse(ref_text));
   OCIFS_ASSIGN(auto resolution, prepare(common));
   image::OpenOptions options;
@@ -136,9 +144,9 @@ std::string long_line(const image::Tree& tree, std::uint32_t index, std::string_
   gmtime_r(&t, &tm);
   std::string size = (S_ISCHR(n.mode) || S_ISBLK(n.mode)) ? fmt::format("{},{}", n.dev_major, n.dev_minor)
                                                           : std::to_string(n.size);
-  std::string line = fmt::format("{} {:>3} {:>5}/{:<5} {:>10} {:%Y-%m-%d %H:%M} {}", mode_string(n.mode), n.nlink,
-                                 n.uid, n.gid, size, tm, name);
-  if (n.is_symlink()) line += fmt::format(" -> {}", tree.str(n.link));
+  std::string line = fmt::format("{} {:>3} {:>5}/{:<5} {:>10} {:%Y-%m-%d %H:%M} {}", mode_string(n.mode),
+                                 n.nlink, n.uid, n.gid, size, tm, util::escaped(name));
+  if (n.is_symlink()) line += fmt::format(" -> {}", util::escaped(tree.str(n.link)));
   return line;
 }
 
@@ -147,14 +155,18 @@ std::string long_line(const image::Tree& tree, std::uint32_t index, std::string_
 Result<std::uint32_t> follow(const image::Tree& tree, std::string path) {
   for (int hops = 0; hops < 40; ++hops) {
     auto index = tree.resolve(path);
-    if (!index) return make_error(std::errc::no_such_file_or_directory, "cannot find {}: no such file in the image", path);
+    if (!index) {
+      return make_error(std::errc::no_such_file_or_directory, "cannot find {}: no such file in the image",
+                        util::shown(path));
+    }
     const auto& n = tree.inode(*index);
     if (!n.is_symlink()) return *index;
     std::string target(tree.str(n.link));
     auto slash = path.rfind('/');
     path = target.starts_with('/') || slash == std::string::npos ? target : path.substr(0, slash) + "/" + target;
   }
-  return make_error(std::errc::too_many_symbolic_link_levels, "cannot open {}: too many symbolic links", path);
+  return make_error(std::errc::too_many_symbolic_link_levels, "cannot open {}: too many symbolic links",
+                    util::shown(path));
 }
 
 struct ParsedMountOptions {
@@ -282,18 +294,15 @@ int run_ls(const CommonOptions& common, const std::string& ref, const std::strin
   auto index = follow(tree, path);
   if (!index) return fail(index.error());
   const auto& node = tree.inode(*index);
+  // Names as GNU ls -b prints them (util::escaped): one line each, and nothing a terminal would
+  // act on (escape sequences in a name from an image reached the terminal raw before).
   if (!node.is_dir()) {
-    std::puts(long_format ? long_line(tree, *index, path).c_str() : path.c_str());
+    std::puts(long_format ? long_line(tree, *index, path).c_str() : util::escaped(path).c_str());
     return 0;
   }
   for (const auto& d : tree.children(node)) {
     auto name = tree.str(d.name);
-    if (long_format) {
-      std::puts(long_line(tree, d.inode, name).c_str());
-    } else {
-      std::fwrite(name.data(), 1, name.size(), stdout);
-      std::fputc('\n', stdout);
-    }
+    std::puts(long_format ? long_line(tree, d.inode, name).c_str() : util::escaped(name).c_str());
   }
   return 0;
 }
@@ -305,13 +314,14 @@ int run_cat(const CommonOptions& common, const std::string& ref, const std::stri
   auto index = follow(tree, path);
   if (!index) return fail(index.error());
   if (!tree.inode(*index).is_regular()) {
-    return fail(make_error(std::errc::invalid_argument, "cannot cat {}: not a regular file", path));
+    return fail(
+        make_error(std::errc::invalid_argument, "cannot cat {}: not a regular file", util::shown(path)));
   }
   auto file = (*image)->content().open(*index);
   std::vector<std::byte> buf(1u << 20);
   for (std::uint64_t off = 0;;) {
     auto n = (*image)->content().read(*index, off, buf, file.get());
-    if (!n) return fail(n.error().with_context(fmt::format("cannot cat {}", path)));
+    if (!n) return fail(n.error().with_context(fmt::format("cannot cat {}", util::shown(path))));
     if (*n == 0) break;
     if (std::fwrite(buf.data(), 1, *n, stdout) != *n) {
       if (errno == EPIPE) return kExitFailure;  // the reader went away (`| head`): nothing to say
@@ -350,25 +360,33 @@ int run_inspect(const CommonOptions& common, const std::string& ref_text, bool j
                   .c_str());
     return 0;
   }
-  fmt::print("Name:        {}\n", img.name);
+  // Every string below but the digests (checked) comes from the image: escaped (util::escaped).
+  auto e = [](std::string_view text) { return util::escaped(text); };
+  auto joined = [&](const std::vector<std::string>& words) {
+    std::string out;
+    for (const auto& w : words) out += (out.empty() ? "" : " ") + e(w);
+    return out;
+  };
+  fmt::print("Name:        {}\n", e(img.name));
   fmt::print("Digest:      {}\n", img.manifest_descriptor.digest);
-  fmt::print("MediaType:   {}\n", img.manifest.media_type.empty() ? img.manifest_descriptor.media_type : img.manifest.media_type);
-  fmt::print("Platform:    {}\n", img.config.platform.str());
-  if (!img.config.created.empty()) fmt::print("Created:     {}\n", img.config.created);
+  fmt::print("MediaType:   {}\n", e(img.manifest.media_type.empty() ? img.manifest_descriptor.media_type
+                                                                    : img.manifest.media_type));
+  fmt::print("Platform:    {}\n", e(img.config.platform.str()));
+  if (!img.config.created.empty()) fmt::print("Created:     {}\n", e(img.config.created));
   if (!img.platform_choices.empty()) {
     fmt::print("Platforms:\n");
     for (const auto& d : img.platform_choices) {
-      fmt::print("  {:<20} {}\n", d.platform ? d.platform->str() : "?", d.digest);
+      fmt::print("  {:<20} {}\n", d.platform ? e(d.platform->str()) : "?", d.digest);
     }
   }
-  if (!img.config.entrypoint.empty()) fmt::print("Entrypoint:  {}\n", fmt::join(img.config.entrypoint, " "));
-  if (!img.config.cmd.empty()) fmt::print("Cmd:         {}\n", fmt::join(img.config.cmd, " "));
-  if (!img.config.working_dir.empty()) fmt::print("WorkingDir:  {}\n", img.config.working_dir);
-  if (!img.config.user.empty()) fmt::print("User:        {}\n", img.config.user);
-  for (const auto& e : img.config.env) fmt::print("Env:         {}\n", e);
+  if (!img.config.entrypoint.empty()) fmt::print("Entrypoint:  {}\n", joined(img.config.entrypoint));
+  if (!img.config.cmd.empty()) fmt::print("Cmd:         {}\n", joined(img.config.cmd));
+  if (!img.config.working_dir.empty()) fmt::print("WorkingDir:  {}\n", e(img.config.working_dir));
+  if (!img.config.user.empty()) fmt::print("User:        {}\n", e(img.config.user));
+  for (const auto& env : img.config.env) fmt::print("Env:         {}\n", e(env));
   fmt::print("Layers:\n");
   for (const auto& layer : img.manifest.layers) {
-    fmt::print("  {} {:>12} {}\n", layer.digest, layer.size, layer.media_type);
+    fmt::print("  {} {:>12} {}\n", layer.digest, layer.size, e(layer.media_type));
   }
   return 0;
 }

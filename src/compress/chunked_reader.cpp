@@ -104,7 +104,10 @@ void ChunkedReader::blob_ranges(std::uint64_t offset, std::uint64_t length, std:
 }
 
 Result<std::vector<std::byte>> ChunkedReader::fetch_and_decode(const Chunk& chunk) const {
-  if (chunk.zeros) return std::vector<std::byte>(chunk.size);
+  if (chunk.zeros) {  // read_at serves holes itself
+    return make_error(std::errc::invalid_argument, "cannot read {}: the chunk at offset {} is a hole", name_,
+                      chunk.offset);
+  }
   // The member's decoded bytes up to the chunk's end; the chunk is the last `size` of them.
   const std::uint64_t want = chunk.inner_offset + chunk.size;
   const std::uint64_t end = std::min(chunk.blob_end, blob_->size());
@@ -176,6 +179,14 @@ Result<std::size_t> ChunkedReader::read_at(std::uint64_t offset, std::span<std::
       return make_error(std::errc::io_error, "cannot read {} at offset {}: no chunk holds it", name_, at);
     }
     const std::size_t k = static_cast<std::size_t>(std::prev(it) - chunks_.begin());
+    if (chunks_[k].zeros) {
+      // A hole: served as zeros, never allocated (a TOC may declare one of any size).
+      const auto n = static_cast<std::size_t>(
+          std::min<std::uint64_t>(buf.size() - done, chunks_[k].offset + chunks_[k].size - at));
+      std::memset(buf.data() + done, 0, n);
+      done += n;
+      continue;
+    }
     OCIFS_ASSIGN(auto entry, load(k));
     std::lock_guard lock(entry->mutex);
     const std::uint64_t within = at - chunks_[k].offset;

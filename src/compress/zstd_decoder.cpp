@@ -109,7 +109,10 @@ Result<std::size_t> ZstdDecoder::read(std::span<std::byte> out) {
     frame_.decoded_size += o.pos;
     if (ret == 0) {
       frame_.compressed_size = consumed() - frame_.compressed_offset;
-      if (!skippable_) frames_.push_back(frame_);
+      if (!skippable_) {
+        frames_.push_back(frame_);
+        largest_frame_ = std::max(largest_frame_, frame_.decoded_size);
+      }
       in_frame_ = false;
     } else if (o.pos == 0 && taken == 0 && in_pos_ < in_size_) {
       return decode_error("zstd made no progress");  // never spin on bad input

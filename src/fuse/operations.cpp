@@ -58,7 +58,7 @@ void fill_stat(const image::Tree& tree, std::uint32_t index, struct stat& st) {
   st.st_uid = n.uid;
   st.st_gid = n.gid;
   st.st_size = static_cast<off_t>(n.size);
-  st.st_rdev = makedev(n.dev_major, n.dev_minor);
+  if (n.is_device()) st.st_rdev = makedev(n.dev_major, n.dev_minor);  // overlaid with other kinds' fields
   st.st_blksize = 4096;
   std::uint64_t stored = n.size;
   if (n.sparse_count) {

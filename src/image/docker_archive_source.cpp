@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "ocifs/oci/docker_archive_manifest.hpp"
+#include "ocifs/util/limits.hpp"
 #include "ocifs/util/sha256.hpp"
 #include "source_util.hpp"
 
@@ -12,8 +13,8 @@ namespace ocifs::image {
 
 namespace {
 
-constexpr std::uint64_t kMaxDocument = 16u << 20;
-constexpr std::uint64_t kMaxConfig = 64u << 20;
+constexpr std::uint64_t kMaxDocument = limits::kMaxManifestBytes;  // util/limits.hpp
+constexpr std::uint64_t kMaxConfig = limits::kMaxConfigBytes;
 
 std::string normalized_name(std::string_view name) {
   auto ref = oci::Reference::parse(name);

@@ -64,6 +64,9 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
   std::unique_ptr<Image> image(new Image());
   OCIFS_ASSIGN(image->resolved_, resolve_image(ref, options.resolve));
   if (options.on_resolved) options.on_resolved(image->resolved_);
+  // One budget for what all the layers' indexes hold (util/limits.hpp), charged as they are built.
+  auto budget = std::make_shared<layer::MetadataBudget>();
+  for (auto& blob : image->resolved_.layers) blob.budget = budget;
   const auto& blobs = image->resolved_.layers;
   if (blobs.size() > UINT16_MAX) {
     return make_error(std::errc::invalid_argument, "cannot mount {}: {} layers is more than {}", image->resolved_.name,
@@ -118,14 +121,14 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
                               layer.index->size(), layer.from_cache,
                               seek.encoding == compress::Encoding::zstd && !seek.zstd_spilled,
                               static_cast<bool>(layer.verify), layer.toc_format});
-    builder.apply_layer(static_cast<std::uint16_t>(i), *layer.index, blobs[i].name);
+    OCIFS_TRY(builder.apply_layer(static_cast<std::uint16_t>(i), *layer.index, blobs[i].name));
     readers.push_back(layer.reader);
     image->gates_.push_back(layer.gate);
     image->read_errors_.push_back(layer.read_errors);
     names.push_back(blobs[i].name);
-    layer.index.reset();  // the tree keeps what it needs; entry tables go
   }
   image->tree_ = std::move(builder).build();
+  for (auto& layer : opened) layer->value().index.reset();  // the tree has what it needs; entry tables go
   image->content_ = std::make_unique<ContentReader>(image->tree_, std::move(readers), std::move(names));
   std::optional<std::vector<std::uint32_t>> record;
   if (options.record_access || options.prefetch != PrefetchMode::none) {

@@ -1,9 +1,12 @@
 #include "ocifs/image/oci_layout_source.hpp"
 
 #include <algorithm>
+#include <map>
 #include <set>
 
+#include "ocifs/util/limits.hpp"
 #include "ocifs/util/sha256.hpp"
+#include "ocifs/util/text.hpp"
 #include "source_util.hpp"
 
 namespace ocifs::image {
@@ -12,8 +15,8 @@ namespace {
 
 // Limits on the small JSON documents read whole. Real manifests and indexes are a few KiB, the
 // largest configs (long histories) a few hundred KiB.
-constexpr std::uint64_t kMaxDocument = 16u << 20;
-constexpr std::uint64_t kMaxConfig = 64u << 20;
+constexpr std::uint64_t kMaxDocument = limits::kMaxManifestBytes;  // util/limits.hpp
+constexpr std::uint64_t kMaxConfig = limits::kMaxConfigBytes;
 
 constexpr std::string_view kRefName = "org.opencontainers.image.ref.name";
 constexpr std::string_view kContainerdName = "io.containerd.image.name";
@@ -43,8 +46,10 @@ Result<io::BlobSourcePtr> open_blob(const Context& ctx, const oci::Descriptor& d
   OCIFS_ASSIGN(auto digest, descriptor_digest(ctx, d, what));
   auto blob = ctx.files.open(blob_path(digest));
   if (!blob) {
-    return std::move(blob).error().with_context(fmt::format("cannot resolve {}: {} {} is missing from {}",
-                                                            ctx.name, what, d.digest, ctx.files.where));
+    const bool missing = blob.error().code == std::errc::no_such_file_or_directory;
+    return std::move(blob).error().with_context(
+        fmt::format("cannot resolve {}: {} {} {} {}", ctx.name, what, d.digest,
+                    missing ? "is missing from" : "cannot be opened in", ctx.files.where));
   }
   if (d.size >= 0 && (*blob)->size() != static_cast<std::uint64_t>(d.size)) {
     return make_error(std::errc::io_error,
@@ -59,7 +64,10 @@ Result<std::string> read_verified(const Context& ctx, const oci::Descriptor& d, 
                                   std::uint64_t limit) {
   OCIFS_ASSIGN(auto blob, open_blob(ctx, d, what));
   OCIFS_ASSIGN(auto digest, descriptor_digest(ctx, d, what));
-  OCIFS_ASSIGN(auto bytes, io::read_all(*blob, limit));
+  auto read = io::read_all(*blob, limit);
+  if (!read)
+    return read.error().with_context(fmt::format("cannot resolve {}: {} {}", ctx.name, what, d.digest));
+  std::string bytes = std::move(read).value();
   auto actual = util::sha256_hex(bytes);
   if (actual != digest.hex) {
     return make_error(std::errc::io_error,
@@ -134,7 +142,7 @@ Result<std::vector<oci::Descriptor>> select_by_tag(const Context& ctx, const oci
       if (auto n = annotation(d, kRefName); !n.empty()) names.insert(n);
     }
     std::string listed;
-    for (const auto& n : names) listed += fmt::format("{}{}", listed.empty() ? "" : ", ", n);
+    for (const auto& n : names) listed += fmt::format("{}{}", listed.empty() ? "" : ", ", util::shown(n));
     return make_error(std::errc::no_such_file_or_directory,
                       "cannot resolve {}: no image named \"{}\" in {} (available: {})", ctx.name, tag,
                       ctx.files.where, listed.empty() ? std::string("none") : listed);
@@ -184,11 +192,19 @@ Result<ResolvedImage> resolve_oci_layout(const LayoutFiles& files, const oci::Im
   };
   OCIFS_TRY(detail::follow_indexes(ctx.name, chosen, wanted, fetch, image));
   OCIFS_TRY(detail::read_config(ctx.name, options, fetch, image));
+  // One open file per blob, not per layer: layers may name the same blob many times.
+  std::map<std::string, io::BlobSourcePtr, std::less<>> opened;
   for (std::size_t i = 0; i < image.manifest.layers.size(); ++i) {
     const auto& d = image.manifest.layers[i];
     OCIFS_ASSIGN(auto name, detail::checked_layer_name(ctx.name, i, d));
-    OCIFS_ASSIGN(auto blob, open_blob(ctx, d, name));
-    image.layers.push_back(layer::LayerBlob{std::move(blob), d.digest, false, std::move(name), {}});
+    auto& blob = opened[d.digest];
+    if (!blob) {
+      OCIFS_ASSIGN(blob, open_blob(ctx, d, name));
+    } else if (d.size >= 0 && blob->size() != static_cast<std::uint64_t>(d.size)) {
+      return make_error(std::errc::io_error, "cannot resolve {}: {} {} has {} bytes, its descriptor says {}",
+                        ctx.name, name, d.digest, blob->size(), d.size);
+    }
+    image.layers.push_back(layer::LayerBlob{blob, d.digest, false, std::move(name), {}});
     image.layers.back().media_type = d.media_type;
   }
   return image;

@@ -7,13 +7,14 @@
 #include "ocifs/cache/cached_blob_source.hpp"
 #include "ocifs/cache/registry_remote_blob.hpp"
 #include "ocifs/registry/registry_client.hpp"
+#include "ocifs/util/limits.hpp"
 #include "source_util.hpp"
 
 namespace ocifs::image {
 namespace {
 
 // Configs with long histories reach a few hundred KiB; manifests are limited by the client.
-constexpr std::uint64_t kMaxConfig = 64u << 20;
+constexpr std::uint64_t kMaxConfig = limits::kMaxConfigBytes;
 
 struct Context {
   std::string name;  // ImageRef::str(), for messages

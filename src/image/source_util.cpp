@@ -2,6 +2,7 @@
 // nested indexes, the config, layer checks.
 #include "source_util.hpp"
 
+#include "ocifs/util/text.hpp"
 namespace ocifs::image::detail {
 namespace {
 
@@ -75,8 +76,8 @@ Result<void> follow_indexes(std::string_view name, oci::Descriptor chosen, const
         media_type != oci::media_type::kDockerSchema1Signed) {
       return make_error(
           std::errc::not_supported,
-          "cannot resolve {}: {} has media type \"{}\", which is neither an image manifest nor an index", name,
-          chosen.digest, media_type);
+          "cannot resolve {}: {} has media type \"{}\", which is neither an image manifest nor an index",
+          name, chosen.digest, util::shown(media_type));
     }
     manifest_json = std::move(bytes);
     break;
@@ -94,8 +95,8 @@ Result<void> read_config(std::string_view name, const ResolveOptions& options, c
   if (!config_desc.media_type.empty() && config_desc.media_type != oci::media_type::kOciConfig &&
       config_desc.media_type != oci::media_type::kDockerConfig) {
     return make_error(std::errc::not_supported,
-                      "cannot resolve {}: manifest {} is not a container image (config media type \"{}\")", name,
-                      image.manifest_descriptor.digest, config_desc.media_type);
+                      "cannot resolve {}: manifest {} is not a container image (config media type \"{}\")",
+                      name, image.manifest_descriptor.digest, util::shown(config_desc.media_type));
   }
   OCIFS_ASSIGN(image.config_json, fetch(config_desc, "config"));
   OCIFS_ASSIGN(image.config, oci::parse_config(image.config_json, fmt::format("config {}", config_desc.digest)));
@@ -109,8 +110,8 @@ Result<std::string> checked_layer_name(std::string_view name, std::size_t index,
   auto layer = layer_name(index, d.digest);
   if (!oci::is_layer_media_type(d.media_type)) {
     return make_error(std::errc::not_supported,
-                      "cannot resolve {}: {} has media type \"{}\", which is not a container image layer", name,
-                      layer, d.media_type.empty() ? std::string("(none)") : d.media_type);
+                      "cannot resolve {}: {} has media type \"{}\", which is not a container image layer",
+                      name, layer, d.media_type.empty() ? std::string("(none)") : util::shown(d.media_type));
   }
   return layer;
 }

@@ -7,12 +7,13 @@
 namespace ocifs::image {
 
 // The memory budget in tree.hpp (and the ≤ 200 bytes per entry target) depends on these.
-static_assert(sizeof(Inode) <= 96);
+static_assert(sizeof(Inode) <= 64);
 static_assert(sizeof(Dirent) <= 12);
 
 bool Inode::is_dir() const { return S_ISDIR(mode); }
 bool Inode::is_regular() const { return S_ISREG(mode); }
 bool Inode::is_symlink() const { return S_ISLNK(mode); }
+bool Inode::is_device() const { return S_ISCHR(mode) || S_ISBLK(mode); }
 
 std::optional<std::uint32_t> Tree::lookup(std::uint32_t dir, std::string_view name) const {
   const Inode& d = inodes_[dir];

@@ -1,32 +1,31 @@
 #include "entry_table.hpp"
 
+#include "ocifs/util/text.hpp"
+
 namespace ocifs::layer {
 
-namespace {
+Result<void> EntryAdmission::admit(const TarEntry& entry) {
+  MetadataUse use{1, entry.path.size() + entry.link_target.size(), entry.xattrs.size() + entry.sparse.size()};
+  for (const auto& x : entry.xattrs) use.bytes += x.name.size() + x.value.size();
+  layer_.entries += use.entries;
+  layer_.bytes += use.bytes;
+  layer_.records += use.records;
+  auto what = [&] {
+    return fmt::format("entry '{}' (header offset {})", util::shown(entry.path), entry.header_offset);
+  };
+  // The layer alone first: an index's u32 tables can never overflow whatever the budget says.
+  if (auto alone = MetadataBudget::check(layer_, layer_name_, what); !alone) return alone;
+  if (budget_) return budget_->charge(use, layer_name_, what);
+  return util::success();
+}
 
-// Index tables use u32 offsets and counts; a layer near these limits is hostile (1 Gi entries
-// would need 512 GiB of tar headers), so it is refused instead of overflowing.
-constexpr std::uint64_t kMaxPoolBytes = 3ull << 30;
-constexpr std::uint64_t kMaxRecords = 1ull << 30;
-
-}  // namespace
-
-Result<LayerIndex> index_entries(TarWalker& walker, std::string_view layer_name) {
+Result<LayerIndex> index_entries(TarWalker& walker, std::string_view layer_name, MetadataBudget* budget) {
   LayerIndex index;
-  std::uint64_t pool_bytes = 0, xattrs = 0, extents = 0;
+  EntryAdmission admission(layer_name, budget);
   for (;;) {
     OCIFS_ASSIGN(auto entry, walker.next());
     if (!entry) break;
-    pool_bytes += entry->path.size() + entry->link_target.size();
-    for (const auto& x : entry->xattrs) pool_bytes += x.name.size() + x.value.size();
-    xattrs += entry->xattrs.size();
-    extents += entry->sparse.size();
-    if (pool_bytes > kMaxPoolBytes || index.size() >= kMaxRecords || xattrs > kMaxRecords ||
-        extents > kMaxRecords) {
-      return make_error(std::errc::file_too_large,
-                        "cannot index {}: too many entries or names (at '{}', header offset {})", layer_name,
-                        entry->path, entry->header_offset);
-    }
+    OCIFS_TRY(admission.admit(*entry));
     index.add(*entry);
   }
   return index;
@@ -46,8 +45,8 @@ LayerIndex without_entries(const LayerIndex& index, bool (*skip)(std::string_vie
     entry.mtime_sec = e.mtime_sec;
     entry.mtime_nsec = e.mtime_nsec;
     entry.link_target = index.link_target(e);
-    entry.dev_major = e.dev_major;
-    entry.dev_minor = e.dev_minor;
+    entry.dev_major = index.dev_major(e);
+    entry.dev_minor = index.dev_minor(e);
     for (const XattrRef& x : index.xattrs(e)) {
       entry.xattrs.push_back({std::string(index.xattr_name(x)), std::string(index.xattr_value(x))});
     }

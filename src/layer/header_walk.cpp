@@ -68,7 +68,7 @@ Result<LayerIndex> walk_tar_headers(const LayerBlob& layer, const ProgressFn& pr
   options.hash = false;  // skipped data is seeked over, never read
   OCIFS_ASSIGN(auto stream, compress::make_stream_decoder(compress::Encoding::tar, source, options));
   TarWalker walker(*stream, layer.name);
-  OCIFS_ASSIGN(LayerIndex index, index_entries(walker, layer.name));
+  OCIFS_ASSIGN(LayerIndex index, index_entries(walker, layer.name, layer.budget.get()));
   auto& seek = index.seek_index();
   seek.encoding = compress::Encoding::tar;
   seek.compressed_size = seek.decoded_size = layer.blob->size();

@@ -9,6 +9,7 @@
 #include <array>
 #include <cstring>
 
+#include "bounded_stream.hpp"
 #include "decoded_tee.hpp"
 #include "entry_table.hpp"
 #include "ocifs/compress/stream_decoder.hpp"
@@ -17,8 +18,9 @@
 #include "ocifs/io/read_errors.hpp"
 #include "ocifs/layer/header_walk.hpp"
 #include "ocifs/layer/lazy_toc.hpp"
-#include "ocifs/layer/toc_layer.hpp"
 #include "ocifs/layer/tar_walker.hpp"
+#include "ocifs/layer/toc_layer.hpp"
+#include "ocifs/util/limits.hpp"
 #include "scan_source.hpp"
 
 namespace ocifs::layer {
@@ -207,17 +209,18 @@ Result<LayerIndex> scan_layer(const LayerBlob& layer, const cache::Cache& cache,
   options.hash_compressed = false;
   options.hash_decoded = decoded_digest;
   OCIFS_ASSIGN(auto decoder, compress::make_stream_decoder(encoding, source, options));
+  BoundedStream bounded(*decoder, limits::kMaxDecodedLayerBytes, layer.name);
 
-  // A zstd layer may turn out (only at the end) to need its decoded stream kept: write it all
-  // as we go and commit only if the seek index says so and the digest verifies.
-  std::optional<cache::PendingFile> spill;
+  // A zstd layer may turn out (only at the end) to need its decoded stream kept: write it as we
+  // go, within its share of the cache budget, and commit only if the seek index says so and the
+  // digest verifies.
   std::unique_ptr<DecodedTee> tee;
-  compress::StreamDecoder* stream = decoder.get();
+  compress::StreamDecoder* stream = &bounded;
   if (encoding == compress::Encoding::zstd) {
     // Without a cache file, a layer of several small frames is still readable per frame.
     if (auto pending = cache.create_decoded(layer.digest); pending) {
-      spill.emplace(std::move(pending).value());
-      tee = std::make_unique<DecodedTee>(*decoder, *spill);
+      tee = std::make_unique<DecodedTee>(bounded, std::move(pending).value(), cache.decoded_copy_limit(),
+                                         layer.name);
       stream = tee.get();
     } else {
       spdlog::warn("cannot keep the decoded stream of {}: {}", layer.name, pending.error().message);
@@ -225,7 +228,7 @@ Result<LayerIndex> scan_layer(const LayerBlob& layer, const cache::Cache& cache,
   }
 
   TarWalker walker(*stream, layer.name);
-  auto entries = index_entries(walker, layer.name);
+  auto entries = index_entries(walker, layer.name, layer.budget.get());
   if (!entries) return with_declared_encoding(layer, encoding, std::move(entries).error());
   LayerIndex index = std::move(entries).value();
   OCIFS_ASSIGN(compress::SeekIndex seek, stream->finish());
@@ -238,13 +241,14 @@ Result<LayerIndex> scan_layer(const LayerBlob& layer, const cache::Cache& cache,
                       layer.digest);
   }
   if (seek.zstd_spilled) {
-    if (!spill) {
+    if (!tee) {
       return make_error(
           std::errc::io_error,
           "cannot index {}: its zstd frames need a decoded copy in the cache, which cannot be written",
           layer.name);
     }
-    auto committed = spill->commit();
+    if (!tee->file()) return tee->over_limit();
+    auto committed = cache.commit_decoded(*tee->file(), layer.digest, tee->written());
     if (!committed) {
       return std::move(committed).error().with_context(
           fmt::format("cannot keep the decoded stream of {}", layer.name));
@@ -285,11 +289,19 @@ Result<OpenLayer> open_reader(const LayerBlob& layer, const cache::Cache& cache,
                         layer.name, file->size(), index->decoded_blocks().blob_size);
     }
     decoded = std::make_shared<io::VerifiedSource>(std::move(file), index->decoded_blocks(), errors);
+    cache.touch_decoded(layer.digest);  // in use: the least recently used copies go first
   }
   OCIFS_ASSIGN(auto reader, compress::make_seekable_reader(index->seek_index(), blob, decoded, spans));
   OpenLayer opened{std::move(index), std::move(reader), from_cache};
   opened.read_errors = std::move(errors);
   return opened;
+}
+
+// Written in pieces into a temp file, renamed into place: no second copy of the index in memory.
+Result<void> store_index(const cache::Cache& cache, std::string_view digest, const LayerIndex& index) {
+  OCIFS_ASSIGN(auto file, cache.create_index(digest));
+  OCIFS_TRY(index.write([&](std::string_view piece) { return file.write(piece); }));
+  return file.commit();
 }
 
 Result<std::shared_ptr<const LayerIndex>> scan_and_store(const LayerBlob& layer, const cache::Cache& cache,
@@ -303,7 +315,7 @@ Result<std::shared_ptr<const LayerIndex>> scan_and_store(const LayerBlob& layer,
     return std::move(scanned).error();
   }
   LayerIndex index = std::move(scanned).value();
-  if (auto written = cache.write_index(layer.digest, index.serialize()); !written) {
+  if (auto written = store_index(cache, layer.digest, index); !written) {
     spdlog::warn("cannot store the index of {}: {} (continuing without it)", layer.name,
                  written.error().message);
   }
@@ -320,6 +332,7 @@ Result<io::BlobSourcePtr> verify_walked(const LayerBlob& layer, const cache::Cac
   }
   LayerBlob stoppable = layer;
   stoppable.blob = std::make_shared<io::StoppableSource>(layer.blob, stop);
+  stoppable.budget = nullptr;  // the walk charged these entries already
   OCIFS_ASSIGN(auto index, scan_and_store(stoppable, cache, {}));
   if (index->entries_digest() != walked_entries) {
     // The verified index is stored: the next mount shows the layer as it really is.
@@ -374,19 +387,25 @@ Result<OpenLayer> open_layer(const LayerBlob& layer, const cache::Cache& cache, 
     if (opened || opened.error().code != std::errc::not_supported) return opened;
     spdlog::warn("{}; scanning it instead", opened.error().message);
   }
-  auto stored = cache.read_index(layer.digest);
+  auto stored = cache.open_index(layer.digest);
   if (!stored) {
     spdlog::warn("cannot read the cached index of {}: {}; rebuilding it", layer.name, stored.error().message);
   } else if (*stored) {
-    auto loaded = LayerIndex::deserialize(**stored);
+    auto loaded = LayerIndex::load(***stored, layer.budget.get(), layer.name);
+    if (!loaded && loaded.error().code == std::errc::file_too_large) {
+      return std::move(loaded).error();  // over a limit: rebuilding it would find the same entries
+    }
     if (!loaded) {
       spdlog::warn("{}; rebuilding the index of {}", loaded.error().message, layer.name);
     } else if (loaded->digest() != layer.digest) {
+      if (layer.budget) layer.budget->release(loaded->use());
       spdlog::warn("cached index of {} describes {}; rebuilding it", layer.name, loaded->digest());
     } else {
+      const MetadataUse use = loaded->use();
       auto opened =
           open_reader(layer, cache, std::make_shared<const LayerIndex>(std::move(loaded).value()), true, spans);
       if (opened) return opened;
+      if (layer.budget) layer.budget->release(use);  // scanned again below, and charged then
       // E.g. the decoded stream of a zstd layer was evicted: scan again to recreate it.
       spdlog::warn("{}; rescanning {}", opened.error().message, layer.name);
     }

@@ -31,7 +31,6 @@
 //
 // The JSON is read with a SAX handler, one entry at a time, so memory is proportional to the
 // result rather than to a DOM of the whole document (a DOM costs ~10x the JSON size).
-#include "ocifs/util/base64.hpp"
 #include "ocifs/layer/lazy_toc.hpp"
 
 #include <algorithm>
@@ -42,15 +41,18 @@
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
+#include "ocifs/util/base64.hpp"
+#include "ocifs/util/limits.hpp"
+#include "ocifs/util/text.hpp"
+
 namespace ocifs::layer {
 
 namespace {
 
-// Linux PATH_MAX, as the tar walker.
-constexpr std::size_t kMaxPath = 4096;
-// Linux XATTR_NAME_MAX and XATTR_SIZE_MAX: anything larger cannot be set or served anyway.
-constexpr std::size_t kMaxXattrName = 255;
-constexpr std::size_t kMaxXattrValue = 65536;
+// The limits the tar walker applies too (util/limits.hpp).
+constexpr std::size_t kMaxPath = limits::kMaxPathBytes;
+constexpr std::size_t kMaxXattrName = limits::kMaxXattrNameBytes;
+constexpr std::size_t kMaxXattrValue = limits::kMaxXattrValueBytes;
 // Per entry; ext4 keeps all of an inode's xattrs in one 4 KiB block, so real files have a few.
 constexpr std::size_t kMaxXattrs = 1024;
 constexpr std::uint64_t kMaxNumber = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
@@ -71,12 +73,8 @@ std::string_view format_name(Format f) {
   return f == Format::estargz ? "eStargz TOC" : "zstd:chunked manifest";
 }
 
-// Names in messages: bounded, so that a hostile 4 KiB name does not flood the log.
-std::string shown(std::string_view s) {
-  constexpr std::size_t kShown = 200;
-  if (s.size() <= kShown) return std::string(s);
-  return fmt::format("{}…", s.substr(0, kShown));
-}
+// Names in messages: bounded and escaped (util/text.hpp).
+std::string shown(std::string_view s) { return util::shown(s); }
 
 // ---- small parsers ----------------------------------------------------------------------------
 
@@ -148,7 +146,7 @@ bool parse_rfc3339(std::string_view s, std::int64_t& sec, std::uint32_t& nsec) {
   return true;
 }
 
-enum class NameError { none, dotdot, nul, too_long };
+enum class NameError { none, dotdot, nul, too_long, component_too_long };
 
 // Strips leading "./" and "/", drops empty and "." components and a trailing "/"; "" is the root.
 NameError normalise_name(std::string_view raw, std::string& out) {
@@ -161,6 +159,7 @@ NameError normalise_name(std::string_view raw, std::string& out) {
     if (slash == std::string_view::npos) slash = raw.size();
     std::string_view part = raw.substr(i, slash - i);
     if (part == "..") return NameError::dotdot;
+    if (part.size() > limits::kMaxNameBytes) return NameError::component_too_long;
     if (!part.empty() && part != ".") {
       if (!out.empty()) out += '/';
       out += part;
@@ -178,6 +177,8 @@ std::string_view name_error_text(NameError e) {
       return "contains a NUL byte";
     case NameError::too_long:
       return "is longer than 4096 bytes";
+    case NameError::component_too_long:
+      return "has a component longer than 255 bytes (NAME_MAX)";
     case NameError::none:
       break;
   }
@@ -619,7 +620,12 @@ class TocHandler final : public nlohmann::json_sax<json> {
   bool binary(binary_t&) override { return scalar(Scalar::other, 0, nullptr); }
 
   bool start_object(std::size_t) override {
-    if (skip_depth_ > 0) return ++skip_depth_, true;
+    if (skip_depth_ > 0) {
+      if (++skip_depth_ > limits::kMaxJsonDepth) {
+        return fail_toc(fmt::format("arrays and objects nest deeper than {}", limits::kMaxJsonDepth));
+      }
+      return true;
+    }
     switch (state_) {
       case State::top:
         state_ = State::root;
@@ -676,7 +682,12 @@ class TocHandler final : public nlohmann::json_sax<json> {
   }
 
   bool start_array(std::size_t) override {
-    if (skip_depth_ > 0) return ++skip_depth_, true;
+    if (skip_depth_ > 0) {
+      if (++skip_depth_ > limits::kMaxJsonDepth) {
+        return fail_toc(fmt::format("arrays and objects nest deeper than {}", limits::kMaxJsonDepth));
+      }
+      return true;
+    }
     switch (state_) {
       case State::top:
         return fail_toc("the document is not a JSON object");

@@ -30,7 +30,6 @@
 // PAX records: "LEN KEY=VALUE\n" with LEN the decimal length of the whole record, so values may
 // hold NUL and newline bytes. GNU sparse 1.0 stores its map at the start of the data as
 // decimal lines "N\n" then N x "OFFSET\nLENGTH\n", padded with NULs to a 512-byte boundary.
-#include "ocifs/util/base64.hpp"
 #include "ocifs/layer/tar_walker.hpp"
 
 #include <spdlog/spdlog.h>
@@ -42,21 +41,20 @@
 #include <limits>
 #include <unordered_map>
 
+#include "ocifs/util/base64.hpp"
+#include "ocifs/util/limits.hpp"
+#include "ocifs/util/text.hpp"
+
 namespace ocifs::layer {
 
 namespace {
 
 constexpr std::uint64_t kBlock = 512;
-// PAX and GNU long-name payloads: real ones are a few hundred bytes (a path, a few xattrs); a
-// 1 MiB cap keeps a hostile header from making us allocate gigabytes.
-constexpr std::uint64_t kMaxPayload = 1u << 20;
-// All extension headers of one entry together (a stream of 'x' headers must not pile up).
-constexpr std::uint64_t kMaxExtensions = 2 * kMaxPayload;
-// Linux PATH_MAX: a longer path cannot be looked up through the kernel anyway.
-constexpr std::size_t kMaxPath = 4096;
-// 1 Mi extents = 16 MiB of SparseExtent; a real sparse file (a VM disk, a database) has a few
-// thousand.
-constexpr std::uint64_t kMaxSparseExtents = 1u << 20;
+// The limits (util/limits.hpp): one payload, all extension headers of one entry (a stream of 'x'
+// headers must not pile up), extents per sparse file.
+constexpr std::uint64_t kMaxPayload = limits::kMaxTarExtensionBytes;
+constexpr std::uint64_t kMaxExtensions = limits::kMaxTarExtensionsPerEntry;
+constexpr std::uint64_t kMaxSparseExtents = limits::kMaxSparseExtentsPerFile;
 
 std::uint64_t round_up(std::uint64_t n) { return (n + kBlock - 1) / kBlock * kBlock; }
 
@@ -172,8 +170,20 @@ std::optional<std::string> url_decode(std::string_view s) {
   return out;
 }
 
-// Splits a path into components, dropping empty and "." ones; nullopt if any is "..".
-std::optional<std::string> normalise_path(std::string_view raw) {
+// Why a name cannot be shown, if it cannot: the entry is then skipped with a warning saying so.
+std::optional<std::string> unusable_name(std::string_view raw) {
+  if (raw.size() > limits::kMaxPathBytes) {
+    return fmt::format("it is {} bytes long (limit {}, PATH_MAX)", raw.size(), limits::kMaxPathBytes);
+  }
+  // A NUL ends a name for the kernel: shown, it would be cut short (or empty, which makes its
+  // whole directory unreadable).
+  if (raw.find('\0') != std::string_view::npos) return std::string("it contains a NUL byte");
+  return std::nullopt;
+}
+
+// Splits a path into components, dropping empty and "." ones; an error saying why if any is ".."
+// or longer than NAME_MAX.
+Result<std::string> normalise_path(std::string_view raw) {
   std::string out;
   out.reserve(raw.size());
   std::size_t i = 0;
@@ -181,7 +191,12 @@ std::optional<std::string> normalise_path(std::string_view raw) {
     std::size_t slash = raw.find('/', i);
     if (slash == std::string_view::npos) slash = raw.size();
     std::string_view part = raw.substr(i, slash - i);
-    if (part == "..") return std::nullopt;
+    if (part == "..") return make_error(std::errc::invalid_argument, "it has a '..' component");
+    if (part.size() > limits::kMaxNameBytes) {
+      return make_error(std::errc::filename_too_long,
+                        "a component of it is {} bytes long (limit {}, NAME_MAX)", part.size(),
+                        limits::kMaxNameBytes);
+    }
     if (!part.empty() && part != ".") {
       if (!out.empty()) out += '/';
       out += part;
@@ -399,8 +414,12 @@ Result<std::optional<TarEntry>> TarWalker::next() {
         }
         ext.any = true;
         if (type == 'L' || type == 'K') {
+          // NUL-terminated, padded with NULs; a NUL with more name after it stays, and the entry
+          // is skipped for it (a name shown cut at the NUL would be another name).
           auto nul = payload.find('\0');
-          if (nul != std::string::npos) payload.resize(nul);
+          if (nul != std::string::npos && payload.find_first_not_of('\0', nul) == std::string::npos) {
+            payload.resize(nul);
+          }
           (type == 'L' ? ext.long_name : ext.long_link) = std::move(payload);
         } else {
           OCIFS_ASSIGN(auto records, parse_pax(payload, name_, header_offset));
@@ -440,7 +459,7 @@ Result<std::optional<TarEntry>> TarWalker::make_entry(const Block& header, std::
 
   auto bad_field = [&](std::string_view what) {
     return make_error(std::errc::io_error, "cannot read {}: bad {} field in the header of '{}' at offset {}",
-                      name_, what, raw_path, header_offset);
+                      name_, what, util::shown(raw_path), header_offset);
   };
   auto mode = parse_number(h, 100, 8, false);
   auto uid = parse_number(h, 108, 8, false);
@@ -478,7 +497,8 @@ Result<std::optional<TarEntry>> TarWalker::make_entry(const Block& header, std::
   int sparse_major = 0;
   auto bad_pax = [&](std::string_view key, std::string_view value) {
     return make_error(std::errc::io_error, "cannot read {}: bad PAX {} '{}' for '{}' (headers at offset {})",
-                      name_, key, value.substr(0, 64), raw_path, ext.first_offset);
+                      name_, util::shown(key), util::escaped(value, 64), util::shown(raw_path),
+                      ext.first_offset);
   };
   for (auto& [key, value] : ext.pax) {
     if (key == "path") {
@@ -509,14 +529,24 @@ Result<std::optional<TarEntry>> TarWalker::make_entry(const Block& header, std::
         auto name = url_decode(std::string_view(key).substr(17));
         auto decoded = util::base64_decode(value);
         if (!name || !decoded) {
-          spdlog::warn("{}: ignoring undecodable PAX record {} of '{}' at offset {}", name_, key, raw_path,
-                       ext.first_offset);
+          spdlog::warn("{}: ignoring undecodable PAX record {} of '{}' at offset {}", name_, util::shown(key),
+                       util::shown(raw_path), ext.first_offset);
           continue;
         }
         x.name = std::move(*name);
         x.value = std::move(*decoded);
       }
       if (x.name.empty()) continue;
+      if (x.name.size() > limits::kMaxXattrNameBytes || x.name.find('\0') != std::string::npos ||
+          x.value.size() > limits::kMaxXattrValueBytes) {
+        // Linux could neither set nor list it (names are NUL-separated by listxattr).
+        spdlog::warn(
+            "{}: ignoring xattr '{}' of '{}' at offset {}: a name of {} bytes (limit {}, no NUL) or a "
+            "value of {} bytes (limit {})",
+            name_, util::shown(x.name), util::shown(raw_path), ext.first_offset, x.name.size(),
+            limits::kMaxXattrNameBytes, x.value.size(), limits::kMaxXattrValueBytes);
+        continue;
+      }
       // libarchive writes each xattr twice (LIBARCHIVE.xattr base64 and SCHILY.xattr raw).
       auto [it, fresh] = xattr_at.try_emplace(x.name, e.xattrs.size());
       if (fresh) {
@@ -531,7 +561,7 @@ Result<std::optional<TarEntry>> TarWalker::make_entry(const Block& header, std::
       if (k == "name") {
         sparse_name = value;
       } else if (k == "size" || k == "realsize") {
-        if (!parse_decimal(value, n)) return bad_pax(key, value);
+        if (!parse_decimal(value, n) || n > limits::kMaxFileBytes) return bad_pax(key, value);
         sparse_real_size = n;
       } else if (k == "numblocks") {
         if (!parse_decimal(value, n) || n > kMaxSparseExtents) return bad_pax(key, value);
@@ -568,9 +598,11 @@ Result<std::optional<TarEntry>> TarWalker::make_entry(const Block& header, std::
     case '\0':
     case '7':
     case 'S':
-      // Old archives mark directories with a regular type and a trailing slash.
-      e.kind = (type != 'S' && !raw_path.empty() && raw_path.back() == '/') ? EntryKind::directory
-                                                                            : EntryKind::regular;
+      // Pre-POSIX (V7) archives mark directories with type NUL and a trailing slash, as Go's
+      // archive/tar reads them; types '0' and '7' are files whatever the name says (Docker keeps
+      // them files). Either way the entry's size is data that follows, never headers.
+      e.kind = (type == '\0' && !raw_path.empty() && raw_path.back() == '/') ? EntryKind::directory
+                                                                             : EntryKind::regular;
       break;
     case '1':
       e.kind = EntryKind::hardlink;
@@ -595,10 +627,11 @@ Result<std::optional<TarEntry>> TarWalker::make_entry(const Block& header, std::
       // 'V' (volume label) is harmless; anything else we cannot represent.
       if (type != 'V') {
         spdlog::warn("{}: skipping '{}' at offset {}: unknown tar entry type '{}' (0x{:02x})", name_,
-                     raw_path, header_offset, std::isprint(static_cast<unsigned char>(type)) ? type : '?',
+                     util::shown(raw_path), header_offset,
+                     std::isprint(static_cast<unsigned char>(type)) ? type : '?',
                      static_cast<unsigned char>(type));
       }
-      prev_path_ = raw_path;
+      prev_path_ = util::shown(raw_path);
       prev_header_offset_ = header_offset;
       prev_data_end_ = stream_.position() + data_size;
       set_pending(data_size);
@@ -606,21 +639,32 @@ Result<std::optional<TarEntry>> TarWalker::make_entry(const Block& header, std::
     }
   }
 
-  bool has_data =
-      e.kind == EntryKind::regular || type == 'D' || (e.kind == EntryKind::hardlink && data_size > 0);
+  bool has_data = e.kind == EntryKind::regular || type == 'D' ||
+                  (type == '\0' && e.kind == EntryKind::directory) ||
+                  (e.kind == EntryKind::hardlink && data_size > 0);
   std::uint64_t stored = has_data ? data_size : 0;
   std::uint64_t stored_remaining = stored;
   if (e.kind == EntryKind::regular) e.size = stored;
   if (e.kind == EntryKind::hardlink) e.size = stored;
-  prev_path_ = raw_path;
+  prev_path_ = util::shown(raw_path);
   prev_header_offset_ = ext.first_offset;
+  // Every data offset and size of a layer stays within kMaxDecodedLayerBytes, so sums of them
+  // (offset + size, here and in the index and the tree) cannot overflow.
+  if (const std::uint64_t at = stream_.position();
+      at > limits::kMaxDecodedLayerBytes || stored > limits::kMaxDecodedLayerBytes - at) {
+    return make_error(
+        std::errc::file_too_large,
+        "cannot read {}: entry '{}' at offset {} stores {} bytes at decoded offset {}, past the "
+        "limit of {} bytes for a layer",
+        name_, prev_path_, ext.first_offset, stored, at, limits::kMaxDecodedLayerBytes);
+  }
 
   if (type == 'S') {
     OCIFS_TRY(read_old_gnu_sparse(header, e, stored_remaining));
   } else if (pax_sparse && e.kind == EntryKind::regular) {
     if (!sparse_real_size) {
       return make_error(std::errc::io_error,
-                        "cannot read {}: sparse entry '{}' at offset {} has no real size", name_, raw_path,
+                        "cannot read {}: sparse entry '{}' at offset {} has no real size", name_, prev_path_,
                         ext.first_offset);
     }
     e.size = *sparse_real_size;
@@ -630,18 +674,17 @@ Result<std::optional<TarEntry>> TarWalker::make_entry(const Block& header, std::
       if (sparse_numblocks && *sparse_numblocks * 2 != sparse_numbers.size()) {
         return make_error(std::errc::io_error,
                           "cannot read {}: sparse entry '{}' at offset {} declares {} extents but maps {}",
-                          name_, raw_path, ext.first_offset, *sparse_numblocks, sparse_numbers.size() / 2);
+                          name_, prev_path_, ext.first_offset, *sparse_numblocks, sparse_numbers.size() / 2);
       }
       if (sparse_numbers.size() % 2) {
         return make_error(std::errc::io_error,
-                          "cannot read {}: sparse entry '{}' at offset {} has an odd map", name_, raw_path,
+                          "cannot read {}: sparse entry '{}' at offset {} has an odd map", name_, prev_path_,
                           ext.first_offset);
       }
       for (std::size_t i = 0; i < sparse_numbers.size(); i += 2) {
         e.sparse.push_back({sparse_numbers[i], sparse_numbers[i + 1]});
       }
     }
-    e.path = raw_path;  // for the message in check_sparse
     OCIFS_TRY(check_sparse(e, stored_remaining));
   }
 
@@ -652,25 +695,20 @@ Result<std::optional<TarEntry>> TarWalker::make_entry(const Block& header, std::
 
   // Names: checked after the headers are consumed so that a skipped entry leaves the stream at
   // its data, like any other.
-  if (raw_path.size() > kMaxPath || raw_link.size() > kMaxPath) {
-    spdlog::warn("{}: skipping entry at offset {}: path or link target of {} bytes is longer than {}", name_,
-                 ext.first_offset, std::max(raw_path.size(), raw_link.size()), kMaxPath);
+  auto skip = [&](std::string_view what, std::string_view raw, std::string_view why) {
+    spdlog::warn("{}: skipping the entry at offset {}: its {} '{}' cannot be shown: {}", name_,
+                 ext.first_offset, what, util::shown(raw), why);
     return std::optional<TarEntry>();
-  }
+  };
+  if (auto why = unusable_name(raw_path)) return skip("path", raw_path, *why);
   auto path = normalise_path(raw_path);
-  if (!path) {
-    spdlog::warn("{}: skipping '{}' at offset {}: path has a '..' component", name_, raw_path,
-                 ext.first_offset);
-    return std::optional<TarEntry>();
-  }
+  if (!path) return skip("path", raw_path, path.error().message);
   e.path = std::move(*path);
+  const bool links = e.kind == EntryKind::hardlink || e.kind == EntryKind::symlink;
+  if (auto why = unusable_name(raw_link); why && links) return skip("link target", raw_link, *why);
   if (e.kind == EntryKind::hardlink) {
     auto target = normalise_path(raw_link);
-    if (!target) {
-      spdlog::warn("{}: skipping hard link '{}' at offset {}: target '{}' has a '..' component", name_,
-                   raw_path, ext.first_offset, raw_link);
-      return std::optional<TarEntry>();
-    }
+    if (!target) return skip("hard link target", raw_link, target.error().message);
     e.link_target = std::move(*target);
   } else if (e.kind == EntryKind::symlink) {
     e.link_target = std::move(raw_link);

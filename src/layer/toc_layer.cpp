@@ -9,7 +9,9 @@
 #include "ocifs/compress/stream_decoder.hpp"
 #include "ocifs/layer/lazy_toc.hpp"
 #include "ocifs/layer/tar_walker.hpp"
+#include "ocifs/util/limits.hpp"
 #include "ocifs/util/sha256.hpp"
+#include "ocifs/util/text.hpp"
 
 namespace ocifs::layer {
 
@@ -72,59 +74,104 @@ bool lossy(const TocFile& e) {
 // matched in order with the TOC's entries. A header is taken only if the TOC spells it the same
 // (as_toc_spells): the TOC is verified, these bytes are not, so only the bytes the TOC could not
 // spell come from them. Anything that does not line up keeps the TOC's name, with a warning.
+//
+// One pass: entries are taken in stretches, each from just after an entry with data (its origin)
+// to the next such entry; a stretch holding a lossy name is fetched once, whatever the number of
+// lossy names in it. Chunk offsets never go back in TOC order (the parser checks), so the search
+// for where a stretch's range ends only moves forward. Fetches are bounded per stretch and per
+// layer (util/limits.hpp).
 Result<void> recover_names(const LayerBlob& layer, TocFormat format, Toc& toc) {
   auto& entries = toc.entries;
-  constexpr std::uint64_t kMaxRange = 16u << 20;
-  for (std::size_t i = 0; i < entries.size(); ++i) {
-    if (!lossy(entries[i])) continue;
-    // The last entry before it with data, and where the next data after that starts.
-    std::size_t first = 0;
+  const std::size_t n = entries.size();
+  auto has_last_data = [&](const TocFile& e) { return !e.chunks.empty() && !e.chunks.back().zeros; };
+  std::uint64_t fetched = 0;
+  std::size_t unresolved = 0, warned = 0;
+  auto keep_toc_name = [&](std::size_t i, std::string_view why) {
+    ++unresolved;
+    if (warned++ < 10) {
+      spdlog::warn(
+          "cannot read back the name of '{}' (TOC entry {}) in {}: {}; it keeps the name its TOC gives",
+          util::shown(entries[i].path), entries[i].toc_index, layer.name, why);
+    }
+  };
+  std::size_t end_at = 0;  // the forward-only search for the end of a stretch's range
+  for (std::size_t first = 0; first < n;) {
+    // The stretch: its origin is entry first - 1 (the root of the layer for the first stretch);
+    // it holds entries up to and including the next one with data.
     std::uint64_t start = 0, skip = 0;
-    for (std::size_t p = i; p-- > 0;) {
-      if (entries[p].chunks.empty() || entries[p].chunks.back().zeros) continue;
-      const TocChunk& last = entries[p].chunks.back();
-      first = p + 1;
+    if (first > 0) {
+      const TocChunk& last = entries[first - 1].chunks.back();
       start = last.blob_offset;
       skip = (last.inner_offset + last.size + 511) / 512 * 512;  // tar pads data to 512
-      break;
+    }
+    std::size_t last = first;
+    while (last + 1 < n && !has_last_data(entries[last])) ++last;
+    const std::size_t next_first = last + 1;
+    bool any_lossy = false;
+    for (std::size_t i = first; i <= last && !any_lossy; ++i) any_lossy = lossy(entries[i]);
+    if (!any_lossy) {
+      first = next_first;
+      continue;
     }
     std::uint64_t end = toc.data_end;
-    for (std::size_t q = first; q < entries.size(); ++q) {
-      auto data = std::find_if(entries[q].chunks.begin(), entries[q].chunks.end(),
+    end_at = std::max(end_at, first);
+    for (; end_at < n; ++end_at) {
+      auto data = std::find_if(entries[end_at].chunks.begin(), entries[end_at].chunks.end(),
                                [&](const TocChunk& c) { return !c.zeros && c.blob_offset > start; });
-      if (data != entries[q].chunks.end()) {
+      if (data != entries[end_at].chunks.end()) {
         end = data->blob_offset;
         break;
       }
     }
     const std::string what = fmt::format("the tar headers of {} at blob bytes {}-{}", layer.name, start, end);
-    if (end <= start || end - start > kMaxRange) {
-      spdlog::warn("cannot read {}: too long; '{}' keeps the name its TOC gives", what, entries[i].path);
-      continue;
+    std::string_view refused;
+    if (end <= start || end - start > limits::kMaxNameRecoveryRangeBytes) {
+      refused = "the range of its tar headers is too long";
+    } else if (end - start > limits::kMaxNameRecoveryBytesPerLayer - fetched) {
+      refused = "the layer's names have fetched as much as they may";
     }
-    OCIFS_ASSIGN(std::string raw, read_range(*layer.blob, start, end - start));
-    OCIFS_ASSIGN(std::string decoded, decode(format, raw, 4 * kMaxRange, what));
-    if (skip > decoded.size()) continue;
-    auto source = std::make_shared<io::MemorySource>(decoded.substr(skip), what);
-    compress::ScanOptions options;
-    options.hash = false;
-    OCIFS_ASSIGN(auto stream, compress::make_stream_decoder(compress::Encoding::tar, source, options));
-    TarWalker walker(*stream, what);
-    std::size_t j = first;
-    // The range ends inside the next file's data: the walk stops with an error there, after its
-    // header, which is all that is wanted.
-    for (auto next = walker.next(); next && *next && j < entries.size(); next = walker.next()) {
-      const TarEntry& header = **next;
-      if (is_stargz_metadata(header.path)) continue;
-      TocFile& e = entries[j++];
-      if (lossy(e) && as_toc_spells(header.path) == e.path && as_toc_spells(header.link_target) == e.link_target) {
-        e.path = header.path;
-        e.link_target = header.link_target;
+    if (refused.empty()) {
+      fetched += end - start;
+      OCIFS_ASSIGN(std::string raw, read_range(*layer.blob, start, end - start));
+      const auto codec =
+          format == TocFormat::estargz ? compress::ChunkCodec::gzip : compress::ChunkCodec::zstd;
+      // Decoded only as far as the headers can reach: a bomb in the range costs no more.
+      auto decoded = compress::decode_units(codec, std::as_bytes(std::span(raw)),
+                                            skip + 4 * limits::kMaxNameRecoveryRangeBytes);
+      if (decoded && skip <= decoded->size()) {
+        std::string headers(reinterpret_cast<const char*>(decoded->data()) + skip, decoded->size() - skip);
+        auto source = std::make_shared<io::MemorySource>(std::move(headers), what);
+        compress::ScanOptions options;
+        options.hash = false;
+        OCIFS_ASSIGN(auto stream, compress::make_stream_decoder(compress::Encoding::tar, source, options));
+        TarWalker walker(*stream, what);
+        std::size_t j = first;
+        // The range ends inside the next file's data: the walk stops with an error there, after its
+        // header, which is all that is wanted.
+        for (auto next = walker.next(); next && *next && j < n; next = walker.next()) {
+          const TarEntry& header = **next;
+          if (is_stargz_metadata(header.path)) continue;
+          TocFile& e = entries[j++];
+          if (lossy(e) && as_toc_spells(header.path) == e.path &&
+              as_toc_spells(header.link_target) == e.link_target) {
+            e.path = header.path;
+            e.link_target = header.link_target;
+          }
+        }
+      } else {
+        refused = "its tar headers could not be decoded";
       }
     }
-    if (lossy(entries[i])) {
-      spdlog::warn("cannot find the tar header of '{}' in {}; it keeps the name its TOC gives", entries[i].path, what);
+    for (std::size_t i = first; i <= last; ++i) {
+      if (lossy(entries[i]))
+        keep_toc_name(i, refused.empty() ? std::string_view("no tar header matches it") : refused);
     }
+    first = next_first;
+  }
+  if (warned > 10) {
+    spdlog::warn(
+        "{}: {} names in all keep the spelling their TOC gives (U+FFFD for bytes that are not UTF-8)",
+        layer.name, unresolved);
   }
   return util::success();
 }
@@ -242,6 +289,11 @@ TocFormat toc_format_of(const LayerBlob& layer) {
 Result<OpenLayer> open_toc_layer(const LayerBlob& layer, TocFormat format,
                                  const std::shared_ptr<compress::SpanCache>& spans) {
   auto read = format == TocFormat::estargz ? read_estargz_toc(layer) : read_zstd_chunked_toc(layer);
+  if (!read && read.error().code == std::errc::file_too_large) {
+    // A TOC past its limits (util/limits.hpp: size, entries) does not make a broken layer: the
+    // layer is scanned whole instead, within the limits of a scan.
+    return Error{std::errc::not_supported, read.error().message};
+  }
   if (!read) {
     // Footer and TOC bytes that did not check out must not be read from the cache again.
     if (read.error().code != std::errc::not_supported) layer.blob->discard(0, layer.blob->size());
@@ -254,12 +306,32 @@ Result<OpenLayer> open_toc_layer(const LayerBlob& layer, TocFormat format,
   OCIFS_TRY(recover_names(layer, format, toc));
   // Files' data laid end to end: the offsets the index and the reader share.
   LayerIndex index;
+  EntryAdmission admission(layer.name, layer.budget.get());
   std::vector<compress::Chunk> chunks;
   std::uint64_t end = 0;
   for (TocFile& file : toc.entries) {
     file.data_offset = end;
     file.stored_size = file.kind == EntryKind::regular ? file.size : 0;
+    // Each size is below 2^63 (the parser's bound), their sum is not: the same bound as a tar.
+    if (file.stored_size > limits::kMaxDecodedLayerBytes - end) {
+      return make_error(
+          std::errc::file_too_large,
+          "cannot open {} by its TOC: its files up to '{}' (entry {}) hold more than {} bytes, the "
+          "limit for a layer",
+          layer.name, util::shown(file.path), file.toc_index, limits::kMaxDecodedLayerBytes);
+    }
+    OCIFS_TRY(admission.admit(file));
     for (const TocChunk& c : file.chunks) {
+      // A data chunk is decoded whole in memory on a read (a zeros chunk never is): a larger one
+      // makes the layer be scanned instead, as for a chunk without a digest.
+      if (!c.zeros && (c.size > limits::kMaxChunkBytes || c.inner_offset > limits::kMaxChunkBytes)) {
+        return make_error(
+            std::errc::not_supported,
+            "cannot open {} by its TOC: the chunk at offset {} of '{}' (entry {}) has {} bytes after "
+            "{} (limit {} each)",
+            layer.name, c.file_offset, util::shown(file.path), file.toc_index, c.size, c.inner_offset,
+            limits::kMaxChunkBytes);
+      }
       compress::Chunk chunk;
       chunk.offset = end + c.file_offset;
       chunk.size = c.size;

@@ -1,6 +1,7 @@
 #include "ocifs/oci/docker_archive_manifest.hpp"
 
 #include "json_util.hpp"
+#include "ocifs/util/limits.hpp"
 
 namespace ocifs::oci {
 
@@ -21,6 +22,13 @@ Result<std::vector<DockerArchiveImage>> parse_docker_archive_manifest(std::strin
     OCIFS_ASSIGN(image.config, get_string(entry, "Config", where, path, true));
     OCIFS_ASSIGN(image.repo_tags, get_strings(entry, "RepoTags", where, path));
     OCIFS_ASSIGN(image.layers, get_strings(entry, "Layers", where, path));
+    if (image.layers.size() > limits::kMaxLayers) {
+      return make_error(
+          std::errc::file_too_large,
+          "cannot parse {}: image {} has {} layers, more than the limit of {} (overlayfs stacks at "
+          "most 500 layers)",
+          where, i, image.layers.size(), limits::kMaxLayers);
+    }
     images.push_back(std::move(image));
   }
   return images;

@@ -5,6 +5,8 @@
 
 #include "json_util.hpp"
 #include "ocifs/oci/types.hpp"
+#include "ocifs/util/limits.hpp"
+#include "ocifs/util/text.hpp"
 
 namespace ocifs::oci {
 
@@ -71,7 +73,8 @@ Result<Descriptor> parse_descriptor(const json& d, std::string_view where, std::
   OCIFS_ASSIGN(desc.media_type, get_string(d, "mediaType", where, path));
   OCIFS_ASSIGN(desc.digest, get_string(d, "digest", where, path, true));
   if (!plausible_digest(desc.digest)) {
-    return bad_field(where, field_path(path, "digest"), fmt::format("is not a digest: \"{}\"", desc.digest));
+    return bad_field(where, field_path(path, "digest"),
+                     fmt::format("is not a digest: \"{}\"", util::shown(desc.digest)));
   }
   OCIFS_ASSIGN(desc.size, get_int(d, "size", where, path, false, -1));
   if (d.contains("size") && desc.size < 0) return bad_field(where, field_path(path, "size"), "is negative");
@@ -140,7 +143,7 @@ Result<Manifest> parse_manifest(std::string_view text, std::string_view where) {
   if (!m.media_type.empty() && !is_manifest_media_type(m.media_type)) {
     return make_error(std::errc::not_supported,
                       "cannot use manifest {}: media type \"{}\" is not an image manifest", where,
-                      m.media_type);
+                      util::shown(m.media_type));
   }
   if (m.media_type.empty()) {
     if (doc.contains("manifests") && !doc.contains("config")) {
@@ -153,6 +156,14 @@ Result<Manifest> parse_manifest(std::string_view text, std::string_view where) {
   if (config == doc.end() || config->is_null())
     return bad_field(where, "config", config == doc.end() ? "is missing" : "is null, not a descriptor");
   OCIFS_ASSIGN(m.config, parse_descriptor(*config, where, "config"));
+  if (auto layers = doc.find("layers");
+      layers != doc.end() && layers->is_array() && layers->size() > limits::kMaxLayers) {
+    return make_error(
+        std::errc::file_too_large,
+        "cannot use manifest {}: it has {} layers, more than the limit of {} (overlayfs stacks at "
+        "most 500 layers)",
+        where, layers->size(), limits::kMaxLayers);
+  }
   OCIFS_ASSIGN(m.layers, parse_descriptors(doc, "layers", where, false));
   OCIFS_ASSIGN(m.annotations, get_string_map(doc, "annotations", where, ""));
   return m;
@@ -168,7 +179,7 @@ Result<Index> parse_index(std::string_view text, std::string_view where) {
   if (!index.media_type.empty() && !is_index_media_type(index.media_type)) {
     return make_error(std::errc::invalid_argument,
                       "cannot use index {}: media type \"{}\" is not an image index", where,
-                      index.media_type);
+                      util::shown(index.media_type));
   }
   if (index.media_type.empty()) index.media_type = media_type::kOciIndex;
   OCIFS_ASSIGN(index.manifests, parse_descriptors(doc, "manifests", where, true));
@@ -177,7 +188,19 @@ Result<Index> parse_index(std::string_view text, std::string_view where) {
 }
 
 Result<ImageConfig> parse_config(std::string_view text, std::string_view where) {
-  OCIFS_ASSIGN(auto doc, parse_json(text, where));
+  // Only what ImageConfig holds is built: a config's history, labels and the rest can be large.
+  auto keep = [](std::span<const std::string> path, std::string_view key) {
+    if (path.empty()) {
+      return key == "architecture" || key == "os" || key == "variant" || key == "os.version" ||
+             key == "os.features" || key == "created" || key == "config" || key == "rootfs";
+    }
+    if (path.size() == 1 && path[0] == "config") {
+      return key == "Env" || key == "Entrypoint" || key == "Cmd" || key == "WorkingDir" || key == "User";
+    }
+    if (path.size() == 1 && path[0] == "rootfs") return key == "diff_ids";
+    return true;
+  };
+  OCIFS_ASSIGN(auto doc, parse_json(text, where, keep));
   OCIFS_TRY(require_object(doc, where));
   ImageConfig c;
   OCIFS_ASSIGN(c.platform.architecture, get_string(doc, "architecture", where, ""));
@@ -200,7 +223,7 @@ Result<ImageConfig> parse_config(std::string_view text, std::string_view where) 
     for (std::size_t i = 0; i < c.diff_ids.size(); ++i) {
       if (!plausible_digest(c.diff_ids[i])) {
         return bad_field(where, fmt::format("rootfs.diff_ids[{}]", i),
-                         fmt::format("is not a digest: \"{}\"", c.diff_ids[i]));
+                         fmt::format("is not a digest: \"{}\"", util::shown(c.diff_ids[i])));
       }
     }
   }

@@ -2,8 +2,10 @@
 // types and missing fields as Errors naming the document and the field. Functions only.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,8 +16,15 @@ namespace ocifs::oci::detail {
 
 using nlohmann::json;
 
-// Parses a whole document; syntax errors name `where` and the byte offset.
-Result<json> parse_json(std::string_view text, std::string_view where);
+// Whether to keep the value of `key` in an object reached through `path` (the keys of the
+// enclosing objects, outermost first; array levels add nothing).
+using KeepKey = std::function<bool(std::span<const std::string> path, std::string_view key)>;
+
+// Parses a whole document; syntax errors name `where` and the byte offset. Only what `keep`
+// keeps (everything without it) is built, so memory follows the fields used, not the document.
+// A document nested deeper than limits::kMaxJsonDepth, or of more than limits::kMaxJsonValues
+// kept values, is an error.
+Result<json> parse_json(std::string_view text, std::string_view where, const KeepKey& keep = {});
 
 Error bad_field(std::string_view where, std::string_view field, std::string_view reason);
 

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <array>
 
+#include "ocifs/util/text.hpp"
+
 namespace ocifs::oci {
 
 namespace {
@@ -43,18 +45,19 @@ Result<Digest> Digest::parse(std::string_view text) {
   auto colon = text.find(':');
   if (colon == std::string_view::npos) {
     return make_error(std::errc::invalid_argument, "cannot parse digest \"{}\": expected ALGORITHM:HEX",
-                      text);
+                      util::shown(text));
   }
   auto algorithm = text.substr(0, colon);
   auto hex = text.substr(colon + 1);
   if (algorithm != "sha256") {
     return make_error(std::errc::invalid_argument,
-                      "cannot parse digest \"{}\": unsupported algorithm \"{}\" (only sha256)", text,
-                      algorithm);
+                      "cannot parse digest \"{}\": unsupported algorithm \"{}\" (only sha256)",
+                      util::shown(text), util::shown(algorithm));
   }
   if (hex.size() != 64 || !is_lower_hex(hex)) {
     return make_error(std::errc::invalid_argument,
-                      "cannot parse digest \"{}\": a sha256 digest has 64 lowercase hex digits", text);
+                      "cannot parse digest \"{}\": a sha256 digest has 64 lowercase hex digits",
+                      util::shown(text));
   }
   return Digest{std::string(algorithm), std::string(hex)};
 }

@@ -24,6 +24,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fixtures  # noqa: E402
+import hostile  # noqa: E402
 import treecmp  # noqa: E402
 from common import (OCIFS, Fail, Mount, Skip, check, is_mounted, log, main, mount_entry,  # noqa: E402
                     ocifs, run, unmount, daemon_pids)
@@ -1121,6 +1122,7 @@ CASES = {
     'cache_damage_live': case_cache_damage_live,
     'shared_cache': case_shared_cache,
 }
+CASES.update(hostile.CASES)  # resource limits (hostile.py)
 
 if __name__ == '__main__':
     if len(sys.argv) > 1 and sys.argv[1] == '--list':

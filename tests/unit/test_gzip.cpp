@@ -165,6 +165,24 @@ TEST_CASE("gzip: single member, scan and random access") {
   check_reads(index, blob, data);
 }
 
+TEST_CASE("gzip: checkpoints thin out after every 1024, so a huge layer keeps few of them") {
+  // 40 MiB at the smallest span (16 KiB): 1024 points over the first 16 MiB, then one per 32 KiB.
+  // Evenly spaced it would be 2560 points; a 1 TiB gzip bomb at 512 KiB was 2 million (~6 GB
+  // of states held while it is mounted).
+  std::string data = make_data(40 << 20, 5);
+  std::string gz = gzip_member(data, 1);
+  auto blob = blob_of(gz);
+  ScanOptions options;
+  options.gzip_span = 16 << 10;
+  auto s = scan(blob, options);
+  REQUIRE(s.ok());
+  const auto& points = s->index.gzip_points;
+  CHECK(points.size() < 1900);
+  CHECK(points[1023].decoded_offset == 1023 * (16u << 10));
+  CHECK(points[1025].decoded_offset - points[1024].decoded_offset == (32u << 10));
+  check_reads(s->index, blob, data, 50);
+}
+
 TEST_CASE("gzip: default 512 KiB span and no hashing") {
   std::string data = make_data(5 << 20, 2);
   std::string gz = gzip_member(data, 9);

@@ -126,8 +126,8 @@ void check_same(const LayerIndex& a, const LayerIndex& b) {
     CHECK(x.mode == y.mode);
     CHECK(x.uid == y.uid);
     CHECK(x.gid == y.gid);
-    CHECK(x.dev_major == y.dev_major);
-    CHECK(x.dev_minor == y.dev_minor);
+    CHECK(a.dev_major(x) == b.dev_major(y));
+    CHECK(a.dev_minor(x) == b.dev_minor(y));
     CHECK(x.kind == y.kind);
     CHECK(a.path(x) == b.path(y));
     CHECK(a.link_target(x) == b.link_target(y));
@@ -178,8 +178,8 @@ TEST_CASE("LayerIndex keeps every field of the walked entries") {
     CHECK(e.gid == t.gid);
     CHECK(e.mtime_sec == t.mtime_sec);
     CHECK(e.mtime_nsec == t.mtime_nsec);
-    CHECK(e.dev_major == t.dev_major);
-    CHECK(e.dev_minor == t.dev_minor);
+    CHECK(b.index.dev_major(e) == t.dev_major);
+    CHECK(b.index.dev_minor(e) == t.dev_minor);
     REQUIRE(b.index.xattrs(e).size() == t.xattrs.size());
     for (std::size_t j = 0; j < t.xattrs.size(); ++j) {
       CHECK(b.index.xattr_name(b.index.xattrs(e)[j]) == t.xattrs[j].name);
@@ -209,7 +209,8 @@ TEST_CASE("LayerIndex keeps every field of the walked entries") {
   CHECK(b.index.sparse(sparse)[1].offset == 147456);
   CHECK(b.index.sparse(sparse)[1].length == 8192);
   CHECK(sparse.size == 200000);
-  CHECK(sizeof(layer::IndexEntry) <= 88);
+  CHECK(sizeof(layer::IndexEntry) <= 56);
+  CHECK(sizeof(layer::EntryExtra) == 32);
 }
 
 TEST_CASE("LayerIndex round trip") {
@@ -276,17 +277,24 @@ TEST_CASE("LayerIndex rejects damaged bytes") {
     CHECK_THAT(r.error().message, Catch::Contains("version 99"));
   }
   SECTION("references out of bounds with a valid checksum") {
-    constexpr std::size_t kFirstEntry = 104;
-    for (std::size_t field : {44u /* path_size */, 40u /* path_offset */, 52u /* link_size */,
-                              68u /* xattr_count */, 76u /* sparse_count */}) {
+    constexpr std::size_t kFirstEntry = 112;
+    const std::size_t first_extra = kFirstEntry + b.index.size() * 53;
+    struct Field {
+      std::size_t at;
+      int width;
+    };
+    for (auto [at, width] :
+         {Field{kFirstEntry + 36, 4} /* path_offset */, Field{kFirstEntry + 40, 4} /* extra */,
+          Field{kFirstEntry + 44, 2} /* path_size */, Field{first_extra + 4, 4} /* link_size */,
+          Field{first_extra + 20, 4} /* xattr_count */, Field{first_extra + 28, 4} /* sparse_count */}) {
       std::string damaged = bytes;
-      put_u32(damaged, kFirstEntry + field, 0x7fffffff);
+      for (int i = 0; i < width; ++i) damaged[at + i] = static_cast<char>(i + 1 == width ? 0x7f : 0xff);
       auto r = LayerIndex::deserialize(reseal(damaged));
       REQUIRE_FALSE(r);
       CHECK_THAT(r.error().message, Catch::Contains("out of bounds"));
     }
     std::string kind = bytes;
-    kind[kFirstEntry + 80] = 42;
+    kind[kFirstEntry + 48] = 42;
     CHECK_FALSE(LayerIndex::deserialize(reseal(kind)));
     std::string count = bytes;
     put_u32(count, 16, 1000000);  // entry count

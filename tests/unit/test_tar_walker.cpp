@@ -356,7 +356,7 @@ TEST_CASE("ustar prefix field, v7 and gnutar long names from libarchive") {
     CHECK(entries[1].link_target == "b");
   }
   SECTION("gnutar L and K") {
-    std::string long_name = "x/" + std::string(300, 'n');
+    std::string long_name = "x/" + std::string(200, 'n') + "/" + std::string(150, 'm');
     std::string long_target = "/" + std::string(200, 't');
     std::string tar = write_tar(archive_write_set_format_gnutar,
                                 {{.path = long_name, .content = "gnu data"},
@@ -399,7 +399,8 @@ TEST_CASE("GNU sparse 1.0 from libarchive") {
 
 TEST_CASE("hand-made headers") {
   SECTION("v7 header, no zero blocks at the end") {
-    auto entries = walk_ok(file("a", "hello", Magic::v7) + file("dir/", "", Magic::v7));
+    // V7 has no directory type: a NUL type and a trailing slash (as Go's archive/tar reads it).
+    auto entries = walk_ok(file("a", "hello", Magic::v7) + header("dir/", '\0', 0, Magic::v7));
     REQUIRE(entries.size() == 2);
     CHECK(entries[0].path == "a");
     CHECK(entries[0].data_offset == 512);
@@ -637,7 +638,7 @@ TEST_CASE("hand-made headers") {
     put(good_link, 157, "/etc/./passwd");
     set_checksum(good_link);
     std::string tar = file("../evil", "x") + file("a/../../b", "y") + file("/etc/passwd", "root") +
-                      file("./", "") + file(".//x/./y//", "") + bad_link + good_link + kEnd;
+                      header("./", '5', 0) + header(".//x/./y//", '5', 0) + bad_link + good_link + kEnd;
     auto entries = walk_ok(tar);
     REQUIRE(entries.size() == 4);
     CHECK(entries[0].path == "etc/passwd");
@@ -685,6 +686,79 @@ TEST_CASE("hand-made headers") {
     CHECK_THAT(
         walk_error(pax(huge) + header("s", '0', 512) + pad("2\n" + std::string(504, '0') + "\n12345") + kEnd),
         Catch::Contains("runs past"));
+  }
+}
+
+TEST_CASE("hostile names and sizes (util/limits.hpp)") {
+  SECTION("a regular file whose name ends in '/' stays a file; its body is data, never headers") {
+    // The body is a valid header: read as one, it would smuggle in an entry no other reader sees.
+    std::string body = file("smuggled", "s");
+    std::string tar = header("evil/", '0', body.size()) + body + file("after", "ok") + kEnd;
+    auto entries = walk_ok(tar);
+    REQUIRE(entries.size() == 2);
+    CHECK(entries[0].path == "evil");
+    CHECK(entries[0].kind == EntryKind::regular);
+    CHECK(stored(tar, entries[0]) == body);
+    CHECK(entries[1].path == "after");
+    // Type NUL with a trailing slash is a (V7) directory, and its body is skipped all the same.
+    std::string v7 = header("olddir/", '\0', body.size()) + body + file("after", "ok") + kEnd;
+    auto old = walk_ok(v7);
+    REQUIRE(old.size() == 2);
+    CHECK(old[0].kind == EntryKind::directory);
+    CHECK(old[1].path == "after");
+  }
+  SECTION("names with a NUL byte are skipped, never shown cut short") {
+    for (std::string name : {std::string("abc\0def", 7), std::string("\0", 1), std::string("\0abc", 4)}) {
+      INFO(name.size());
+      std::string tar = pax(pax_record("path", name)) + file("placeholder", "x") + file("kept", "y") + kEnd;
+      auto entries = walk_ok(tar);
+      REQUIRE(entries.size() == 1);
+      CHECK(entries[0].path == "kept");
+    }
+    // A GNU long name is NUL-terminated: trailing NULs end it, a NUL with more after it does not.
+    std::string inner = std::string("abc\0def", 7);
+    std::string tar = header("././@LongLink", 'L', inner.size(), Magic::gnu) + pad(inner) +
+                      file("x", "data", Magic::gnu) + file("kept", "y") + kEnd;
+    auto entries = walk_ok(tar);
+    REQUIRE(entries.size() == 1);
+    CHECK(entries[0].path == "kept");
+    // A symlink target with a NUL would read back cut short too.
+    std::string link_tar = pax(pax_record("linkpath", std::string("a\0b", 3))) + header("l", '2', 0) + kEnd;
+    CHECK(walk_ok(link_tar).empty());
+  }
+  SECTION("a component longer than NAME_MAX is skipped; 255 bytes is fine") {
+    std::string tar = pax(pax_record("path", "d/" + std::string(256, 'n'))) + file("x", "skipped") +
+                      pax(pax_record("path", "d/" + std::string(255, 'n'))) + file("x", "kept") + kEnd;
+    auto entries = walk_ok(tar);
+    REQUIRE(entries.size() == 1);
+    CHECK(entries[0].path == "d/" + std::string(255, 'n'));
+    CHECK(stored(tar, entries[0]) == "kept");
+  }
+  SECTION("xattrs Linux cannot hold are dropped, the entry stays") {
+    std::string recs = pax_record(std::string("SCHILY.xattr.user.a\0b", 22), "v") +
+                       pax_record("SCHILY.xattr." + std::string(300, 'x'), "v") +
+                       pax_record("SCHILY.xattr.user.big", std::string(65537, 'v')) +
+                       pax_record("SCHILY.xattr.user.ok", "fine");
+    auto entries = walk_ok(pax(recs) + file("f", "") + kEnd);
+    REQUIRE(entries.size() == 1);
+    REQUIRE(entries[0].xattrs.size() == 1);
+    CHECK(entries[0].xattrs[0].name == "user.ok");
+  }
+  SECTION("sizes past the decoded-layer limit are refused before anything is skipped") {
+    auto msg = walk_error(pax(pax_record("size", std::to_string(std::uint64_t{1} << 41))) +
+                          header("big", '0', 0) + kEnd);
+    CHECK_THAT(msg, Catch::Contains("'big'") && Catch::Contains("limit of 1099511627776 bytes"));
+    CHECK_THAT(walk_error(pax(pax_record("GNU.sparse.size", "9223372036854775808") +
+                              pax_record("GNU.sparse.map", "0,1")) +
+                          header("s", '0', 1) + pad("x") + kEnd),
+               Catch::Contains("PAX GNU.sparse.size"));
+  }
+  SECTION("names in messages are escaped") {
+    std::string evil = "\x1b]0;pwned\x07\n\x9b";
+    auto msg = walk_error(pax(pax_record("path", evil) + pax_record("uid", "x")) + file("f", "") + kEnd);
+    CHECK(msg.find('\x1b') == std::string::npos);
+    CHECK(msg.find('\n') == std::string::npos);
+    CHECK_THAT(msg, Catch::Contains("\\033]0;pwned\\a\\n\\233"));
   }
 }
 

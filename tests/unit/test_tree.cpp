@@ -35,7 +35,7 @@ image::Tree build(const std::vector<std::vector<layer::TarEntry>>& layers) {
   std::vector<layer::LayerIndex> indexes(layers.size());
   for (std::size_t i = 0; i < layers.size(); ++i) {
     for (const auto& e : layers[i]) indexes[i].add(e);
-    builder.apply_layer(static_cast<std::uint16_t>(i), indexes[i]);
+    REQUIRE(builder.apply_layer(static_cast<std::uint16_t>(i), indexes[i]));
   }
   return std::move(builder).build();
 }

@@ -13,8 +13,9 @@
 // cleared from their maps, down to 15/16 of the budget so that the next write does not trigger
 // another scan right away. Never evicted: a chunk a read or write of this process is using right
 // now, and any chunk of a blob another process (or another BlobCache) has open — that process
-// enforces the budget on its own blobs. The budget counts blob chunks only; layer indexes and
-// decoded zstd copies (Cache) are reported by `ocifs cache du` but not evicted.
+// enforces the budget on its own blobs. The decoded copies of zstd layers share the budget
+// (decoded_copies.hpp): what they take is left to the chunks less, and gc() trims them to their
+// share first. Layer indexes are reported by `ocifs cache du` but not counted.
 //
 // Writers never evict: a write that takes the present bytes over the budget hands the eviction
 // to a background thread (started on first need), since a pass scans the directory, reads maps,
@@ -59,6 +60,9 @@ struct GcStats {
   std::uint64_t blobs_removed = 0;    // entries with nothing present, both files deleted
   std::uint64_t temp_files_removed = 0;
   std::uint64_t temp_bytes_removed = 0;
+  std::uint64_t decoded_bytes = 0;    // decoded zstd copies, after trimming them
+  std::uint64_t decoded_removed = 0;  // copies gc removed, least recently used first
+  std::uint64_t decoded_bytes_removed = 0;
 };
 
 class BlobCache : public std::enable_shared_from_this<BlobCache> {
@@ -83,9 +87,10 @@ class BlobCache : public std::enable_shared_from_this<BlobCache> {
   Result<void> settle();
   // Every blob in the cache, sorted by digest.
   Result<std::vector<BlobInfo>> list();
-  // Evicts LRU chunks until at most target_bytes are present (UINT64_MAX: none), deletes the
-  // files of blobs with nothing present, and removes temp files left by dead writers (in ROOT/tmp
-  // and `*.tmp.*` beside index files) not modified for 10 minutes.
+  // Trims decoded copies to their share of target_bytes, evicts LRU chunks until at most
+  // target_bytes are present with the copies (UINT64_MAX: none), deletes the files of blobs with
+  // nothing present, and removes temp files left by dead writers (in ROOT/tmp and `*.tmp.*`
+  // beside index files) not modified for 10 minutes.
   Result<GcStats> gc(std::uint64_t target_bytes);
 
  private:

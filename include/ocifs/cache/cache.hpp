@@ -2,6 +2,7 @@
 //
 //   ROOT/index/sha256/<hex>.idx      layer indexes (LayerIndex::serialize)
 //   ROOT/decoded/sha256/<hex>        decoded streams of zstd layers that cannot be read per frame
+//                                    (part of the --cache-max budget: decoded_copies.hpp)
 //   ROOT/documents/sha256/<hex>      registry manifests, indexes and configs (checked on read)
 //   ROOT/refs/<host>/<repository>/<tag>  the manifest digest a registry tag last resolved to
 //   ROOT/access/sha256/<hex>         files an image's first mount read, by manifest digest
@@ -20,9 +21,12 @@
 
 #include "ocifs/cache/scratch_file.hpp"
 #include "ocifs/io/fd.hpp"
+#include "ocifs/io/file_source.hpp"
 #include "ocifs/util/result.hpp"
 
 namespace ocifs::cache {
+
+class BlobCache;
 
 // A file being written into the cache; removed unless commit() is called.
 class PendingFile {
@@ -55,6 +59,10 @@ class Cache {
   // Raw bytes of the stored index of a layer, or nullopt when there is none.
   Result<std::optional<std::string>> read_index(std::string_view digest) const;
   Result<void> write_index(std::string_view digest, std::string_view bytes) const;
+  // The same as a file to read in pieces (a layer index can be hundreds of MB), and a file to
+  // write one into, moved into place by PendingFile::commit().
+  Result<std::optional<std::shared_ptr<io::FileSource>>> open_index(std::string_view digest) const;
+  Result<PendingFile> create_index(std::string_view digest) const;
   bool has_index(std::string_view digest) const;
   void remove_index(std::string_view digest) const;
 
@@ -78,6 +86,15 @@ class Cache {
 
   std::filesystem::path decoded_path(std::string_view digest) const;
   Result<PendingFile> create_decoded(std::string_view digest) const;
+  // Decoded copies share the budget of the blob cache (--cache-max), when there is one: one copy
+  // may be at most decoded_copy_limit() bytes. commit_decoded() makes room for `file` among the
+  // other copies (least recently used go), moves it into place, and has the blob cache trim its
+  // chunks so that blobs and copies together stay within the budget. touch_decoded() marks a
+  // copy used (a mount opened it).
+  void set_blob_cache(std::shared_ptr<BlobCache> blobs) { blobs_ = std::move(blobs); }
+  std::uint64_t decoded_copy_limit() const;
+  Result<void> commit_decoded(PendingFile& file, std::string_view digest, std::uint64_t bytes) const;
+  void touch_decoded(std::string_view digest) const;
 
   // An unnamed file in tmp/ that takes at most `limit` bytes and is gone once closed.
   Result<ScratchFile> create_scratch(std::uint64_t limit) const;
@@ -90,7 +107,11 @@ class Cache {
   Result<std::filesystem::path> ref_path(std::string_view host, std::string_view repository,
                                          std::string_view tag) const;
 
+  // Creates ROOT/tmp/<prefix>.PID.X, to be renamed to `final_path`.
+  Result<PendingFile> create_pending(std::string_view prefix, std::filesystem::path final_path) const;
+
   std::filesystem::path root_;
+  std::shared_ptr<BlobCache> blobs_;  // the budget; null: none
 };
 
 }  // namespace ocifs::cache

@@ -54,6 +54,12 @@ class StreamDecoder {
   virtual std::string compressed_sha256() const = 0;
   // Hex sha256 of the decoded stream when ScanOptions::hash_decoded; valid after finish().
   virtual std::string decoded_sha256() const = 0;
+
+  // Whether what was decoded so far already shows that random access will need the whole decoded
+  // stream kept in the cache (zstd: a frame above kSpillFrameSize); a scan that cannot keep it
+  // then stops at once instead of decoding on. (A stream of one small frame is only known to need
+  // it at the end: SeekIndex::zstd_spilled.)
+  virtual bool needs_decoded_copy() const { return false; }
 };
 
 Result<std::unique_ptr<StreamDecoder>> make_stream_decoder(Encoding encoding, io::BlobSourcePtr blob,

@@ -26,6 +26,9 @@ class ZstdDecoder final : public StreamDecoder {
   Result<SeekIndex> finish() override;
   std::string compressed_sha256() const override { return compressed_digest_; }
   std::string decoded_sha256() const override { return decoded_digest_; }
+  bool needs_decoded_copy() const override {
+    return largest_frame_ > kSpillFrameSize || (in_frame_ && frame_.decoded_size > kSpillFrameSize);
+  }
 
  private:
   struct DCtxDeleter {
@@ -50,6 +53,7 @@ class ZstdDecoder final : public StreamDecoder {
   ZstdFrame frame_;         // the current frame, sizes growing
   std::uint64_t decoded_ = 0;
   std::vector<ZstdFrame> frames_;
+  std::uint64_t largest_frame_ = 0;  // decoded size of the largest finished data frame
   std::vector<std::byte> scratch_;
   util::Sha256 raw_hasher_;
   util::Sha256 decoded_hasher_;

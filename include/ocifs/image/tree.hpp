@@ -3,8 +3,8 @@
 // in breadth-first order over name-sorted directories, so the same image gets the same numbers
 // on every mount.
 //
-// Memory: an Inode is 96 bytes and a Dirent 12, plus the name and link strings in one pool; a
-// Debian minbase (≈10k entries) takes ≈1.2 MB.
+// Memory: an Inode is 64 bytes (what only one kind of inode has is overlaid) and a Dirent 12,
+// plus the name and link strings in one pool; a Debian minbase (≈10k entries) takes ≈0.9 MB.
 #pragma once
 
 #include <cstdint>
@@ -18,44 +18,61 @@
 
 namespace ocifs::image {
 
+// A string in the tree's pool. Trivial (no initialisers), so that it can share an Inode's bytes;
+// {} is the empty string.
 struct StringRef {
-  std::uint32_t offset = 0;
-  std::uint32_t size = 0;
+  std::uint32_t offset;
+  std::uint32_t size;
 };
 
 struct Inode {
-  std::uint64_t size = 0;         // st_size (symlink: target length; dir: 0 until build)
-  std::uint64_t data_offset = 0;  // regular files: offset in the layer's decoded stream
+  std::uint64_t size = 0;  // st_size (symlink: target length; dir: 0)
   std::int64_t mtime_sec = 0;
   std::uint32_t mtime_nsec = 0;
   std::uint32_t mode = 0;  // st_mode with type bits
   std::uint32_t uid = 0;
   std::uint32_t gid = 0;
   std::uint32_t nlink = 1;
-  std::uint32_t dev_major = 0;
-  std::uint32_t dev_minor = 0;
-  std::uint32_t parent = 0;       // directories: parent inode index (root: itself)
-  std::uint32_t first_child = 0;  // directories: first Dirent index
-  std::uint32_t child_count = 0;
-  StringRef link;                 // symlink target
   std::uint32_t xattr_first = 0;  // into Tree::xattrs
   std::uint32_t xattr_count = 0;
-  std::uint32_t sparse_first = 0; // into Tree::sparse (regular files)
-  std::uint32_t sparse_count = 0;
-  std::uint16_t layer = 0;        // regular files: which layer holds the data
+  std::uint16_t layer = 0;  // regular files: which layer holds the data
+  // What only one kind of inode has, overlaid (16 bytes): read the fields of the inode's kind
+  // only. sparse_count is 0 for every other kind.
+  union {
+    // Regular files.
+    struct {
+      std::uint64_t data_offset = 0;   // offset in the layer's decoded stream
+      std::uint32_t sparse_first = 0;  // into Tree::sparse
+      std::uint32_t sparse_count = 0;
+    };
+    // Directories.
+    struct {
+      std::uint32_t parent;       // parent inode index (root: itself)
+      std::uint32_t first_child;  // first Dirent index
+      std::uint32_t child_count;
+    };
+    // Symlinks: the target.
+    StringRef link;
+    // Character and block devices.
+    struct {
+      std::uint32_t dev_major;
+      std::uint32_t dev_minor;
+    };
+  };
   bool is_dir() const;
   bool is_regular() const;
   bool is_symlink() const;
+  bool is_device() const;
 };
 
 struct Dirent {
-  StringRef name;
+  StringRef name{};
   std::uint32_t inode = 0;
 };
 
 struct TreeXattr {
-  StringRef name;
-  StringRef value;
+  StringRef name{};
+  StringRef value{};
 };
 
 class Tree {
@@ -65,6 +82,7 @@ class Tree {
   std::size_t inode_count() const { return inodes_.size(); }
   const Inode& inode(std::uint32_t index) const { return inodes_[index]; }
   std::span<const Dirent> children(const Inode& dir) const {
+    if (!dir.is_dir()) return {};
     return std::span(dirents_).subspan(dir.first_child, dir.child_count);
   }
   std::string_view str(StringRef ref) const { return std::string_view(pool_).substr(ref.offset, ref.size); }
@@ -72,6 +90,7 @@ class Tree {
     return std::span(xattrs_).subspan(inode.xattr_first, inode.xattr_count);
   }
   std::span<const layer::SparseExtent> sparse(const Inode& inode) const {
+    if (!inode.is_regular()) return {};
     return std::span(sparse_).subspan(inode.sparse_first, inode.sparse_count);
   }
 

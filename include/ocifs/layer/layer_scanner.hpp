@@ -16,6 +16,7 @@
 #include "ocifs/io/gated_source.hpp"
 #include "ocifs/io/read_errors.hpp"
 #include "ocifs/layer/layer_index.hpp"
+#include "ocifs/layer/metadata_budget.hpp"
 
 namespace ocifs::layer {
 
@@ -38,6 +39,9 @@ struct LayerBlob {
   // layer called gzip or zstd whose bytes are neither is read as a plain tar, and when that
   // fails the error says what the media type promised.
   std::string media_type{};
+  // What the image's layers may hold together (util/limits.hpp), shared by its layers; null:
+  // the layer is held to the limits alone.
+  std::shared_ptr<MetadataBudget> budget{};
 };
 
 // Called now and then with the raw blob bytes read so far.
@@ -45,7 +49,9 @@ using ProgressFn = std::function<void(std::uint64_t bytes_read)>;
 
 // Scans `layer` once: decodes, walks tar headers, verifies the digest over every byte, and
 // returns the index. zstd layers whose frames are too large to read per frame get their decoded
-// stream written to the cache (committed only if the digest verifies).
+// stream written to the cache (committed only if the digest verifies), within its share of the
+// cache budget (Cache::decoded_copy_limit; a layer that needs more is refused). A layer that
+// decodes to more than limits::kMaxDecodedLayerBytes is refused.
 Result<LayerIndex> scan_layer(const LayerBlob& layer, const cache::Cache& cache, const ProgressFn& progress = {});
 
 struct OpenLayer {

@@ -60,6 +60,7 @@
 
 #include "ocifs/io/blob_source.hpp"
 #include "ocifs/layer/tar_entry.hpp"
+#include "ocifs/util/limits.hpp"
 #include "ocifs/util/result.hpp"
 
 namespace ocifs::layer {
@@ -79,13 +80,10 @@ inline constexpr std::string_view kZstdChunkedPositionAnnotationOld =
 inline constexpr std::size_t kEstargzFooterSize = 51;
 inline constexpr std::size_t kLegacyStargzFooterSize = 47;
 
-// Limits against hostile input. The defaults are far above what real layers carry:
-// containers/storage refuses manifests above 150 MiB; a TOC entry is 100-300 bytes of JSON, so
-// 4 Mi entries (files + chunks) is a layer of millions of files, or of 256 GiB in 64 KiB
-// zstd:chunked chunks.
+// Limits against hostile input (util/limits.hpp says why these numbers).
 struct TocLimits {
-  std::uint64_t max_json_size = std::uint64_t{256} << 20;
-  std::size_t max_entries = std::size_t{1} << 22;
+  std::uint64_t max_json_size = limits::kMaxTocBytes;
+  std::size_t max_entries = limits::kMaxTocEntries;
 };
 
 // One chunk of a regular file's data.

@@ -3,12 +3,17 @@
 // names, base-256 numbers, GNU sparse 0.0/0.1/1.0 and old GNU sparse headers.
 // One per stream; not synchronised.
 //
-// Limits against hostile input (all errors, never large allocations): a PAX or GNU long-name
-// payload above 1 MiB, a GNU sparse map above 1 Mi extents. A path or hard link target above
-// 4096 bytes (Linux PATH_MAX) cannot be served, so such an entry is skipped with a warning like a
-// ".." entry; the stream framing is intact, so the rest of the layer is still usable.
+// Limits against hostile input (util/limits.hpp; all errors, never large allocations): a PAX or
+// GNU long-name payload above 1 MiB, a GNU sparse map above 1 Mi extents, data reaching past
+// 1 TiB of decoded stream. A name that cannot be served — a path or link target above 4096 bytes
+// (PATH_MAX), a component above 255 (NAME_MAX), a NUL byte anywhere in it — makes its entry be
+// skipped with a warning like a ".." entry (never shown cut short); the stream framing is intact,
+// so the rest of the layer is still usable. Xattrs Linux cannot hold are dropped with a warning.
+// Names in messages are escaped (util::shown).
 // Types 2-6 carry no data whatever their size field says (POSIX); a hard link carries data only
-// when its size is non-zero (PAX allows that). Unknown types are skipped with a warning.
+// when its size is non-zero (PAX allows that). Types '0' and '7' are regular files whatever their
+// name ends with; only type NUL with a trailing slash is a (V7) directory, its data skipped.
+// Unknown types are skipped with a warning.
 #pragma once
 
 #include <array>
