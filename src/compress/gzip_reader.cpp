@@ -63,13 +63,17 @@ Result<void> GzipReader::fill_span(std::size_t span, std::uint64_t need, SpanCac
     }
     SpanCache::Filling filling(entry, lock);
     if (!entry.charged) {
-      entry.data.resize(length);  // once: the charge is the real footprint, and bytes never move
+      // Reserved once: the charge is the real footprint, and the bytes never move. Not sized to
+      // the whole span: its pages are touched only as far as reads need (a random 4 KiB read
+      // that faulted in a whole 1 MiB span took 0.9 ms instead of 0.55).
+      entry.data.reserve(length);
       spans_->charge(owner_, span, length);
       entry.charged = true;
     }
     if (!entry.cursor) entry.cursor = std::make_unique<GzipCursor>(index_, blob_);
     const std::uint64_t have = entry.filled;
     const std::uint64_t target = std::min(length, std::max(need, have + kMinExtend));
+    if (entry.data.size() < target) entry.data.resize(target);  // within the reserved capacity
     auto* cursor = entry.cursor.get();
     auto out = std::span(entry.data).subspan(have, target - have);
     lock.unlock();  // other readers copy out [0, have) meanwhile; nobody else writes past it

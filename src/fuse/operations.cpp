@@ -16,6 +16,7 @@
 
 #include "ocifs/image/image.hpp"
 #include "ocifs/util/deadline.hpp"
+#include "ocifs/util/thread_boundary.hpp"
 
 namespace ocifs::fuse {
 
@@ -196,6 +197,16 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
     auto job = std::make_shared<ReadJob>(req, index, std::min(size, kMaxRead), static_cast<std::uint64_t>(off),
                                          reinterpret_cast<image::ContentReader::OpenFile*>(fi->fh),
                                          util::Clock::now() + state.read_timeout);
+    // Served on this thread while the other request threads stay free for everything else: a
+    // hand-over costs a thread wake-up, ~0.1 ms a read here (random 4 KiB reads of the bench
+    // image, p50: 0.55-0.65 ms served here, 0.68-0.8 ms through the pool). Beyond that, the pool.
+    if (state.inline_reads.fetch_add(1) < state.max_inline_reads) {
+      // The job answers EIO itself if serving it throws (guarded must not answer a second time).
+      (void)util::catch_all("serve a read", [&] { serve_read(state.image, *job); });
+      state.inline_reads.fetch_sub(1);
+      return;
+    }
+    state.inline_reads.fetch_sub(1);
     bool queued = false;
     try {
       queued = state.reads.submit([job, &image = state.image] { serve_read(image, *job); });
@@ -392,6 +403,7 @@ fuse_lowlevel_ops make_operations() {
 SessionState::SessionState(const image::Image& served, const MountOptions& options)
     : image(served),
       reads("read", options.read_threads, options.max_queued_reads),
+      max_inline_reads(std::max(1u, options.threads) - 1),
       read_timeout(options.read_timeout),
       open_handles_wanted(std::any_of(served.layers().begin(), served.layers().end(),
                                       [](const image::LayerInfo& l) { return l.per_frame; })) {}

@@ -4,6 +4,7 @@
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
+#include <atomic>
 #include <chrono>
 
 #include "ocifs/fuse/fuse_server.hpp"
@@ -20,9 +21,12 @@ struct SessionState {
   SessionState(const image::Image& served, const MountOptions& options);
 
   const image::Image& image;
-  // Reads run here, never on the request threads: a read may wait (a fetch, a verification),
-  // and lookups, getattr, readdir and readlink must answer from the tree meanwhile.
+  // A read may wait (a fetch, a verification), and lookups, getattr, readdir and readlink must
+  // answer from the tree meanwhile: at most max_inline_reads reads are served on request
+  // threads at once (one request thread always stays free); the others run on this pool.
   util::WorkPool reads;
+  std::atomic<unsigned> inline_reads{0};
+  const unsigned max_inline_reads;
   // From a read's arrival to its answer; then EIO (std::errc::timed_out inside).
   const std::chrono::milliseconds read_timeout;
   // Per-open-file state is only worth a FUSE_OPEN round trip when a layer is read frame by frame

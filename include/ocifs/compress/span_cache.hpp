@@ -36,7 +36,9 @@ class SpanCache {
     std::mutex mutex;                     // guards everything below; never held while decoding
     std::condition_variable idle;         // `filling` went false
     bool filling = false;                 // a thread is filling it, its mutex released (Filling)
-    std::vector<std::byte> data;          // the span's decoded bytes, sized once; [0, filled) final
+    // The decoded bytes: capacity reserved once (they never move), size grown by the filler
+    // with the mutex held; [0, filled) is final and may be read by anyone holding the mutex.
+    std::vector<std::byte> data;
     std::size_t filled = 0;               // bytes of `data` decoded so far
     std::unique_ptr<ReadCursor> cursor;   // live stream at `filled`; only the filling thread uses it
     bool charged = false;                 // its full size has been charged to the budget
