@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <stop_token>
 #include <string>
 #include <utility>
@@ -728,6 +729,23 @@ TEST_CASE("GatedSource: reads wait for open or fail") {
     CHECK(later.error().message == "cannot verify gated.blob: boom");
     CHECK_FALSE(gate.discard(0, 10));
   }
+}
+
+TEST_CASE_METHOD(SampleLayer, "open_layer walk_uncompressed: an exception in verify fails the layer, not the process") {
+  auto opened =
+      layer::open_layer(layer_of(source, digest_of(tar)), *cache, {}, nullptr, layer::FirstOpen::walk_uncompressed);
+  if (!opened) FAIL(opened.error().message);
+  REQUIRE(opened->verify);
+  VerifyGuard guard{*opened};
+  source->on_read([](std::uint64_t) { throw std::runtime_error("a bug under the verification"); });
+  auto verified = guard.run(std::stop_token{});  // on this thread: an escape would end the test binary
+  REQUIRE_FALSE(verified);
+  CHECK_THAT(verified.error().message, Catch::Contains("a bug under the verification"));
+  source->on_read({});
+  auto later = read_range(*opened->reader, 0, 100);  // the gate failed with it: no wait, no bytes
+  REQUIRE_FALSE(later);
+  CHECK(later.error().message == verified.error().message);
+  CHECK_FALSE(cache->has_index(digest_of(tar)));
 }
 
 TEST_CASE("GatedSource: a read waits at most until its thread's deadline") {

@@ -11,12 +11,15 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <thread>
 
 #include "ocifs/cache/blob_cache.hpp"
 #include "ocifs/cache/cache.hpp"
 #include "ocifs/compress/encoding.hpp"
 #include "ocifs/image/archive_source.hpp"
 #include "ocifs/image/image_source.hpp"
+#include "ocifs/image/prefetcher.hpp"
 #include "ocifs/io/file_source.hpp"
 #include "ocifs/util/sha256.hpp"
 #include "temp_dir.hpp"
@@ -911,4 +914,21 @@ TEST_CASE("real images made offline with umoci and skopeo", "[tools]") {
     CHECK(data.size() == r->layers[0].blob->size());
     CHECK_FALSE(r->config.diff_ids.empty());
   }
+}
+
+TEST_CASE("Prefetcher: a fetch that throws ends the prefetch, not the process") {
+  // A registry-like blob (prefetch() fetches) whose fetch throws; the next range is fine.
+  class ThrowingBlob final : public io::BlobSource {
+   public:
+    std::uint64_t size() const override { return 1u << 20; }
+    std::string describe() const override { return "throwing.blob"; }
+    Result<std::size_t> read_at(std::uint64_t, std::span<std::byte> buf) const override { return buf.size(); }
+    bool stable() const override { return false; }
+    Result<void> prefetch(std::uint64_t, std::uint64_t) const override { throw std::runtime_error("a bug in a fetch"); }
+  };
+  auto blob = std::make_shared<ThrowingBlob>();
+  image::Prefetcher prefetcher({{blob, 0, 1u << 20}, {blob, 0, 100}});
+  for (int i = 0; i < 1000 && !prefetcher.done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(prefetcher.done());
+  CHECK(prefetcher.failed_ranges() == 1);
 }

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 
 #include <catch2/catch.hpp>
+
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -382,6 +384,30 @@ TEST_CASE("ScanSource: progress, an empty blob and read errors") {
   auto failed = failing.finish();
   REQUIRE_FALSE(failed);
   CHECK_THAT(failed.error().message, Catch::Contains("injected"));
+}
+
+TEST_CASE("ScanSource: an exception on the read-ahead thread fails the scan, not the process") {
+  // A source whose read throws (a bug, or bad_alloc), on the read-ahead thread.
+  class ThrowingSource final : public io::BlobSource {
+   public:
+    std::uint64_t size() const override { return 3u << 20; }
+    std::string describe() const override { return "throwing.blob"; }
+    Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) const override {
+      if (offset >= (1u << 20)) throw std::bad_alloc();
+      std::memset(buf.data(), 'x', buf.size());
+      return buf.size();
+    }
+  };
+  layer::ScanSource source(std::make_shared<ThrowingSource>(), {}, {1u << 20, 2});
+  std::string buf(1u << 20, '\0');
+  REQUIRE(source.read_at(0, std::as_writable_bytes(std::span(buf))));
+  auto bad = source.read_at(1u << 20, std::as_writable_bytes(std::span(buf)));
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().code == std::errc::not_enough_memory);
+  CHECK_THAT(bad.error().message, Catch::Contains("throwing.blob") && Catch::Contains("out of memory"));
+  auto finished = source.finish();
+  REQUIRE_FALSE(finished);
+  CHECK(finished.error().message == bad.error().message);
 }
 
 TEST_CASE("scan a gzip and a zstd layer: the read-ahead's digest is checked") {
