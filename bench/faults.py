@@ -21,7 +21,6 @@ Prints a markdown table on stdout. Needs root (umoci keeps owners, FUSE). No tim
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -31,6 +30,8 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, 'tests', 'integration'))
 
 import fixtures  # noqa: E402
+from benchutil import log, sh  # noqa: E402
+import benchutil  # noqa: E402
 import registry as R  # noqa: E402
 import treecmp  # noqa: E402
 
@@ -42,24 +43,7 @@ READERS = int(os.environ.get('BENCH_READERS', '32'))
 READ_TIMEOUT = 5
 
 
-def log(*a):
-    print('bench:', *a, file=sys.stderr, flush=True)
 
-
-def sh(cmd, **kw):
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
-    if r.returncode != 0:
-        raise SystemExit('bench: %s failed (%d): %s' % (' '.join(cmd), r.returncode, r.stderr.decode()[-2000:]))
-    return r.stdout.decode()
-
-
-def umount(mnt):
-    subprocess.run([OCIFS, 'umount', mnt], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        with open('/proc/self/mounts') as f:
-            if (' %s fuse' % mnt) not in f.read():
-                return
-        time.sleep(0.05)
 
 
 def cold_mount_and_compare(ref, reference, cache, mnt):
@@ -72,7 +56,7 @@ def cold_mount_and_compare(ref, reference, cache, mnt):
     try:
         diffs = treecmp.compare(reference, mnt)
     finally:
-        umount(mnt)
+        benchutil.umount(OCIFS, mnt)
     if diffs:
         raise SystemExit('bench: the mounted tree differs from umoci unpack: %s' % diffs[:5])
     return t_live - t0, time.monotonic() - t0
@@ -121,7 +105,7 @@ def stalled_metadata(px, ref, idx_cache, mnt):
         eio = [s for what, s in done if what != 'data']
         return t_ls, t_stat, max(eio) if eio else None, len(eio), len(files)
     finally:
-        umount(mnt)
+        benchutil.umount(OCIFS, mnt)
 
 
 def main():

@@ -25,7 +25,6 @@ root (umoci keeps owners, FUSE, chroot). No timed assertions.
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 
@@ -34,6 +33,8 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, 'tests', 'integration'))
 
 import fixtures  # noqa: E402
+from benchutil import drop_caches, log, sh  # noqa: E402
+import benchutil  # noqa: E402
 import registry as R  # noqa: E402
 
 OCIFS = os.environ.get('OCIFS', os.path.join(REPO, 'build', 'ocifs'))
@@ -45,15 +46,6 @@ UNCOMPRESSED = os.environ.get('BENCH_UNCOMPRESSED') == '1'
 PYCMD = ['python3', '-c', 'print(1)']
 
 
-def log(*a):
-    print('bench:', *a, file=sys.stderr, flush=True)
-
-
-def sh(cmd, **kw):
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
-    if r.returncode != 0:
-        raise SystemExit('bench: %s failed (%d): %s' % (' '.join(cmd), r.returncode, r.stderr.decode()[-2000:]))
-    return r.stdout.decode()
 
 
 def add_python_layer(layout, tag):
@@ -78,19 +70,6 @@ def add_python_layer(layout, tag):
     sh(['umoci', 'insert', '--image', '%s:%s' % (layout, tag), staging, '/'])
 
 
-def drop_caches():
-    subprocess.run(['sync'])
-    with open('/proc/sys/vm/drop_caches', 'w') as f:
-        f.write('3\n')
-
-
-def umount(mnt):
-    subprocess.run([OCIFS, 'umount', mnt], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        with open('/proc/self/mounts') as f:
-            if (' %s fuse' % mnt) not in f.read():
-                return
-        time.sleep(0.05)
 
 
 def ocifs_run(px, ref, cache, mnt, keep_cache):
@@ -109,7 +88,7 @@ def ocifs_run(px, ref, cache, mnt, keep_cache):
         find = time.monotonic() - t_mount
     out = sh(['chroot', mnt] + PYCMD)
     t1 = time.monotonic()
-    umount(mnt)
+    benchutil.umount(OCIFS, mnt)
     assert out.strip() == '1', out
     return t1 - t0, t_mount - t0, live_bytes, find
 

@@ -239,6 +239,18 @@ def build_wide_image(work, files=24, file_size=1 << 20, dir_entries=3000):
     return layout
 
 
+def damage_blob(path):
+    """Flips 8 bytes every 100 kB through the middle half of a blob file, in place (a blob
+    changed under a mount that verified it)."""
+    with open(path, 'r+b') as f:
+        size = os.fstat(f.fileno()).st_size
+        for off in range(size // 4, size * 3 // 4, 100000):
+            f.seek(off)
+            b = f.read(8)
+            f.seek(off)
+            f.write(bytes(x ^ 0xa5 for x in b))
+
+
 def terminate_layers(layout, tag=TAG):
     """Rewrite layers whose tar lacks the final padding / end-of-archive blocks.
 

@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fixtures  # noqa: E402
 from common import OCIFS, Fail, Mount, Skip, check, is_mounted, log, main, ocifs, run, unmount  # noqa: E402
-from suite import blob_path, layer_digests, mount_and_compare, tree_equal  # noqa: E402
+from suite import blob_path, mount_and_compare, tree_equal  # noqa: E402
 
 TAG = fixtures.TAG
 EPOCH = 1577836800
@@ -275,13 +275,7 @@ def case_status_verify_failed(work):
             status = json.loads(ocifs('status', '--json', mnt, check_rc=True).stdout)
             check([l['state'] for l in status['layers']] == ['ready', 'ready'], '%s: before: %r' % (comp, status))
             path = blob_path(w.path, bad)
-            with open(path, 'r+b') as f:
-                size = os.fstat(f.fileno()).st_size
-                for off in range(size // 4, size * 3 // 4, 100000):
-                    f.seek(off)
-                    b = f.read(8)
-                    f.seek(off)
-                    f.write(bytes(x ^ 0xa5 for x in b))
+            fixtures.damage_blob(path)
             try:
                 open(os.path.join(mnt, 'big'), 'rb').read()
                 raise Fail('%s: reading a file of the changed blob succeeded, want EIO' % comp)

@@ -787,13 +787,7 @@ def case_eio(work):
         with Mount(ref, mnt, work('cache-' + comp)):
             check(open(os.path.join(mnt, 'small'), 'rb').read() == b'small\n', 'small')
             p = blob_path(w.path, layer)
-            with open(p, 'r+b') as f:
-                size = os.fstat(f.fileno()).st_size
-                for off in range(size // 4, size * 3 // 4, 100000):
-                    f.seek(off)
-                    b = f.read(8)
-                    f.seek(off)
-                    f.write(bytes(x ^ 0xa5 for x in b))
+            fixtures.damage_blob(p)
             try:
                 got = open(os.path.join(mnt, 'big'), 'rb').read()
             except OSError as e:

@@ -1,17 +1,21 @@
-// Test data shared by the unit tests: random bytes, mixed compressible / random samples, and gzip
-// members made with zlib. Header-only, for tests (Catch2 assertions inside).
+// Test data shared by the unit tests: random bytes, mixed compressible / random samples, gzip
+// members made with zlib, and a source whose reads can be held. Header-only, for tests (Catch2 assertions inside).
 #pragma once
 
 #include <zlib.h>
 
 #include <catch2/catch.hpp>
 #include <algorithm>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <mutex>
 #include <random>
 #include <span>
 #include <string>
 #include <string_view>
+
+#include "ocifs/io/blob_source.hpp"
 
 namespace ocifs::test {
 
@@ -87,6 +91,43 @@ std::string read_string(Reader& reader, std::uint64_t offset, std::size_t length
   out.resize(*n);
   return out;
 }
+
+// A source whose reads overlapping [from, to) wait until release(): a fetch that hangs, for the
+// tests of what other readers do meanwhile.
+class HeldSource final : public io::BlobSource {
+ public:
+  HeldSource(io::BlobSourcePtr inner, std::uint64_t from, std::uint64_t to)
+      : inner_(std::move(inner)), from_(from), to_(to) {}
+  std::uint64_t size() const override { return inner_->size(); }
+  std::string describe() const override { return inner_->describe(); }
+  Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) const override {
+    if (offset < to_ && offset + buf.size() > from_) {
+      std::unique_lock lock(mu_);
+      ++held_;
+      cv_.notify_all();
+      cv_.wait(lock, [&] { return released_; });
+    }
+    return inner_->read_at(offset, buf);
+  }
+  void release() {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+  // Until a read is being held.
+  void wait_held() const {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return held_ > 0; });
+  }
+
+ private:
+  io::BlobSourcePtr inner_;
+  std::uint64_t from_, to_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  mutable int held_ = 0;
+  bool released_ = false;
+};
 
 // What a read of `length` bytes at `offset` must return: short at the end, empty past it.
 inline std::string expected_at(const std::string& data, std::uint64_t offset, std::size_t length) {

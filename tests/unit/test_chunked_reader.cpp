@@ -203,50 +203,11 @@ TEST_CASE("ChunkedReader: blob_ranges covers the chunks a read needs, no more") 
   CHECK(ranges[0].offset == layer.chunks.back().blob_offset);
 }
 
-namespace {
-
-// The blob of a layer whose reads before `held_end` wait until released: a chunk fetch that hangs.
-class HeldBlob final : public io::BlobSource {
- public:
-  HeldBlob(std::string data, std::uint64_t held_end) : data_(std::move(data)), held_end_(held_end) {}
-  std::uint64_t size() const override { return data_.size(); }
-  std::string describe() const override { return "held.blob"; }
-  Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) const override {
-    if (offset < held_end_) {
-      std::unique_lock lock(mu_);
-      ++held_;
-      cv_.notify_all();
-      cv_.wait(lock, [&] { return released_; });
-    }
-    auto n = std::min<std::uint64_t>(buf.size(), data_.size() - std::min<std::uint64_t>(offset, data_.size()));
-    std::memcpy(buf.data(), data_.data() + offset, n);
-    return static_cast<std::size_t>(n);
-  }
-  void release() {
-    std::lock_guard lock(mu_);
-    released_ = true;
-    cv_.notify_all();
-  }
-  void wait_held() const {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return held_ > 0; });
-  }
-
- private:
-  std::string data_;
-  std::uint64_t held_end_;
-  mutable std::mutex mu_;
-  mutable std::condition_variable cv_;
-  mutable int held_ = 0;
-  bool released_ = false;
-};
-
-}  // namespace
-
 TEST_CASE("A chunk being fetched holds up only its own readers, each until its deadline") {
   using namespace std::chrono_literals;
   auto layer = make_layer({test::make_data(100'000, 1), test::make_data(100'000, 2)}, ChunkCodec::zstd);
-  auto blob = std::make_shared<HeldBlob>(layer.blob, layer.chunks[0].blob_end);  // chunk 0 hangs
+  auto blob = std::make_shared<test::HeldSource>(std::make_shared<io::MemorySource>(layer.blob, "held.blob"), 0,
+                                                 layer.chunks[0].blob_end);  // chunk 0 hangs
   auto reader = std::make_shared<compress::ChunkedReader>(layer.chunks, layer.decoded.size(), ChunkCodec::zstd,
                                                           blob, nullptr, "held layer");
   std::string first;

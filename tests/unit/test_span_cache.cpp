@@ -21,40 +21,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// A blob whose reads of [from, to) wait until released: a fetch that hangs.
-class HeldSource final : public io::BlobSource {
- public:
-  HeldSource(io::BlobSourcePtr inner, std::uint64_t from, std::uint64_t to) : inner_(std::move(inner)), from_(from), to_(to) {}
-  std::uint64_t size() const override { return inner_->size(); }
-  std::string describe() const override { return inner_->describe(); }
-  Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) const override {
-    if (offset < to_ && offset + buf.size() > from_) {
-      std::unique_lock lock(mu_);
-      ++held_;
-      cv_.notify_all();
-      cv_.wait(lock, [&] { return released_; });
-    }
-    return inner_->read_at(offset, buf);
-  }
-  void release() {
-    std::lock_guard lock(mu_);
-    released_ = true;
-    cv_.notify_all();
-  }
-  void wait_held() const {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return held_ > 0; });
-  }
-
- private:
-  io::BlobSourcePtr inner_;
-  std::uint64_t from_, to_;
-  mutable std::mutex mu_;
-  mutable std::condition_variable cv_;
-  mutable int held_ = 0;
-  bool released_ = false;
-};
-
 struct Layer {
   std::string data;
   compress::SeekIndex index;
@@ -176,7 +142,7 @@ TEST_CASE("a span being inflated holds up only its own readers, each until its d
   auto layer = make_layer(1u << 20, 4);
   const auto& points = layer.index.gzip_points;
   // Reads of span 2's compressed bytes hang until released.
-  auto held = std::make_shared<HeldSource>(layer.blob, points[2].compressed_offset + 1, points[3].compressed_offset);
+  auto held = std::make_shared<test::HeldSource>(layer.blob, points[2].compressed_offset + 1, points[3].compressed_offset);
   auto reader = compress::GzipReader::create(layer.index, held);
   REQUIRE(reader);
   const std::uint64_t in_span2 = points[2].decoded_offset + 10;
