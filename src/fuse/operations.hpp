@@ -22,8 +22,8 @@ struct SessionState {
 
   const image::Image& image;
   // A read may wait (a fetch, a verification), and lookups, getattr, readdir and readlink must
-  // answer from the tree meanwhile: at most max_inline_reads reads are served on request
-  // threads at once (one request thread always stays free); the others run on this pool.
+  // answer from the tree meanwhile: at most max_inline_reads reads (half the request threads)
+  // are served on request threads at once; the others run on this pool.
   util::WorkPool reads;
   std::atomic<unsigned> inline_reads{0};
   const unsigned max_inline_reads;

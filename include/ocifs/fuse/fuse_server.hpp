@@ -1,7 +1,7 @@
 // FuseServer: serves one Image at a mountpoint through the libfuse 3 low-level API. mount()
 // returns once the kernel mount exists; run() serves requests on a few threads until unmounted.
 // The op handlers read the immutable Tree without locks and answer at once; reads, which may
-// wait for data, are served on a request thread only while another one stays free, else handed
+// wait for data, are served on a request thread while half of them stay free, else handed
 // to a pool of read threads, each within MountOptions::read_timeout (EIO after it). Per-open-file state lives in the file handle. This header keeps libfuse types out of the CLI; src/fuse alone includes <fuse_lowlevel.h>.
 #pragma once
 
