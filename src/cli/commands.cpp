@@ -11,9 +11,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <ctime>
 #include <optional>
+#include <thread>
 
 #include "daemon.hpp"
 #include "ocifs/cache/blob_cache.hpp"
@@ -23,8 +25,11 @@
 #include "ocifs/oci/inspect_document.hpp"
 #include "ocifs/util/duration.hpp"
 #include "ocifs/util/text.hpp"
+#include "ocifs/util/thread_boundary.hpp"
 #include "credentials_input.hpp"
+#include "mount_table.hpp"
 #include "progress.hpp"
+#include "writable_root.hpp"
 
 extern char** environ;
 
@@ -190,6 +195,8 @@ ParsedMountOptions parse_mount_options(MountArgs& args) {
     else if (opt.starts_with("authfile=")) args.common.authfile = opt.substr(9);
     else if (opt.starts_with("creds_file=")) args.common.creds_file = opt.substr(11);
     else if (opt.starts_with("prefetch=")) args.prefetch = opt.substr(9);
+    else if (opt.starts_with("upper=")) args.upper = opt.substr(6);
+    else if (opt == "writable") args.writable = true;
     else if (opt.starts_with("read_timeout=")) args.common.read_timeout = opt.substr(13);
     else if (opt.starts_with("request_timeout=")) args.common.request_timeout = opt.substr(16);
     else if (opt.starts_with("stall_timeout=")) args.common.stall_timeout = opt.substr(14);
@@ -250,6 +257,12 @@ int run_mount(MountArgs args) {
     spdlog::error("cannot mount {} at {}: the mountpoint is not an existing directory", args.ref, args.mountpoint);
     return kExitFailure;
   }
+  WritableRoot writable{.upper_dir = args.upper, .tmpfs = args.writable, .dev = parsed.fuse.dev,
+                        .suid = parsed.fuse.suid};
+  if (auto prepared = prepare_writable_root(writable, args.mountpoint); !prepared) {
+    spdlog::error("cannot mount {} at {}: {}", args.ref, args.mountpoint, prepared.error().message);
+    return kExitFailure;
+  }
   std::optional<Daemon> daemon;  // forked before any thread exists (daemon.hpp)
   if (!args.foreground) {
     auto detached = Daemon::detach();
@@ -261,7 +274,27 @@ int run_mount(MountArgs args) {
   malloc_trim(0);  // indexing's buffers are gone; the daemon need not keep them
   auto server = fuse::FuseServer::mount(**image, args.mountpoint, parsed.fuse);
   if (!server) return fail(server.error());
-  if (daemon) {
+  // A writable root is stacked while the session serves (overlayfs looks the lower root up as it
+  // mounts), so on a thread of its own; the mount is live, and the caller released, only then.
+  std::atomic<bool> stack_failed = false;
+  std::jthread stacker;
+  if (writable.wanted()) {
+    stacker = std::jthread([&] {
+      auto failure = util::catch_all("stacking the writable root", [&] {
+        auto stacked = stack_writable_root(writable, args.mountpoint, parsed.fuse.fsname);
+        if (!stacked) {
+          spdlog::error("cannot mount {} at {}: {}", args.ref, args.mountpoint, stacked.error().message);
+          stack_failed = true;
+        } else if (daemon) {
+          if (auto ready = daemon->ready(); !ready) spdlog::error("{}", ready.error().message);
+        }
+      });
+      if (failure || stack_failed) {
+        stack_failed = true;
+        (*server)->stop();
+      }
+    });
+  } else if (daemon) {
     if (auto ready = daemon->ready(); !ready) return fail(ready.error());
   }
   // Decoded spans (512 KiB-1 MiB each) come and go all the time. glibc's adaptive mmap threshold
@@ -274,11 +307,21 @@ int run_mount(MountArgs args) {
   // random 4 KiB read's 0.45 (bench image, p50). 8 MiB of free heap kept is the price.
   mallopt(M_TRIM_THRESHOLD, 8 << 20);
   auto done = (*server)->run();
+  if (stacker.joinable()) stacker.join();
+  if (stack_failed) return kExitFailure;
   if (!done) return fail(done.error());
   return 0;
 }
 
 int run_umount(const std::string& mountpoint) {
+  // A writable root: the overlay comes off first (refused while a process uses it), then the
+  // ocifs mount it covered.
+  if (auto stack = mounts_at(mountpoint); stack && is_writable_root(*stack)) {
+    if (::umount2(mountpoint.c_str(), 0) != 0) {
+      spdlog::error("cannot unmount the writable root at {}: {}", mountpoint, std::strerror(errno));
+      return kExitFailure;
+    }
+  }
   const char* argv[] = {"fusermount3", "-u", "--", mountpoint.c_str(), nullptr};
   pid_t pid;
   if (posix_spawnp(&pid, "fusermount3", nullptr, nullptr, const_cast<char**>(argv), environ) == 0) {

@@ -35,6 +35,8 @@ struct MountArgs {
   std::vector<std::string> fuse_options;  // -o values, comma lists already split
   bool foreground = false;
   std::string prefetch = "landmark";  // --prefetch none|landmark|all
+  std::string upper;                  // --upper DIR, -o upper=DIR: a writable root kept in DIR
+  bool writable = false;              // --writable, -o writable: a writable root on a tmpfs
 };
 
 int run_mount(MountArgs args);

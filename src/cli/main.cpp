@@ -84,13 +84,17 @@ int main(int argc, char** argv) {
   add_common(*mount_cmd, mount.common);
   mount_cmd->add_option("REF", mount.ref, "[REGISTRY/]NAME[:TAG|@DIGEST], oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG]")->required();
   mount_cmd->add_option("MOUNTPOINT", mount.mountpoint, "An existing directory")->required();
-  mount_cmd->add_option("-o", raw_options, "Mount options: allow_other, dev, suid, cache_dir=DIR, cache_max=SIZE, platform=P, authfile=FILE, creds_file=FILE, offline, plain_http, tls_verify=false, read_timeout=T, request_timeout=T, stall_timeout=T, and libfuse options")
+  mount_cmd->add_option("-o", raw_options, "Mount options: allow_other, dev, suid, cache_dir=DIR, cache_max=SIZE, platform=P, authfile=FILE, creds_file=FILE, upper=DIR, writable, offline, plain_http, tls_verify=false, read_timeout=T, request_timeout=T, stall_timeout=T, and libfuse options")
       ->allow_extra_args(false);
   mount_cmd->add_flag("-f,--foreground", mount.foreground, "Stay in the foreground");
   mount_cmd->add_option("--prefetch", mount.prefetch,
                         "Fetch in the background once live: none, landmark (what an eStargz image marks as needed "
                         "first; the default) or all")
       ->check(CLI::IsMember({"none", "landmark", "all"}));
+  mount_cmd->add_option("--upper", mount.upper,
+                        "A writable root: overlayfs over the image, changes kept in DIR/upper (needs root)");
+  mount_cmd->add_flag("--writable", mount.writable,
+                      "A writable root whose changes live in memory and vanish at unmount (needs root)");
   mount_cmd->add_flag("-n", dash_n, "Ignored (mount(8) compatibility: do not write /etc/mtab)");
 
   std::string umount_point;

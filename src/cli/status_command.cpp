@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ocifs/cache/byte_size.hpp"
+#include "mount_table.hpp"
 #include "ocifs/fuse/fuse_server.hpp"
 
 namespace ocifs::cli {
@@ -49,8 +50,9 @@ std::string count(const nlohmann::json& layer, const char* key) {
 }
 
 void print_text(const nlohmann::json& status) {
-  std::printf("%s (%s), prefetch %s\n", status["image"].get<std::string>().c_str(),
-              status["manifest"].get<std::string>().c_str(), status.value("prefetch", "none").c_str());
+  std::printf("%s (%s), prefetch %s%s\n", status["image"].get<std::string>().c_str(),
+              status["manifest"].get<std::string>().c_str(), status.value("prefetch", "none").c_str(),
+              status.value("writable", false) ? ", writable root (overlayfs)" : "");
   std::printf("%-5s %-19s %-12s %-9s %-8s %10s %10s %10s %8s %8s %9s %8s %8s\n", "LAYER", "DIGEST", "FORMAT",
               "STATE", "SOURCE", "SIZE", "CACHED", "FETCHED", "READS", "HITS", "FETCH-ERR", "READ-ERR", "TIMEOUTS");
   for (const auto& layer : status["layers"]) {
@@ -75,6 +77,15 @@ void print_text(const nlohmann::json& status) {
 }  // namespace
 
 int run_status(const std::string& mountpoint, bool json) {
+  // A writable root answers for its upper directory: the ocifs mount beneath it has the status.
+  bool writable = false;
+  if (auto stack = mounts_at(mountpoint); stack && is_writable_root(*stack)) {
+    if (auto uncovered = uncover_in_private_namespace(mountpoint); !uncovered) {
+      spdlog::error("cannot show the status of {}: {}", mountpoint, uncovered.error().message);
+      return kExitFailure;
+    }
+    writable = true;
+  }
   auto text = read_status(mountpoint);
   if (!text) {
     spdlog::error("{}", text.error().message);
@@ -85,6 +96,7 @@ int run_status(const std::string& mountpoint, bool json) {
     spdlog::error("cannot show the status of {}: the mount answered something else", mountpoint);
     return kExitFailure;
   }
+  status["writable"] = writable;
   if (json) {
     std::printf("%s\n", status.dump(2).c_str());
   } else {

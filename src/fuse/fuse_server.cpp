@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/mount.h>
+
 #include <csignal>
 
 #include "operations.hpp"
@@ -12,6 +14,7 @@ struct FuseServer::Impl {
   Impl(const image::Image& image, const MountOptions& options) : state(image, options) {}
   SessionState state;
   fuse_session* session = nullptr;
+  std::string mountpoint;
   unsigned threads = 4;
   bool mounted = false;
   ~Impl() {
@@ -35,8 +38,9 @@ std::string option_safe(std::string text) {
 
 std::string mount_options(const MountOptions& options) {
   std::string opts = "ro,default_permissions,subtype=ocifs";
-  if (!options.dev) opts += ",nodev";
-  if (!options.suid) opts += ",nosuid";
+  // libfuse starts from MS_NOSUID|MS_NODEV and clears them only when told: say both ways.
+  opts += options.dev ? ",dev" : ",nodev";
+  opts += options.suid ? ",suid" : ",nosuid";
   if (options.allow_other) opts += ",allow_other";
   if (!options.fsname.empty()) opts += ",fsname=" + option_safe(options.fsname);
   for (const auto& extra : options.extra) opts += "," + extra;
@@ -72,6 +76,7 @@ Result<std::unique_ptr<FuseServer>> FuseServer::mount(const image::Image& image,
     return make_error(std::errc::io_error, "cannot mount {}: the kernel refused the FUSE mount (see above)", mountpoint);
   }
   impl->mounted = true;
+  impl->mountpoint = mountpoint;
   return std::unique_ptr<FuseServer>(new FuseServer(std::move(impl)));
 }
 
@@ -86,6 +91,12 @@ Result<void> FuseServer::run() {
     return make_error(std::errc::io_error, "FUSE session ended with error {}", rc);
   }
   return util::success();
+}
+
+void FuseServer::stop() {
+  fuse_session_exit(impl_->session);
+  // Not fuse_session_unmount: it resets the session's fd under the threads reading it.
+  ::umount2(impl_->mountpoint.c_str(), MNT_DETACH);
 }
 
 }  // namespace ocifs::fuse

@@ -44,6 +44,9 @@ class FuseServer {
   // Serves requests until the filesystem is unmounted or a signal arrives.
   Result<void> run();
 
+  // Ends run() from another thread: detaches the mount (root only), which ends the connection.
+  void stop();
+
   struct Impl;
 
  private:
