@@ -9,11 +9,13 @@ OCIFS_BUILD_PACKAGES=(
 )
 # What the demo and the tests run: image tools, a static busybox for chroot, xattr tools;
 # a real registry (distribution 2.8.2), bcrypt htpasswd, a JWT issuer's libraries and curl for
-# the registry tests (tests/integration/registry.py).
+# the registry tests (tests/integration/registry.py); QEMU, a Debian kernel with 9p modules, cpio,
+# kmod and debootstrap for the VM and writable-root tests (tests/integration/vm_suite.py).
 OCIFS_TOOL_PACKAGES=(
   umoci skopeo busybox-static attr libcap2-bin python3 zstd gzip tar util-linux
   docker-registry apache2-utils python3-jwt python3-cryptography curl openssl
   containerd stargz-snapshotter
+  qemu-system-x86 linux-image-amd64 cpio kmod xz-utils debootstrap
 )
 
 as_root() {
