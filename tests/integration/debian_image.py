@@ -93,6 +93,12 @@ def _layer2(r):
     os.chown(os.path.join(r, 'opt/owned'), 1234, 5678)
     os.chmod(os.path.join(r, 'opt/owned'), 0o640)
     os.makedirs(os.path.join(r, 'srv'), exist_ok=True)
+    # minbase has no init: one for `ocifs-vm boot --init`, which prints and powers off with the
+    # static busybox ocifs-vm's initramfs leaves in /run
+    with open(os.path.join(r, 'sbin/init'), 'w') as f:
+        f.write('#!/bin/sh\necho "image init running as pid $$"\n'
+                'exec /run/ocifs-vm/busybox poweroff -f\n')
+    os.chmod(os.path.join(r, 'sbin/init'), 0o755)
     # device nodes where a booted guest's devtmpfs does not cover them
     os.mknod(os.path.join(r, 'opt/devnull'), 0o666 | 0o020000, os.makedev(1, 3))
     os.mknod(os.path.join(r, 'opt/loop0'), 0o660 | 0o060000, os.makedev(7, 0))
@@ -102,7 +108,7 @@ def build():
     """(layout, tag, reference rootfs): built on first use, then reused."""
     d = data_dir()
     layout, ref = os.path.join(d, 'debian-layout'), os.path.join(d, 'debian-ref')
-    done = os.path.join(d, 'debian.done')
+    done = os.path.join(d, 'debian-v2.done')  # v2: /sbin/init
     with _Lock(os.path.join(d, 'debian.lock')):
         if os.path.exists(done):
             return layout, TAG, os.path.join(ref, 'rootfs')

@@ -324,6 +324,21 @@ def case_vm_entrypoint(work):
     check(not left, 'ocifs-vm left a mount behind: %s' % left)
 
 
+def case_vm_init(work):
+    """--init: the guest switch_roots into the image's own /sbin/init (as PID 1), whose console
+    output reaches us."""
+    require_vm_tools()
+    ref, _ = image()
+    kit = debian_image.vm_kit()
+    mnt = work('mnt')
+    with Mount(ref, mnt, work('cache'), extra=['-o', 'dev,suid']):
+        argv = [debian_image.OCIFS_VM, 'boot', '--kit', kit, '--accel', 'tcg', '--init', '--timeout', '270',
+                '--mount', mnt, '--ocifs', OCIFS, ref]
+        r = run(argv, timeout=300)
+        check(r.returncode == 0 and b'image init running as pid 1' in r.stdout,
+              '--init: exit %d stdout %r stderr %r' % (r.returncode, r.stdout[-2000:], r.stderr[-2000:]))
+
+
 CASES = {
     'chroot_dev_suid': case_chroot_dev_suid,
     'writable_upper': case_writable_upper,
@@ -332,6 +347,7 @@ CASES = {
     'vm_9p': case_vm_9p,
     'vm_virtiofs': case_vm_virtiofs,
     'vm_entrypoint': case_vm_entrypoint,
+    'vm_init': case_vm_init,
 }
 for fn in CASES.values():
     fn.tools = ('umoci', 'debootstrap')
