@@ -7,7 +7,7 @@ Env:   OCIFS=PATH          the binary (default <repo>/build/ocifs)
                            built on first use by tests/integration/debian_image.py)
        BENCH_WORK=DIR      scratch (default /tmp/ocifs-bench-vm; wiped)
        BENCH_RUNS=N        boots per measurement (default 3); the median is reported
-       BENCH_ACCEL=A       tcg (default) or kvm
+       BENCH_ACCEL=A       tcg or kvm (default: kvm where /dev/kvm boots the kit's kernel, else tcg)
 
 For each transport and cache mode (9p cache=loose and cache=mmap at msize 512000, 9p loose at
 msize 131072, virtio-fs) and each root — the ocifs mount (-o dev,suid), and `umoci unpack` of
@@ -40,7 +40,7 @@ from benchutil import log, sh, umount  # noqa: E402
 OCIFS = os.environ.get('OCIFS') or os.path.join(REPO, 'build', 'ocifs')
 WORK = os.environ.get('BENCH_WORK') or '/tmp/ocifs-bench-vm'
 RUNS = int(os.environ.get('BENCH_RUNS') or 3)
-ACCEL = os.environ.get('BENCH_ACCEL') or 'tcg'
+ACCEL = os.environ.get('BENCH_ACCEL') or ''  # default: what debian_image.vm_accel() finds
 
 CONFIGS = [('9p', 'loose', 512000), ('9p', 'mmap', 512000), ('9p', 'loose', 131072), ('virtiofs', '-', 0)]
 READ = ('import time\nt = time.monotonic()\nn = 0\nf = open("/opt/big", "rb", buffering=0)\n'
@@ -115,6 +115,8 @@ def main():
         raise SystemExit('bench: needs root')
     layout, tag, reference = debian_image.build()
     kit = debian_image.vm_kit()
+    global ACCEL
+    ACCEL = ACCEL or debian_image.vm_accel()
     ref = 'oci:%s:%s' % (layout, tag)
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)

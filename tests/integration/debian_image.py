@@ -157,7 +157,20 @@ def vm_kit():
     return kit
 
 
+def vm_accel():
+    """kvm where /dev/kvm boots the kit's stock kernel (tried once per test-data dir: some hosts'
+    nested /dev/kvm does not), else tcg."""
+    kit = vm_kit()
+    path = os.path.join(kit, 'accel')
+    with _Lock(os.path.join(data_dir(), 'vm-kit.lock')):
+        if not os.path.exists(path):
+            accel = _run([OCIFS_VM, 'accel', '--kit', kit], timeout=60).stdout.decode().strip()
+            with open(path, 'w') as f:
+                f.write(accel)
+        return open(path).read().strip()
+
+
 if __name__ == '__main__':
     print(build())
-    print(vm_kit())
+    print(vm_kit(), vm_accel())
     sys.exit(0)

@@ -12,6 +12,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,7 +76,6 @@ def ocifs_umount(mnt):
     for _ in range(100):
         if not daemon_pids(mnt):
             break
-        import time
         time.sleep(0.1)
     check(not daemon_pids(mnt), 'ocifs daemon still running after umount of %s' % mnt)
 
@@ -258,14 +258,14 @@ def _stat_line(reference, path):
 
 
 def boot(kit, mnt, ref, transport, command=None, timeout=300):
-    argv = [debian_image.OCIFS_VM, 'boot', '--kit', kit, '--accel', 'tcg', '--transport', transport,
+    argv = [debian_image.OCIFS_VM, 'boot', '--kit', kit, '--accel', debian_image.vm_accel(), '--transport', transport,
             '--mount', mnt, '--timeout', str(timeout - 30), '--ocifs', OCIFS, ref]
     if command:
         argv += ['--'] + command
-    import time
     t0 = time.time()
     r = run(argv, timeout=timeout)
-    log('  booted over %s, ran %s: exit %d in %.1fs' % (transport, 'a command' if command else 'the entrypoint',
+    log('  booted (%s) over %s, ran %s: exit %d in %.1fs' % (debian_image.vm_accel(), transport,
+                                                          'a command' if command else 'the entrypoint',
                                                           r.returncode, time.time() - t0))
     return r
 
@@ -314,7 +314,7 @@ def case_vm_entrypoint(work):
     ref, _ = image()
     kit = debian_image.vm_kit()
     env = dict(os.environ, XDG_CACHE_HOME=work('xdg'), OCIFS_CACHE_DIR=work('cache'))
-    argv = [debian_image.OCIFS_VM, 'boot', '--kit', kit, '--accel', 'tcg', '--timeout', '270',
+    argv = [debian_image.OCIFS_VM, 'boot', '--kit', kit, '--accel', debian_image.vm_accel(), '--timeout', '270',
             '--ocifs', OCIFS, ref]
     r = run(argv, timeout=300, env=env)
     check(r.returncode == 0 and r.stdout.decode() == debian_image.ENTRYPOINT_OUTPUT + '\n',
@@ -332,7 +332,7 @@ def case_vm_init(work):
     kit = debian_image.vm_kit()
     mnt = work('mnt')
     with Mount(ref, mnt, work('cache'), extra=['-o', 'dev,suid']):
-        argv = [debian_image.OCIFS_VM, 'boot', '--kit', kit, '--accel', 'tcg', '--init', '--timeout', '270',
+        argv = [debian_image.OCIFS_VM, 'boot', '--kit', kit, '--accel', debian_image.vm_accel(), '--init', '--timeout', '270',
                 '--mount', mnt, '--ocifs', OCIFS, ref]
         r = run(argv, timeout=300)
         check(r.returncode == 0 and b'image init running as pid 1' in r.stdout,
