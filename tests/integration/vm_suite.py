@@ -6,6 +6,7 @@ image built with debootstrap (debian_image.py) and compared with `umoci unpack` 
 Usage: /usr/bin/python3 vm_suite.py [CASE...]   (meson: one test per case; VM cases named vm_*)
 """
 
+import base64
 import hashlib
 import os
 import shutil
@@ -83,12 +84,12 @@ def ocifs_umount(mnt):
 class Writable:
     """with Writable(argv, mnt): a writable root mounted by argv, taken down with `ocifs umount`."""
 
-    def __init__(self, argv, mnt):
-        self.argv, self.mnt = argv, mnt
+    def __init__(self, argv, mnt, env=None):
+        self.argv, self.mnt, self.env = argv, mnt, env
 
     def __enter__(self):
         os.makedirs(self.mnt, exist_ok=True)
-        r = run(self.argv, timeout=300)
+        r = run(self.argv, timeout=300, env=self.env)
         if r.returncode != 0:
             self._cleanup()
             raise Fail('%s: exit %d: %s' % (' '.join(self.argv), r.returncode, r.stderr.decode()[-2000:]))
@@ -203,14 +204,22 @@ def case_writable_upper(work):
 
 
 def case_writable_tmpfs(work):
-    """--writable (and -o writable): writes work and vanish at unmount; nothing is left behind
-    (no mount, no staging directory, no daemon)."""
+    """--writable (and -o writable, also through mount.fuse3): writes work and vanish at unmount;
+    nothing is left behind (no mount, no staging directory, no daemon)."""
     ref, reference = image()
     mnt, cache = work('mnt'), work('cache')
     staged_before = set(os.listdir('/run')) if os.path.isdir('/run') else set()
+    # mount.fuse3 (what `mount -t fuse.ocifs` and fstab run) finds ocifs in PATH
+    helper = shutil.which('mount.fuse3', path='/usr/sbin:/sbin:/usr/bin:/bin')
+    check(helper, 'mount.fuse3 is missing (package fuse3)')
+    bindir = work('bin')
+    os.makedirs(bindir)
+    os.symlink(OCIFS, os.path.join(bindir, 'ocifs'))
+    env = dict(os.environ, PATH=bindir + ':' + os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin'))
     for argv in ([OCIFS, 'mount', '--cache-dir', cache, '--writable', ref, mnt],
-                 [OCIFS, ref, mnt, '-o', 'ro,cache_dir=%s,writable' % cache]):
-        with Writable(argv, mnt):
+                 [OCIFS, ref, mnt, '-o', 'ro,cache_dir=%s,writable' % cache],
+                 [helper, ref, mnt, '-t', 'ocifs', '-o', 'ro,nodev,nosuid,cache_dir=%s,writable' % cache]):
+        with Writable(argv, mnt, env=env):
             r = chroot(mnt, '/bin/sh', '-c', 'test ! -e /etc/created && ' + CHANGES)
             check(r.returncode == 0, '%s: writes: exit %d %r' % (argv[1], r.returncode, r.stderr))
             r = chroot(mnt, '/bin/sh', '-c', AFTER_CHANGES)
@@ -224,7 +233,8 @@ def case_writable_tmpfs(work):
 
 
 def case_writable_refused(work):
-    """Clear refusals: --upper inside the mountpoint, --upper with --writable; nothing mounted."""
+    """Clear refusals: --upper inside the mountpoint, --upper with --writable, an upper overlayfs
+    cannot use; nothing mounted, no daemon left."""
     ref, _ = image()
     mnt = work('mnt')
     os.makedirs(mnt)
@@ -233,6 +243,16 @@ def case_writable_refused(work):
         r = run([OCIFS, 'mount', '--cache-dir', work('cache')] + extra + [ref, mnt], timeout=120)
         check(r.returncode != 0 and want in r.stderr, '%s: exit %d %r' % (extra, r.returncode, r.stderr))
         check(not is_mounted(mnt), '%s: something is mounted at %s' % (extra, mnt))
+    # an upper directory overlayfs cannot use (on another overlay): the kernel refuses when the
+    # FUSE mount is already up; it is taken down again and its daemon ends
+    other = work('other')
+    with Writable([OCIFS, 'mount', '--cache-dir', work('cache'), '--writable', ref, other], other):
+        os.makedirs(os.path.join(other, 'tmp/up'))
+        r = run([OCIFS, 'mount', '--cache-dir', work('cache'), '--upper', os.path.join(other, 'tmp/up'), ref, mnt],
+                timeout=120)
+        check(r.returncode == 1 and b'cannot mount the writable overlay' in r.stderr,
+              'upper on overlayfs: exit %d %r' % (r.returncode, r.stderr))
+        check(not is_mounted(mnt) and not daemon_pids(mnt), 'upper on overlayfs: left a mount or a daemon')
 
 
 # ------------------------------------------------------------------ VMs
@@ -324,6 +344,24 @@ def case_vm_entrypoint(work):
     check(not left, 'ocifs-vm left a mount behind: %s' % left)
 
 
+def case_vm_cmdline(work):
+    """A command on the kernel command line (ocifs.cmd=BASE64: quotes of any depth survive) runs
+    with the image's /bin/sh instead of the one in the initramfs."""
+    require_vm_tools()
+    ref, _ = image()
+    kit = debian_image.vm_kit()
+    mnt = work('mnt')
+    script = 'printf \'%s|\' "a b" \'c "d"\' "e \'f\'"; echo; readlink /proc/$$/exe; exit 4'
+    with Mount(ref, mnt, work('cache'), extra=['-o', 'dev,suid']):
+        argv = [debian_image.OCIFS_VM, 'boot', '--kit', kit, '--accel', debian_image.vm_accel(),
+                '--timeout', '270', '--mount', mnt, '--ocifs', OCIFS,
+                '--append', 'ocifs.cmd=' + base64.b64encode(script.encode()).decode(), ref]
+        r = run(argv, timeout=300)
+        want = 'a b|c "d"|e \'f\'|\n/usr/bin/dash\n'
+        check(r.returncode == 4 and r.stdout.decode() == want,
+              'ocifs.cmd: exit %d stdout %r (want %r) stderr %r' % (r.returncode, r.stdout, want, r.stderr[-2000:]))
+
+
 def case_vm_init(work):
     """--init: the guest switch_roots into the image's own /sbin/init (as PID 1), whose console
     output reaches us."""
@@ -348,6 +386,7 @@ CASES = {
     'vm_virtiofs': case_vm_virtiofs,
     'vm_entrypoint': case_vm_entrypoint,
     'vm_init': case_vm_init,
+    'vm_cmdline': case_vm_cmdline,
 }
 for fn in CASES.values():
     fn.tools = ('umoci', 'debootstrap')
