@@ -276,7 +276,7 @@ int run_mount(MountArgs args) {
   if (!server) return fail(server.error());
   // A writable root is stacked while the session serves (overlayfs looks the lower root up as it
   // mounts), so on a thread of its own; the mount is live, and the caller released, only then.
-  std::atomic<bool> stack_failed = false;
+  std::atomic<bool> stack_failed = false, stack_done = false;
   std::jthread stacker;
   if (writable.wanted()) {
     stacker = std::jthread([&] {
@@ -293,6 +293,7 @@ int run_mount(MountArgs args) {
         stack_failed = true;
         (*server)->stop();
       }
+      stack_done = true;
     });
   } else if (daemon) {
     if (auto ready = daemon->ready(); !ready) return fail(ready.error());
@@ -307,7 +308,16 @@ int run_mount(MountArgs args) {
   // random 4 KiB read's 0.45 (bench image, p50). 8 MiB of free heap kept is the price.
   mallopt(M_TRIM_THRESHOLD, 8 << 20);
   auto done = (*server)->run();
-  if (stacker.joinable()) stacker.join();
+  if (stacker.joinable()) {
+    // The session ended (a signal) while the overlay was still being stacked: its lookups would
+    // wait for answers forever.
+    if (!stack_done) {
+      (*server)->disconnect();
+      stack_failed = true;
+    }
+    stacker.join();
+    if (!stack_failed) unstack_writable_root(args.mountpoint);
+  }
   if (stack_failed) return kExitFailure;
   if (!done) return fail(done.error());
   return 0;

@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "mount_table.hpp"
+
 namespace ocifs::cli {
 
 namespace {
@@ -105,6 +107,10 @@ Result<void> stack_writable_root(const WritableRoot& root, const std::string& mo
   }
   ::rmdir(staging.c_str());
   return done;
+}
+
+void unstack_writable_root(const std::string& mountpoint) {
+  if (auto stack = mounts_at(mountpoint); stack && is_writable_root(*stack)) ::umount2(mountpoint.c_str(), MNT_DETACH);
 }
 
 }  // namespace ocifs::cli

@@ -2,7 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
 #include <sys/mount.h>
+#include <unistd.h>
 
 #include <csignal>
 
@@ -97,6 +99,15 @@ void FuseServer::stop() {
   fuse_session_exit(impl_->session);
   // Not fuse_session_unmount: it resets the session's fd under the threads reading it.
   ::umount2(impl_->mountpoint.c_str(), MNT_DETACH);
+}
+
+void FuseServer::disconnect() {
+  // The kernel aborts a connection when its last /dev/fuse descriptor closes. No libfuse thread
+  // reads it any more; /dev/null takes the number, so the session's own close later is harmless.
+  int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null < 0) return;
+  ::dup3(null, fuse_session_fd(impl_->session), O_CLOEXEC);
+  ::close(null);
 }
 
 }  // namespace ocifs::fuse

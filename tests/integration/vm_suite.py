@@ -232,6 +232,28 @@ def case_writable_tmpfs(work):
         tree_equal(reference, mnt, 'the image after --writable')
 
 
+def case_writable_signal(work):
+    """SIGTERM to the daemon of a writable root takes both mounts down (the overlay first, so the
+    session's own unmount removes the ocifs mount, not the overlay over it): nothing dead stays."""
+    ref, _ = image()
+    mnt = work('mnt')
+    os.makedirs(mnt)
+    r = run([OCIFS, 'mount', '--cache-dir', work('cache'), '--writable', ref, mnt], timeout=120)
+    check(r.returncode == 0 and mounts_at(mnt) == ['fuse.ocifs', 'overlay'],
+          'mount --writable: exit %d, mounts %s %r' % (r.returncode, mounts_at(mnt), r.stderr))
+    pids = daemon_pids(mnt)
+    check(len(pids) == 1, 'daemon pids %s' % pids)
+    os.kill(pids[0], 15)
+    for _ in range(100):
+        if not mounts_at(mnt) and not daemon_pids(mnt):
+            break
+        time.sleep(0.1)
+    left = mounts_at(mnt)
+    while mounts_at(mnt):
+        subprocess.run(['umount', '-l', mnt])
+    check(not left, 'after SIGTERM to the daemon, still mounted at %s: %s' % (mnt, left))
+
+
 def case_writable_refused(work):
     """Clear refusals: --upper inside the mountpoint, --upper with --writable, an upper overlayfs
     cannot use; nothing mounted, no daemon left."""
@@ -382,6 +404,7 @@ CASES = {
     'writable_upper': case_writable_upper,
     'writable_tmpfs': case_writable_tmpfs,
     'writable_refused': case_writable_refused,
+    'writable_signal': case_writable_signal,
     'vm_9p': case_vm_9p,
     'vm_virtiofs': case_vm_virtiofs,
     'vm_entrypoint': case_vm_entrypoint,

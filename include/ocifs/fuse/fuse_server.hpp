@@ -47,6 +47,10 @@ class FuseServer {
   // Ends run() from another thread: detaches the mount (root only), which ends the connection.
   void stop();
 
+  // After run() has returned: ends the kernel connection, so that whatever still waits on it
+  // (a writable root's overlay being stacked) fails at once instead of waiting for a reply.
+  void disconnect();
+
   struct Impl;
 
  private:
