@@ -64,6 +64,18 @@ def apt_mirror():
     return 'http://deb.debian.org/debian'
 
 
+def _apt_proxy_env():
+    """The environment with apt's HTTP proxy, if apt has one: debootstrap fetches with wget,
+    which reads http_proxy but not apt's configuration."""
+    env = dict(os.environ)
+    r = subprocess.run(['apt-config', 'shell', 'PROXY', 'Acquire::http::Proxy'], stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL)
+    m = re.match(r"PROXY='([^']*)'", r.stdout.decode().strip())
+    if m and m.group(1) and 'http_proxy' not in env:
+        env['http_proxy'] = m.group(1)
+    return env
+
+
 class _Lock:
     def __init__(self, path):
         self.f = open(path, 'w')
@@ -116,7 +128,7 @@ def build():
         if not os.path.exists(os.path.join(rootfs, 'usr/bin/python3')):
             shutil.rmtree(rootfs, ignore_errors=True)
             _run(['debootstrap', '--variant=minbase', '--include=python3-minimal', 'bookworm', rootfs,
-                  apt_mirror()])
+                  apt_mirror()], env=_apt_proxy_env())
         for p in (layout, ref):
             shutil.rmtree(p, ignore_errors=True)
         work = os.path.join(d, 'debian-bundle')
