@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <malloc.h>
 #include <spawn.h>
+#include <spdlog/sinks/syslog_sink.h>
 #include <spdlog/spdlog.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -11,8 +12,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
+#include <climits>
 #include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
 #include <ctime>
 #include <optional>
 #include <thread>
@@ -25,10 +28,12 @@
 #include "ocifs/oci/inspect_document.hpp"
 #include "ocifs/util/duration.hpp"
 #include "ocifs/util/text.hpp"
-#include "ocifs/util/thread_boundary.hpp"
 #include "credentials_input.hpp"
+#include "channel.hpp"
+#include "mount_args_json.hpp"
 #include "mount_table.hpp"
 #include "progress.hpp"
+#include "supervisor.hpp"
 #include "writable_root.hpp"
 
 extern char** environ;
@@ -263,41 +268,71 @@ int run_mount(MountArgs args) {
     spdlog::error("cannot mount {} at {}: {}", args.ref, args.mountpoint, prepared.error().message);
     return kExitFailure;
   }
+  // Absolute: servers started later run from the caller's directory, but /proc/mounts, the
+  // writable root and the servers' command lines need the full path.
+  char resolved[PATH_MAX];
+  if (::realpath(args.mountpoint.c_str(), resolved)) args.mountpoint = resolved;
+  parsed.fuse.fsname = args.ref;
   std::optional<Daemon> daemon;  // forked before any thread exists (daemon.hpp)
   if (!args.foreground) {
     auto detached = Daemon::detach();
     if (!detached) return fail(detached.error());
     daemon.emplace(std::move(detached).value());
   }
-  auto image = open_image(args.common, args.ref, *prefetch);
-  if (!image) return fail(image.error());
-  malloc_trim(0);  // indexing's buffers are gone; the daemon need not keep them
-  auto server = fuse::FuseServer::mount(**image, args.mountpoint, parsed.fuse);
-  if (!server) return fail(server.error());
-  // A writable root is stacked while the session serves (overlayfs looks the lower root up as it
-  // mounts), so on a thread of its own; the mount is live, and the caller released, only then.
-  std::atomic<bool> stack_failed = false, stack_done = false;
-  std::jthread stacker;
-  if (writable.wanted()) {
-    stacker = std::jthread([&] {
-      auto failure = util::catch_all("stacking the writable root", [&] {
-        auto stacked = stack_writable_root(writable, args.mountpoint, parsed.fuse.fsname);
-        if (!stacked) {
-          spdlog::error("cannot mount {} at {}: {}", args.ref, args.mountpoint, stacked.error().message);
-          stack_failed = true;
-        } else if (daemon) {
-          if (auto ready = daemon->ready(); !ready) spdlog::error("{}", ready.error().message);
-        }
-      });
-      if (failure || stack_failed) {
-        stack_failed = true;
-        (*server)->stop();
-      }
-      stack_done = true;
-    });
-  } else if (daemon) {
-    if (auto ready = daemon->ready(); !ready) return fail(ready.error());
+  // Credentials now live in args.common.creds: the servers get them over their channel.
+  args.common.creds_file.clear();
+  args.common.creds_env.reset();
+  return supervise_mount(args, parsed.fuse, writable, std::move(daemon));
+}
+
+int run_server_process() {
+  constexpr int kChannel = 3;  // set up by the supervisor (supervisor.cpp)
+  auto hello = receive_message(kChannel);
+  if (!hello || hello->text.empty()) return kExitFailure;  // not started by a supervisor
+  auto j = nlohmann::json::parse(hello->text, nullptr, false);
+  if (j.is_discarded()) return kExitFailure;
+  auto args = mount_args_from_json(j.value("args", std::string()));
+  if (!args) return fail(args.error());
+  if (j.value("syslog", false)) {
+    auto logger = std::make_shared<spdlog::logger>(
+        "ocifs", std::make_shared<spdlog::sinks::syslog_sink_mt>("ocifs", LOG_PID, LOG_DAEMON, false));
+    logger->set_level(spdlog::get_level());
+    spdlog::set_default_logger(logger);
   }
+  spdlog::set_level(args->common.debug ? spdlog::level::debug
+                    : args->common.quiet ? spdlog::level::err
+                                          : spdlog::level::warn);
+  auto parsed = parse_mount_options(*args);
+  if (!parsed.error.empty()) {
+    spdlog::error("cannot mount {}: {}", args->ref, parsed.error);
+    return kExitFailure;
+  }
+  parsed.fuse.fsname = args->ref;
+  parsed.fuse.server_generation = j.value("generation", std::uint64_t{0});
+  auto supervision = nlohmann::json::parse(j.value("supervision", std::string("{}")), nullptr, false);
+  if (supervision.is_object()) {
+    supervision["server_pid"] = ::getpid();
+    parsed.fuse.supervision_json = supervision.dump();
+  }
+  auto prefetch = image::parse_prefetch_mode(args->prefetch);
+  if (!prefetch) return fail(prefetch.error());
+  auto image = open_image(args->common, args->ref, *prefetch);
+  if (!image) return fail(image.error());
+  malloc_trim(0);  // indexing's buffers are gone; the server need not keep them
+  if (auto sent = send_message(kChannel, "opened"); !sent) return fail(sent.error());
+  auto serve = receive_message(kChannel);
+  if (!serve || !serve->text.starts_with("serve:") || serve->fd < 0) return kExitFailure;
+  std::vector<std::byte> init(serve->text.size() - 6);
+  std::memcpy(init.data(), serve->text.data() + 6, init.size());
+  auto server = fuse::FuseServer::adopt(**image, serve->fd, init, parsed.fuse);
+  if (!server) return fail(server.error());
+  if (auto sent = send_message(kChannel, "serving"); !sent) return fail(sent.error());
+  // The first server shares the caller's terminal until the mount is live; the supervisor then
+  // says "detach" (not with -f), and it lets go of it as the supervisor did (daemon.hpp).
+  std::thread([] {
+    auto msg = receive_message(kChannel);
+    if (msg && msg->text == "detach") Daemon::leave_terminal();
+  }).detach();
   // Decoded spans (512 KiB-1 MiB each) come and go all the time. glibc's adaptive mmap threshold
   // would move them onto the heap after the first few frees, where freed spans stay resident:
   // pinning the threshold keeps each span its own mapping, returned to the kernel when evicted.
@@ -308,17 +343,6 @@ int run_mount(MountArgs args) {
   // random 4 KiB read's 0.45 (bench image, p50). 8 MiB of free heap kept is the price.
   mallopt(M_TRIM_THRESHOLD, 8 << 20);
   auto done = (*server)->run();
-  if (stacker.joinable()) {
-    // The session ended (a signal) while the overlay was still being stacked: its lookups would
-    // wait for answers forever.
-    if (!stack_done) {
-      (*server)->disconnect();
-      stack_failed = true;
-    }
-    stacker.join();
-    if (!stack_failed) unstack_writable_root(args.mountpoint);
-  }
-  if (stack_failed) return kExitFailure;
   if (!done) return fail(done.error());
   return 0;
 }

@@ -40,6 +40,9 @@ struct MountArgs {
 };
 
 int run_mount(MountArgs args);
+// A supervised mount's server (supervisor.hpp): the process exec'd as `ocifs: server MNT`, its
+// channel on descriptor 3; opens the image, then serves the connection it is handed.
+int run_server_process();
 int run_umount(const std::string& mountpoint);
 int run_ls(const CommonOptions& common, const std::string& ref, const std::string& path, bool long_format);
 int run_cat(const CommonOptions& common, const std::string& ref, const std::string& path);

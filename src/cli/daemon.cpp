@@ -52,18 +52,23 @@ Daemon::~Daemon() {
   if (notify_fd_ >= 0) ::close(notify_fd_);  // without ready(): the parent reports our failure
 }
 
-Result<void> Daemon::ready() {
-  ::setsid();
-  if (::chdir("/") != 0) return util::errno_error(errno, "cannot detach: chdir /");
+void Daemon::leave_terminal() {
   int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-  if (null < 0) return util::errno_error(errno, "cannot detach: /dev/null");
-  for (int fd : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO}) ::dup2(null, fd);
-  ::close(null);
+  if (null >= 0) {
+    for (int fd : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO}) ::dup2(null, fd);
+    ::close(null);
+  }
   // Nobody reads stderr any more: warnings and errors go to syslog.
   auto logger = std::make_shared<spdlog::logger>(
       "ocifs", std::make_shared<spdlog::sinks::syslog_sink_mt>("ocifs", LOG_PID, LOG_DAEMON, false));
   logger->set_level(spdlog::get_level());
   spdlog::set_default_logger(logger);
+}
+
+Result<void> Daemon::ready() {
+  ::setsid();
+  if (::chdir("/") != 0) return util::errno_error(errno, "cannot detach: chdir /");
+  leave_terminal();
   char byte = kReady;
   while (::write(notify_fd_, &byte, 1) < 0 && errno == EINTR) {
   }

@@ -21,6 +21,10 @@ class Daemon {
   // to syslog) and release the waiting parent with exit status 0.
   Result<void> ready();
 
+  // The part of ready() that lets go of the terminal: stdio to /dev/null, log to syslog (a
+  // supervised mount's first server does it when its supervisor has).
+  static void leave_terminal();
+
  private:
   explicit Daemon(int notify_fd) : notify_fd_(notify_fd) {}
   int notify_fd_;

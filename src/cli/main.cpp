@@ -60,6 +60,14 @@ void normalise_argv(CLI::App& app, std::vector<std::string>& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A supervised mount's server, started by its supervisor (cli/supervisor.hpp).
+  if (argc >= 2 && std::string_view(argv[0]) == "ocifs:" && std::string_view(argv[1]) == "server") {
+    std::signal(SIGPIPE, SIG_IGN);
+    auto console = spdlog::stderr_color_mt("ocifs");
+    console->set_pattern("ocifs: %^%l%$: %v");
+    spdlog::set_default_logger(console);
+    return ocifs::cli::run_server_process();
+  }
   // Parsed from a copy: the credentials in argv and the environment are overwritten at once,
   // before the mount daemon forks, so that /proc/PID/cmdline and environ never show them.
   std::vector<std::string> args(argv, argv + argc);
@@ -129,6 +137,11 @@ int main(int argc, char** argv) {
   status_cmd->add_option("MOUNTPOINT", status_point)->required();
   status_cmd->add_flag("--json", json, "Machine-readable output");
 
+  std::string remount_point;
+  auto* remount_cmd = app.add_subcommand(
+      "remount", "Replace a mount's server with one from the ocifs binary now installed, without a failed request");
+  remount_cmd->add_option("MOUNTPOINT", remount_point)->required();
+
   auto cache_cmd = ocifs::cli::add_cache_command(app);
 
   normalise_argv(app, args);
@@ -156,6 +169,7 @@ int main(int argc, char** argv) {
     }
     if (*umount_cmd) return ocifs::cli::run_umount(umount_point);
     if (*status_cmd) return ocifs::cli::run_status(status_point, json);
+    if (*remount_cmd) return ocifs::cli::run_remount(remount_point, std::chrono::seconds(120));
     spdlog::set_level(level_for(common));
     if (*ls_cmd || *cat_cmd || *inspect_cmd || *index_cmd) {
       if (auto loaded = ocifs::cli::load_credentials(common); !loaded) {

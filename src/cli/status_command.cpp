@@ -3,7 +3,11 @@
 #include <spdlog/spdlog.h>
 #include <sys/xattr.h>
 
+#include <signal.h>
+
 #include <cerrno>
+#include <chrono>
+#include <thread>
 #include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -65,6 +69,16 @@ void print_text(const nlohmann::json& status) {
                 count(layer, "cache_hits").c_str(), count(layer, "fetch_errors").c_str(),
                 count(layer, "read_errors").c_str(), count(layer, "read_timeouts").c_str());
   }
+  if (const auto& sup = status.contains("supervision") ? status["supervision"] : nlohmann::json(); sup.is_object()) {
+    if (sup.value("failing", false)) {
+      std::printf("FAILING: no server could be started; every request is answered EIO (ocifs remount retries)\n");
+    }
+    std::printf("server pid %d (generation %llu), supervisor pid %d, restarts %d%s%s\n", sup.value("server_pid", 0),
+                static_cast<unsigned long long>(sup.value("server_generation", std::uint64_t{0})),
+                sup.value("supervisor_pid", 0), sup.value("restarts", 0),
+                sup.value("last_restart_reason", std::string()).empty() ? "" : ", last: ",
+                sup.value("last_restart_reason", std::string()).c_str());
+  }
   for (const auto& layer : status["layers"]) {
     const auto index = static_cast<unsigned long long>(layer["index"].get<std::uint64_t>());
     if (layer.contains("error")) std::printf("layer %llu: %s\n", index, layer["error"].get<std::string>().c_str());
@@ -76,33 +90,77 @@ void print_text(const nlohmann::json& status) {
 
 }  // namespace
 
-int run_status(const std::string& mountpoint, bool json) {
-  // A writable root answers for its upper directory: the ocifs mount beneath it has the status.
+namespace {
+
+// The status document of a live mount (beneath its overlay for a writable root).
+Result<nlohmann::json> live_status(const std::string& mountpoint) {
   bool writable = false;
   if (auto stack = mounts_at(mountpoint); stack && is_writable_root(*stack)) {
     if (auto uncovered = uncover_in_private_namespace(mountpoint); !uncovered) {
-      spdlog::error("cannot show the status of {}: {}", mountpoint, uncovered.error().message);
-      return kExitFailure;
+      return make_error(std::errc::operation_not_permitted, "cannot show the status of {}: {}", mountpoint,
+                        uncovered.error().message);
     }
     writable = true;
   }
-  auto text = read_status(mountpoint);
-  if (!text) {
-    spdlog::error("{}", text.error().message);
-    return kExitFailure;
-  }
-  auto status = nlohmann::json::parse(*text, nullptr, false);
+  OCIFS_ASSIGN(auto text, read_status(mountpoint));
+  auto status = nlohmann::json::parse(text, nullptr, false);
   if (status.is_discarded() || !status.contains("layers")) {
-    spdlog::error("cannot show the status of {}: the mount answered something else", mountpoint);
-    return kExitFailure;
+    return make_error(std::errc::protocol_error, "cannot show the status of {}: the mount answered something else",
+                      mountpoint);
   }
   status["writable"] = writable;
+  return status;
+}
+
+}  // namespace
+
+int run_status(const std::string& mountpoint, bool json) {
+  auto status = live_status(mountpoint);
+  if (!status) {
+    spdlog::error("{}", status.error().message);
+    return kExitFailure;
+  }
   if (json) {
-    std::printf("%s\n", status.dump(2).c_str());
+    std::printf("%s\n", status->dump(2).c_str());
   } else {
-    print_text(status);
+    print_text(*status);
   }
   return 0;
+}
+
+int run_remount(const std::string& mountpoint, std::chrono::seconds timeout) {
+  auto status = live_status(mountpoint);
+  if (!status) {
+    spdlog::error("cannot remount {}: {}", mountpoint, status.error().message);
+    return kExitFailure;
+  }
+  const auto& supervision = (*status)["supervision"];
+  if (!supervision.is_object() || !supervision.contains("supervisor_pid")) {
+    spdlog::error("cannot remount {}: its daemon has no supervisor (mounted by an older ocifs)", mountpoint);
+    return kExitFailure;
+  }
+  auto before = supervision.value("server_generation", std::uint64_t{0});
+  auto supervisor = supervision["supervisor_pid"].get<pid_t>();
+  if (::kill(supervisor, SIGHUP) != 0) {
+    spdlog::error("cannot remount {}: cannot signal its supervisor {}: {}", mountpoint, supervisor, std::strerror(errno));
+    return kExitFailure;
+  }
+  // Done when a newer server answers the status.
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    auto now = live_status(mountpoint);
+    if (!now) continue;
+    const auto& s = (*now)["supervision"];
+    if (s.is_object() && s.value("server_generation", std::uint64_t{0}) > before) {
+      std::printf("%s: server %d (generation %llu) serves\n", mountpoint.c_str(), s.value("server_pid", 0),
+                  static_cast<unsigned long long>(s.value("server_generation", std::uint64_t{0})));
+      return 0;
+    }
+  }
+  spdlog::error("cannot remount {}: no new server served within {} s (see the system log)", mountpoint,
+                timeout.count());
+  return kExitFailure;
 }
 
 }  // namespace ocifs::cli

@@ -3,10 +3,15 @@
 // only who can see the mount can ask); the name is never listed, so the tree stays the image's.
 #pragma once
 
+#include <chrono>
 #include <string>
 
 namespace ocifs::cli {
 
 int run_status(const std::string& mountpoint, bool json);
+
+// `ocifs remount MOUNTPOINT`: the mount's supervisor starts a server from the ocifs binary now
+// installed and retires the old one once the new one serves (supervisor.hpp); waits for that.
+int run_remount(const std::string& mountpoint, std::chrono::seconds timeout);
 
 }  // namespace ocifs::cli

@@ -1,12 +1,10 @@
 #include "ocifs/fuse/fuse_server.hpp"
 
-#include <spdlog/spdlog.h>
-
 #include <fcntl.h>
-#include <sys/mount.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <csignal>
+#include <cerrno>
 
 #include "operations.hpp"
 
@@ -16,15 +14,10 @@ struct FuseServer::Impl {
   Impl(const image::Image& image, const MountOptions& options) : state(image, options) {}
   SessionState state;
   fuse_session* session = nullptr;
-  std::string mountpoint;
   unsigned threads = 4;
-  bool mounted = false;
   ~Impl() {
     state.reads.stop();  // reads still queued are answered EIO while the session can still reply
-    if (!session) return;
-    if (mounted) fuse_session_unmount(session);
-    fuse_remove_signal_handlers(session);
-    fuse_session_destroy(session);
+    if (session) fuse_session_destroy(session);  // closes its descriptor; the mount stays
   }
 };
 
@@ -38,7 +31,9 @@ std::string option_safe(std::string text) {
   return text;
 }
 
-std::string mount_options(const MountOptions& options) {
+}  // namespace
+
+std::string mount_option_string(const MountOptions& options) {
   std::string opts = "ro,default_permissions,subtype=ocifs";
   // libfuse starts from MS_NOSUID|MS_NODEV and clears them only when told: say both ways.
   opts += options.dev ? ",dev" : ",nodev";
@@ -49,14 +44,13 @@ std::string mount_options(const MountOptions& options) {
   return opts;
 }
 
-}  // namespace
-
 FuseServer::FuseServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 FuseServer::~FuseServer() = default;
 
-Result<std::unique_ptr<FuseServer>> FuseServer::mount(const image::Image& image, const std::string& mountpoint,
+Result<std::unique_ptr<FuseServer>> FuseServer::adopt(const image::Image& image, int device_fd,
+                                                      const std::vector<std::byte>& init_request,
                                                       const MountOptions& options) {
-  std::vector<std::string> args = {"ocifs", "-o", mount_options(options)};
+  std::vector<std::string> args = {"ocifs", "-o", mount_option_string(options)};
   if (options.debug) args.push_back("-d");
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -68,17 +62,19 @@ Result<std::unique_ptr<FuseServer>> FuseServer::mount(const image::Image& image,
   impl->session = fuse_session_new(&fargs, &ops, sizeof ops, &impl->state);
   fuse_opt_free_args(&fargs);
   if (!impl->session) {
-    return make_error(std::errc::invalid_argument, "cannot mount {}: libfuse refused the options '{}'", mountpoint,
-                      mount_options(options));
+    ::close(device_fd);
+    return make_error(std::errc::invalid_argument, "libfuse refused the options '{}'", mount_option_string(options));
   }
-  if (fuse_set_signal_handlers(impl->session) != 0) {
-    return make_error(std::errc::io_error, "cannot mount {}: cannot install signal handlers", mountpoint);
+  // libfuse (3.3+) serves a device someone else mounted when given it as /dev/fd/N.
+  std::string device = "/dev/fd/" + std::to_string(device_fd);
+  if (fuse_session_mount(impl->session, device.c_str()) != 0) {
+    ::close(device_fd);
+    return make_error(std::errc::io_error, "libfuse cannot serve {}", device);
   }
-  if (fuse_session_mount(impl->session, mountpoint.c_str()) != 0) {
-    return make_error(std::errc::io_error, "cannot mount {}: the kernel refused the FUSE mount (see above)", mountpoint);
-  }
-  impl->mounted = true;
-  impl->mountpoint = mountpoint;
+  fuse_buf init{};
+  init.size = init_request.size();
+  init.mem = const_cast<std::byte*>(init_request.data());
+  fuse_session_process_buf(impl->session, &init);
   return std::unique_ptr<FuseServer>(new FuseServer(std::move(impl)));
 }
 
@@ -89,25 +85,9 @@ Result<void> FuseServer::run() {
   fuse_loop_cfg_set_idle_threads(config, impl_->threads);
   int rc = fuse_session_loop_mt(impl_->session, config);
   fuse_loop_cfg_destroy(config);
-  if (rc != 0 && rc != SIGINT && rc != SIGTERM && rc != SIGHUP) {
-    return make_error(std::errc::io_error, "FUSE session ended with error {}", rc);
-  }
+  // ENODEV: unmounted, the normal end.
+  if (rc != 0 && rc != -ENODEV) return make_error(std::errc::io_error, "FUSE session ended with error {}", rc);
   return util::success();
-}
-
-void FuseServer::stop() {
-  fuse_session_exit(impl_->session);
-  // Not fuse_session_unmount: it resets the session's fd under the threads reading it.
-  ::umount2(impl_->mountpoint.c_str(), MNT_DETACH);
-}
-
-void FuseServer::disconnect() {
-  // The kernel aborts a connection when its last /dev/fuse descriptor closes. No libfuse thread
-  // reads it any more; /dev/null takes the number, so the session's own close later is harmless.
-  int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-  if (null < 0) return;
-  ::dup3(null, fuse_session_fd(impl_->session), O_CLOEXEC);
-  ::close(null);
 }
 
 }  // namespace ocifs::fuse

@@ -14,6 +14,8 @@
 #include <new>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "ocifs/image/image.hpp"
 #include "ocifs/util/deadline.hpp"
 #include "ocifs/util/thread_boundary.hpp"
@@ -147,19 +149,18 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     if (!n.is_regular()) return (void)fuse_reply_err(req, ENXIO);
     if (state_of(req).zero_message_open) return (void)fuse_reply_err(req, ENOSYS);  // see SessionState
     fi->keep_cache = 1;  // file data never changes: keep the page cache across opens
-    fi->fh = reinterpret_cast<std::uint64_t>(image.content().open(index).release());
-    if (fuse_reply_open(req, fi) == -ENOENT) {  // interrupted: the kernel will not release it
-      delete reinterpret_cast<image::ContentReader::OpenFile*>(fi->fh);
-    }
+    auto& state = state_of(req);
+    fi->fh = state.open_file(index);
+    if (fuse_reply_open(req, fi) == -ENOENT) state.release_file(fi->fh);  // interrupted: never released
   });
 }
 
 // A read handed to the read pool. Answered exactly once: by serve_read, or with EIO when it is
 // dropped unrun (the pool stopping at unmount) or its task threw.
 struct ReadJob {
-  ReadJob(fuse_req_t r, std::uint32_t i, std::size_t n, std::uint64_t off, image::ContentReader::OpenFile* f,
+  ReadJob(fuse_req_t r, std::uint32_t i, std::size_t n, std::uint64_t off, SessionState::OpenFilePtr f,
           util::Deadline d)
-      : req(r), index(i), size(n), offset(off), file(f), deadline(d) {}
+      : req(r), index(i), size(n), offset(off), file(std::move(f)), deadline(d) {}
   ReadJob(const ReadJob&) = delete;  // one owner of the request: one answer
   ReadJob& operator=(const ReadJob&) = delete;
   ~ReadJob() {
@@ -170,7 +171,7 @@ struct ReadJob {
   std::uint32_t index;
   std::size_t size;
   std::uint64_t offset;
-  image::ContentReader::OpenFile* file;  // null after a zero-message open
+  SessionState::OpenFilePtr file;  // null after a zero-message open
   util::Deadline deadline;
   bool answered = false;
 };
@@ -178,7 +179,7 @@ struct ReadJob {
 void serve_read(const image::Image& image, ReadJob& job) {
   util::DeadlineScope scope(job.deadline);  // every wait below ends by then
   std::unique_ptr<std::byte[]> buf(new std::byte[job.size]);  // not zeroed: every byte is overwritten
-  auto n = image.content().read(job.index, job.offset, std::span(buf.get(), job.size), job.file);
+  auto n = image.content().read(job.index, job.offset, std::span(buf.get(), job.size), job.file.get());
   job.answered = true;
   if (!n) {
     spdlog::error("{}", n.error().message);
@@ -195,7 +196,7 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
     std::uint32_t index;
     if (!to_index(state.image, ino, index) || off < 0) return (void)fuse_reply_err(req, EINVAL);
     auto job = std::make_shared<ReadJob>(req, index, std::min(size, kMaxRead), static_cast<std::uint64_t>(off),
-                                         reinterpret_cast<image::ContentReader::OpenFile*>(fi->fh),
+                                         state.file_for(fi->fh, index),
                                          util::Clock::now() + state.read_timeout);
     // Served on this thread while at most half the request threads are serving reads: a
     // hand-over costs a thread wake-up, ~0.1 ms a read here (random 4 KiB reads of the bench
@@ -223,7 +224,7 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
 }
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  delete reinterpret_cast<image::ContentReader::OpenFile*>(fi->fh);
+  state_of(req).release_file(fi->fh);
   fuse_reply_err(req, 0);
 }
 
@@ -305,6 +306,16 @@ void reply_sized(fuse_req_t req, std::string_view value, size_t size) {
   }
 }
 
+// The image's numbers and, under "supervision", the supervisor's (pids, restarts).
+std::string status_document(const SessionState& state) {
+  std::string doc = state.image.status_json();
+  if (state.supervision_json.empty()) return doc;
+  auto json = nlohmann::json::parse(doc, nullptr, false);
+  if (json.is_discarded()) return doc;
+  json["supervision"] = nlohmann::json::parse(state.supervision_json, nullptr, false);
+  return json.dump();
+}
+
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   guarded(req, "getxattr", [&] {
     const auto& image = image_of(req);
@@ -314,7 +325,7 @@ void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) 
     for (const auto& x : tree.xattrs(tree.inode(index))) {
       if (tree.str(x.name) == name) return reply_sized(req, tree.str(x.value), size);
     }
-    if (ino == FUSE_ROOT_ID && name == kStatusXattr) return reply_sized(req, image.status_json(), size);
+    if (ino == FUSE_ROOT_ID && name == kStatusXattr) return reply_sized(req, status_document(state_of(req)), size);
     fuse_reply_err(req, ENODATA);
   });
 }
@@ -408,7 +419,30 @@ SessionState::SessionState(const image::Image& served, const MountOptions& optio
       max_inline_reads(std::max(1u, options.threads) / 2),
       read_timeout(options.read_timeout),
       open_handles_wanted(std::any_of(served.layers().begin(), served.layers().end(),
-                                      [](const image::LayerInfo& l) { return l.per_frame; })) {}
+                                      [](const image::LayerInfo& l) { return l.per_frame; })),
+      supervision_json(options.supervision_json),
+      next_handle_((options.server_generation << 40) | 1) {}
+
+std::uint64_t SessionState::open_file(std::uint32_t index) {
+  OpenFilePtr file = image.content().open(index);
+  std::lock_guard lock(handles_mutex_);
+  std::uint64_t handle = next_handle_++;
+  handles_.emplace(handle, std::move(file));
+  return handle;
+}
+
+SessionState::OpenFilePtr SessionState::file_for(std::uint64_t handle, std::uint32_t index) {
+  if (handle == 0) return nullptr;  // opened without a message: no state wanted
+  std::lock_guard lock(handles_mutex_);
+  auto& file = handles_[handle];
+  if (!file) file = image.content().open(index);  // a handle from an earlier server
+  return file;
+}
+
+void SessionState::release_file(std::uint64_t handle) {
+  std::lock_guard lock(handles_mutex_);
+  handles_.erase(handle);
+}
 
 const fuse_lowlevel_ops& operations() {
   static const fuse_lowlevel_ops ops = make_operations();

@@ -6,8 +6,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
 
 #include "ocifs/fuse/fuse_server.hpp"
+#include "ocifs/image/content_reader.hpp"
 #include "ocifs/util/work_pool.hpp"
 
 namespace ocifs::image {
@@ -37,6 +41,21 @@ struct SessionState {
   // reading a small file costs one request instead of three.
   bool zero_message_open = false;
   bool zero_message_opendir = false;
+
+  // Open files by file handle, (server generation << 40) | a counter. The kernel keeps handles
+  // across a server's death: one from an earlier server is unknown here and gets fresh state
+  // on its first read (the state is only a decoding position), and goes at its release.
+  using OpenFilePtr = std::shared_ptr<image::ContentReader::OpenFile>;
+  std::uint64_t open_file(std::uint32_t index);
+  OpenFilePtr file_for(std::uint64_t handle, std::uint32_t index);
+  void release_file(std::uint64_t handle);
+
+  const std::string supervision_json;  // MountOptions::supervision_json
+
+ private:
+  std::mutex handles_mutex_;
+  std::unordered_map<std::uint64_t, OpenFilePtr> handles_;
+  std::uint64_t next_handle_;
 };
 
 const fuse_lowlevel_ops& operations();

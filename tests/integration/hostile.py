@@ -218,8 +218,10 @@ class Layout:
 # ------------------------------------------------------------------ measuring
 
 def daemon_hwm_kib(mnt):
-    pids = daemon_pids(mnt)
-    check(len(pids) == 1, 'expected one daemon for %s, found %s' % (mnt, pids))
+    """Peak RSS of the mount's server (the process that indexes and serves; its supervisor
+    holds no image data)."""
+    pids = [p for p in daemon_pids(mnt) if open('/proc/%d/cmdline' % p, 'rb').read().startswith(b'ocifs:\0server\0')]
+    check(len(pids) == 1, 'expected one server for %s, found %s' % (mnt, pids))
     with open('/proc/%d/status' % pids[0]) as f:
         for line in f:
             if line.startswith('VmHWM:'):

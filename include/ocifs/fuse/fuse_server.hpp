@@ -1,5 +1,9 @@
-// FuseServer: serves one Image at a mountpoint through the libfuse 3 low-level API. mount()
-// returns once the kernel mount exists; run() serves requests on a few threads until unmounted.
+// FuseServer: serves one Image through the libfuse 3 low-level API on a /dev/fuse connection
+// that the supervisor mounted and holds (cli/supervisor.hpp, fuse/device.hpp): adopt() takes the
+// descriptor and the kernel's FUSE_INIT request, which it replays into its session (libfuse 3.14
+// has no other way into an initialised connection: the first server's answer completes the
+// kernel's INIT, a later server's answer is refused by the kernel as unknown, harmlessly); run()
+// serves requests on a few threads until unmounted.
 // The op handlers read the immutable Tree without locks and answer at once; reads, which may
 // wait for data, are served on a request thread while half of them stay free, else handed
 // to a pool of read threads, each within MountOptions::read_timeout (EIO after it). Per-open-file state lives in the file handle. This header keeps libfuse types out of the CLI; src/fuse alone includes <fuse_lowlevel.h>.
@@ -33,23 +37,25 @@ struct MountOptions {
   unsigned read_threads = 8;
   std::size_t max_queued_reads = 4096;  // beyond: EIO at once (the kernel keeps far fewer in flight)
   std::chrono::milliseconds read_timeout{30'000};  // a read's deadline, queueing included
+  // Which server of the mount this is (0, 1, …): the high bits of its file handles, so that a
+  // handle the kernel got from an earlier server never names a file opened by this one.
+  std::uint64_t server_generation = 0;
+  std::string supervision_json;  // {"server_pid": …, "restarts": …}: merged into the status
 };
+
+// The -o string libfuse mounts with (ro, dev/nodev, suid/nosuid, fsname, …).
+std::string mount_option_string(const MountOptions& options);
 
 class FuseServer {
  public:
-  static Result<std::unique_ptr<FuseServer>> mount(const image::Image& image, const std::string& mountpoint,
+  static Result<std::unique_ptr<FuseServer>> adopt(const image::Image& image, int device_fd,
+                                                   const std::vector<std::byte>& init_request,
                                                    const MountOptions& options);
   ~FuseServer();
 
-  // Serves requests until the filesystem is unmounted or a signal arrives.
+  // Serves requests until the connection ends (unmounted). No signal handlers: a signal that
+  // kills the server kills it at once, and the supervisor has the kernel resend what it held.
   Result<void> run();
-
-  // Ends run() from another thread: detaches the mount (root only), which ends the connection.
-  void stop();
-
-  // After run() has returned: ends the kernel connection, so that whatever still waits on it
-  // (a writable root's overlay being stacked) fails at once instead of waiting for a reply.
-  void disconnect();
 
   struct Impl;
 
