@@ -9,9 +9,10 @@
 // numbers come from the immutable tree and file handles carry no state a new server cannot
 // rebuild (fuse/operations.hpp), so processes using the mount only wait.
 //
-// Servers that die before serving (or within a second of it) count as a crash loop: restarted
-// after 0.25, 0.5, 1, 2 s; after the fifth in a row the supervisor answers every request EIO
-// itself, logging why, until `ocifs remount` (SIGHUP) starts a server that serves, or unmount.
+// Servers that die before serving (or by themselves, not SIGKILL, within a second of it) count
+// as a crash loop: restarted after 0.25, 0.5, 1, 2 s; after the fifth in a row the supervisor
+// answers every request EIO itself, logging why, until `ocifs remount` (SIGHUP) starts a server
+// that serves, or unmount.
 // SIGHUP starts a new server from the installed binary and retires the old one (SIGKILL, its
 // requests resent) once the new one serves: a live upgrade. SIGTERM unmounts. The supervisor
 // ends when the connection does.
