@@ -301,11 +301,46 @@ def case_takeover_crash_loop(work):
             r.returncode, r.stderr))
 
 
+def case_takeover_group_kill(work):
+    """Process groups, as a shell's job control or a `kill -- -PGID` reaches them: the mount was
+    made from a group that is then killed whole, and the server's own group is killed whole; the
+    supervisor survives both (it has a session of its own, each server a group of its own), the
+    mount serves on. (cgroup kills need cgroup v2's cgroup.kill or systemd, neither on this
+    machine: man ocifs, SUPERVISION, says what a unit should do.)"""
+    layout = fixtures.build_umoci_image(work.path)
+    reference = fixtures.umoci_unpack(layout, TAG, work('ref'))
+    mnt = work('mnt')
+    os.makedirs(mnt)
+    caller = subprocess.Popen(['/bin/sh', '-c', '"$0" mount --cache-dir "$1" "$2" "$3" && sleep 600', OCIFS,
+                               work('cache'), 'oci:%s:%s' % (layout, TAG), mnt], start_new_session=True)
+    try:
+        for _ in range(600):
+            if is_mounted(mnt):
+                break
+            time.sleep(0.1)
+        check(is_mounted(mnt), 'never mounted')
+        s = supervision(mnt)
+        os.killpg(caller.pid, signal.SIGKILL)  # the caller's whole group
+        caller.wait()
+        os.killpg(os.getpgid(s['server_pid']), signal.SIGKILL)  # the server's whole group
+        drop_caches()
+        tree_equal(reference, mnt, 'after killing the caller\'s and the server\'s process groups')
+        s2 = supervision(mnt)
+        check(s2['supervisor_pid'] == s['supervisor_pid'] and s2['restarts'] == 1,
+              'supervisor %d -> %d, restarts %d' % (s['supervisor_pid'], s2['supervisor_pid'], s2['restarts']))
+    finally:
+        if caller.poll() is None:
+            caller.kill()
+        r = run([OCIFS, 'umount', mnt], timeout=60)
+        check(r.returncode == 0 and not is_mounted(mnt), 'umount: exit %d %r' % (r.returncode, r.stderr))
+
+
 CASES = {
     'takeover_storm': case_takeover_storm,
     'takeover_remount': case_takeover_remount,
     'takeover_chroot': case_takeover_chroot,
     'takeover_crash_loop': case_takeover_crash_loop,
+    'takeover_group_kill': case_takeover_group_kill,
 }
 
 if __name__ == '__main__':
