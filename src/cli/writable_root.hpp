@@ -32,9 +32,9 @@ Result<void> prepare_writable_root(WritableRoot& root, const std::string& mountp
 // serving: overlayfs looks the lower root up while it mounts.
 Result<void> stack_writable_root(const WritableRoot& root, const std::string& mountpoint, const std::string& source);
 
-// The daemon is ending with its mount still there (a signal): takes the overlay off (lazily),
-// if one is stacked at `mountpoint`, so that the session's own unmount then removes the ocifs
-// mount beneath it rather than the overlay, leaving nothing dead behind.
+// The supervisor is ending the mount (SIGTERM): takes the overlay off (lazily) if one is stacked
+// at `mountpoint`, so that the unmount that follows removes the ocifs mount beneath it, not the
+// overlay, and nothing dead stays behind.
 void unstack_writable_root(const std::string& mountpoint);
 
 }  // namespace ocifs::cli
