@@ -6,7 +6,9 @@
 // serves requests on a few threads until unmounted.
 // The op handlers read the immutable Tree without locks and answer at once; reads, which may
 // wait for data, are served on a request thread while half of them stay free, else handed
-// to a pool of read threads, each within MountOptions::read_timeout (EIO after it). Per-open-file state lives in the file handle. This header keeps libfuse types out of the CLI; src/fuse alone includes <fuse_lowlevel.h>.
+// to a pool of read threads, each within MountOptions::read_timeout (EIO after it). File
+// handles name per-open-file state a later server can rebuild (fuse/operations.hpp). This header
+// keeps libfuse types out of the CLI; src/fuse alone includes <fuse_lowlevel.h>.
 #pragma once
 
 #include <chrono>
