@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 #include <malloc.h>
 #include <spawn.h>
-#include <spdlog/sinks/syslog_sink.h>
 #include <spdlog/spdlog.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -293,12 +292,7 @@ int run_server_process() {
   if (j.is_discarded()) return kExitFailure;
   auto args = mount_args_from_json(j.value("args", std::string()));
   if (!args) return fail(args.error());
-  if (j.value("syslog", false)) {
-    auto logger = std::make_shared<spdlog::logger>(
-        "ocifs", std::make_shared<spdlog::sinks::syslog_sink_mt>("ocifs", LOG_PID, LOG_DAEMON, false));
-    logger->set_level(spdlog::get_level());
-    spdlog::set_default_logger(logger);
-  }
+  if (j.value("syslog", false)) Daemon::leave_terminal();  // no other thread yet; stdio is /dev/null anyway
   spdlog::set_level(args->common.debug ? spdlog::level::debug
                     : args->common.quiet ? spdlog::level::err
                                           : spdlog::level::warn);

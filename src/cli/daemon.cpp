@@ -1,6 +1,8 @@
 #include "daemon.hpp"
 
 #include <fcntl.h>
+#include <spdlog/sinks/dist_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/syslog_sink.h>
 #include <spdlog/spdlog.h>
 #include <sys/wait.h>
@@ -52,6 +54,24 @@ Daemon::~Daemon() {
   if (notify_fd_ >= 0) ::close(notify_fd_);  // without ready(): the parent reports our failure
 }
 
+namespace {
+
+// Set by log_to_redirectable_stderr and never destroyed: threads may log until the process ends.
+spdlog::sinks::dist_sink_mt* redirectable = nullptr;
+
+}  // namespace
+
+void Daemon::log_to_redirectable_stderr() {
+  auto stderr_sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+  stderr_sink->set_pattern("ocifs: %^%l%$: %v");
+  auto sink = std::make_shared<spdlog::sinks::dist_sink_mt>(std::vector<spdlog::sink_ptr>{stderr_sink});
+  auto* kept = new std::shared_ptr<spdlog::sinks::dist_sink_mt>(sink);  // one reference, never released
+  redirectable = kept->get();
+  auto logger = std::make_shared<spdlog::logger>("ocifs", sink);
+  logger->set_level(spdlog::get_level());
+  spdlog::set_default_logger(logger);
+}
+
 void Daemon::leave_terminal() {
   int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   if (null >= 0) {
@@ -59,8 +79,12 @@ void Daemon::leave_terminal() {
     ::close(null);
   }
   // Nobody reads stderr any more: warnings and errors go to syslog.
-  auto logger = std::make_shared<spdlog::logger>(
-      "ocifs", std::make_shared<spdlog::sinks::syslog_sink_mt>("ocifs", LOG_PID, LOG_DAEMON, false));
+  auto syslog = std::make_shared<spdlog::sinks::syslog_sink_mt>("ocifs", LOG_PID, LOG_DAEMON, false);
+  if (redirectable) {
+    redirectable->set_sinks({syslog});
+    return;
+  }
+  auto logger = std::make_shared<spdlog::logger>("ocifs", syslog);
   logger->set_level(spdlog::get_level());
   spdlog::set_default_logger(logger);
 }

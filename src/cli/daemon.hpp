@@ -25,6 +25,10 @@ class Daemon {
   // supervised mount's first server does it when its supervisor has).
   static void leave_terminal();
 
+  // Logs to stderr through a sink that leave_terminal() redirects to syslog in place, safe while
+  // other threads log (replacing the default logger then would free it under them).
+  static void log_to_redirectable_stderr();
+
  private:
   explicit Daemon(int notify_fd) : notify_fd_(notify_fd) {}
   int notify_fd_;

@@ -9,6 +9,7 @@
 
 #include "cache_commands.hpp"
 #include "commands.hpp"
+#include "daemon.hpp"
 #include "credentials_input.hpp"
 #include "status_command.hpp"
 
@@ -63,9 +64,7 @@ int main(int argc, char** argv) {
   // A supervised mount's server, started by its supervisor (cli/supervisor.hpp).
   if (argc >= 2 && std::string_view(argv[0]) == "ocifs:" && std::string_view(argv[1]) == "server") {
     std::signal(SIGPIPE, SIG_IGN);
-    auto console = spdlog::stderr_color_mt("ocifs");
-    console->set_pattern("ocifs: %^%l%$: %v");
-    spdlog::set_default_logger(console);
+    ocifs::cli::Daemon::log_to_redirectable_stderr();
     return ocifs::cli::run_server_process();
   }
   // Parsed from a copy: the credentials in argv and the environment are overwritten at once,
