@@ -35,7 +35,12 @@ constexpr int kChannelFd = 3;                   // where a server finds its chan
 constexpr int kCrashLoopLimit = 5;              // quick deaths in a row before EIO
 constexpr milliseconds kQuickDeath{1000};       // a server dying by itself sooner after serving: quickly
 constexpr milliseconds kFirstBackoff{250};      // doubled for each quick death in a row
-constexpr milliseconds kStartTimeout{120'000};  // a server opens its image and serves by then
+// A restarted server opens the image from the cache, normally in well under a second; one that
+// has not served after this (a hang; its own network waits have deadlines) is killed. The first
+// server has no such limit: a cold mount of a large image takes as long as its layers take to
+// arrive and be indexed, bounded by the server's own stall and request deadlines.
+constexpr milliseconds kStartTimeout{600'000};
+constexpr milliseconds kAdoptTimeout{120'000};  // from being handed the device to serving
 
 std::string describe_status(int status) {
   if (WIFSIGNALED(status)) return fmt::format("killed by signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
@@ -198,7 +203,20 @@ int Supervisor::first_start() {
     return kExitFailure;
   };
   if (auto started = start_server(current_); !started) return fail(started.error().message);
-  auto reply = receive_message(current_->channel, kStartTimeout);
+  // Without limit (see kStartTimeout), but Ctrl-C or SIGTERM while the image is being opened
+  // abandons the mount, as it did when one process did everything.
+  pollfd waits[2] = {{current_->channel, POLLIN, 0}, {signals_, POLLIN, 0}};
+  while (::poll(waits, 2, -1) < 0 && errno == EINTR) {
+  }
+  if (!(waits[0].revents & (POLLIN | POLLHUP)) && (waits[1].revents & POLLIN)) {
+    signalfd_siginfo info;
+    if (::read(signals_, &info, sizeof info) == sizeof info &&
+        (info.ssi_signo == SIGINT || info.ssi_signo == SIGTERM || info.ssi_signo == SIGHUP)) {
+      fail("");
+      return 128 + static_cast<int>(info.ssi_signo);
+    }
+  }
+  auto reply = receive_message(current_->channel);
   if (!reply || reply->text != "opened") {
     // The server said why on the caller's terminal; its exit status is ours.
     int status = 0;
@@ -216,7 +234,7 @@ int Supervisor::first_start() {
   if (auto sent = send_message(current_->channel, "serve:" + request, device_); !sent) {
     return fail(sent.error().message);
   }
-  reply = receive_message(current_->channel, kStartTimeout);
+  reply = receive_message(current_->channel, kAdoptTimeout);
   if (!reply || reply->text != "serving") return fail("the server did not start serving");
   current_->state = Server::State::serving;
   current_->serving_since = Clock::now();

@@ -922,6 +922,32 @@ def case_fault_stall_cold(work):
         _teardown(reg, px)
 
 
+def case_fault_interrupted_mount(work):
+    """Ctrl-C while a cold mount waits on a stalled registry: `ocifs mount` dies with SIGINT
+    (its process group gets it, as from a terminal), and nothing is left behind — no mount
+    later, no supervisor, no server still indexing in its own process group."""
+    layout, reference = umoci_image(work)
+    reg, px, _ = _fault_setup(work, layout=(layout, reference))
+    try:
+        ref = px.ref(REPO + ':v1')
+        px.add_fault('stall', path=_layer_path(reg), count=None, seconds=3600)
+        mnt = work('mnt')
+        os.makedirs(mnt)
+        p = subprocess.Popen([OCIFS, 'mount', '--cache-dir', work('cache'), ref, mnt], env=clean_env(work),
+                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.5)  # resolved, its layers stalled
+        os.killpg(p.pid, signal.SIGINT)
+        rc = p.wait(timeout=60)
+        check(rc != 0, 'ocifs mount exited 0 after SIGINT')
+        deadline = time.time() + 10
+        while daemon_pids(mnt) and time.time() < deadline:
+            time.sleep(0.1)
+        check(not daemon_pids(mnt), 'processes left after SIGINT: %s' % daemon_pids(mnt))
+        check(not is_mounted(mnt), 'mounted after SIGINT')
+    finally:
+        _teardown(reg, px)
+
+
 def case_fault_stall_read(work):
     """Warm index, blob bytes never fetched (index-only cache), short deadlines (FAST): the
     registry stalls every blob GET while a file is read; pread() fails with EIO within the read
@@ -1296,6 +1322,7 @@ CASES = {
     'fault_corrupt_lazy': case_fault_corrupt_lazy,
     'fault_stall_cold': case_fault_stall_cold,
     'fault_stall_read': case_fault_stall_read,
+    'fault_interrupted_mount': case_fault_interrupted_mount,
     'fault_stall_metadata': case_fault_stall_metadata,
     'fault_cut_every_64k': case_fault_cut_every_64k,
     'cache_commands': case_cache_commands,
