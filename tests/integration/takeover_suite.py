@@ -86,11 +86,15 @@ def drop_caches():
         f.write('3\n')
 
 
-def time_to_answer(mnt, reference):
-    """Seconds until a request the kernel must send (a lookup, caches dropped) is answered."""
+def time_to_answer(mnt, reference, limit=60):
+    """Seconds until a request the kernel must send (a lookup, caches dropped) is answered; a
+    failure, not a hang, when none comes within `limit` (what a lost request looks like)."""
     drop_caches()
+    path = os.path.join(mnt, random.choice(regular_files(reference)))
     t0 = time.monotonic()
-    os.stat(os.path.join(mnt, random.choice(regular_files(reference))))
+    r = subprocess.run(['timeout', str(limit), 'stat', '-c', '%s', path], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE)
+    check(r.returncode == 0, 'HANG or error: stat %s after a kill: exit %d %r' % (path, r.returncode, r.stderr))
     return time.monotonic() - t0
 
 
