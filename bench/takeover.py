@@ -25,8 +25,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), 'tests', 'integration'))
 
 from benchutil import drop_caches, log, sh, umount  # noqa: E402
+from takeover_suite import regular_files  # noqa: E402
 
 WORK = os.environ.get('BENCH_WORK') or '/tmp/ocifs-bench-takeover'
 RUNS = int(os.environ.get('BENCH_RUNS') or 10)
@@ -34,13 +36,7 @@ KILLS = int(os.environ.get('BENCH_KILLS') or 20)
 
 
 def files_of(mnt):
-    out = []
-    for dirpath, _, names in os.walk(mnt):
-        for n in names:
-            p = os.path.join(dirpath, n)
-            if os.path.isfile(p) and not os.path.islink(p):
-                out.append(p)
-    return out
+    return [os.path.join(mnt, f) for f in regular_files(mnt)]
 
 
 def timed_find(mnt):

@@ -1,7 +1,5 @@
 #include "ocifs/fuse/device.hpp"
 
-#define FUSE_USE_VERSION 314
-#include <fuse_lowlevel.h>
 #include <fcntl.h>
 #include <linux/fuse.h>
 #include <poll.h>
@@ -11,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 #include <string_view>
+
+#include "new_session.hpp"
 
 namespace ocifs::fuse {
 
@@ -26,13 +26,8 @@ constexpr std::size_t kReadBuffer = (1 << 20) + (64 << 10);
 Result<int> mount_device(const std::string& mountpoint, const MountOptions& options) {
   // A session without operations, only for libfuse's mount code (mount(2) as root, fusermount3
   // otherwise); the descriptor outlives it.
-  std::vector<std::string> args = {"ocifs", "-o", mount_option_string(options)};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  fuse_args fargs = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   fuse_lowlevel_ops none{};
-  fuse_session* session = fuse_session_new(&fargs, &none, sizeof none, nullptr);
-  fuse_opt_free_args(&fargs);
+  fuse_session* session = new_session(options, none, nullptr);
   if (!session) {
     return make_error(std::errc::invalid_argument, "cannot mount {}: libfuse refused the options '{}'", mountpoint,
                       mount_option_string(options));

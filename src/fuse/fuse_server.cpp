@@ -6,6 +6,7 @@
 
 #include <cerrno>
 
+#include "new_session.hpp"
 #include "operations.hpp"
 
 namespace ocifs::fuse {
@@ -50,17 +51,9 @@ FuseServer::~FuseServer() = default;
 Result<std::unique_ptr<FuseServer>> FuseServer::adopt(const image::Image& image, int device_fd,
                                                       const std::vector<std::byte>& init_request,
                                                       const MountOptions& options) {
-  std::vector<std::string> args = {"ocifs", "-o", mount_option_string(options)};
-  if (options.debug) args.push_back("-d");
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  fuse_args fargs = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
-
   auto impl = std::make_unique<Impl>(image, options);
   impl->threads = std::max(1u, options.threads);
-  const auto& ops = operations();
-  impl->session = fuse_session_new(&fargs, &ops, sizeof ops, &impl->state);
-  fuse_opt_free_args(&fargs);
+  impl->session = new_session(options, operations(), &impl->state);
   if (!impl->session) {
     ::close(device_fd);
     return make_error(std::errc::invalid_argument, "libfuse refused the options '{}'", mount_option_string(options));

@@ -88,6 +88,19 @@ def mount_entry(mnt):
     return None
 
 
+def mounts_at(mnt):
+    """The file system types mounted at mnt, the covered one first (a writable root: fuse.ocifs,
+    then overlay)."""
+    mnt = os.path.realpath(mnt)
+    out = []
+    with open('/proc/self/mountinfo') as f:
+        for line in f:
+            parts = line.split()
+            if unescape_mount_path(parts[4]) == mnt:
+                out.append(parts[parts.index('-') + 1])
+    return out
+
+
 def is_mounted(mnt):
     return mount_entry(mnt) is not None
 

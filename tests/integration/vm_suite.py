@@ -7,7 +7,6 @@ Usage: /usr/bin/python3 vm_suite.py [CASE...]   (meson: one test per case; VM ca
 """
 
 import base64
-import hashlib
 import os
 import shutil
 import stat
@@ -19,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import debian_image  # noqa: E402
 import treecmp  # noqa: E402
-from common import (OCIFS, Fail, Mount, check, is_mounted, log, main, mount_entry, run,  # noqa: E402
+from common import (OCIFS, Fail, Mount, check, is_mounted, log, main, mount_entry, mounts_at, run,  # noqa: E402
                     daemon_pids)
 from common import unmount as force_unmount  # noqa: E402
 
@@ -49,25 +48,6 @@ def image():
 def chroot(mnt, *cmd, userspec=None, timeout=120):
     argv = ['chroot'] + (['--userspec=' + userspec] if userspec else []) + [mnt] + list(cmd)
     return run(argv, timeout=timeout)
-
-
-def mounts_at(path):
-    path = os.path.realpath(path)
-    out = []
-    with open('/proc/self/mountinfo') as f:
-        for line in f:
-            parts = line.split()
-            if parts[4] == path:
-                out.append(parts[parts.index('-') + 1])
-    return out
-
-
-def sha256_of(path):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()
 
 
 def ocifs_umount(mnt):
@@ -180,7 +160,7 @@ def case_writable_upper(work):
         r = chroot(mnt, 'dpkg-query', '-W')
         check(r.stdout == dpkg_want, 'dpkg-query -W differs from the reference chroot')
         # untouched: read through the overlay, equal to the image, and never copied up
-        check(sha256_of(os.path.join(mnt, 'opt/big')) == sha256_of(os.path.join(reference, 'opt/big')),
+        check(treecmp.sha256_file(os.path.join(mnt, 'opt/big')) == treecmp.sha256_file(os.path.join(reference, 'opt/big')),
               '/opt/big read through the writable root differs from the reference')
         check(not os.path.exists(os.path.join(state, 'upper/opt/big')), '/opt/big was copied up by a read')
         r = run([OCIFS, 'status', '--json', mnt])
@@ -325,7 +305,7 @@ def _vm_case(work, transport):
         host = chroot(mnt, '/bin/sh', '-c',
                       'python3 -c \'import sys; print("python", sys.version_info[0])\'; dpkg-query -W | sha256sum')
         want = host.stdout.decode().splitlines()
-        want.append('%s  /opt/big' % sha256_of(os.path.join(reference, 'opt/big')))
+        want.append('%s  /opt/big' % treecmp.sha256_file(os.path.join(reference, 'opt/big')))
         want += [_stat_line(reference, p) for p in
                  ('/usr/local/bin/id-suid', '/opt/owned', '/usr/bin/su', '/opt/devnull', '/opt/loop0')]
         want += ['uid=65534(nobody) gid=65534(nogroup) euid=0(root) groups=65534(nogroup)',
