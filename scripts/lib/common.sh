@@ -35,12 +35,17 @@ ensure_packages() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
+# build_ocifs BUILDDIR [meson setup options...]
 build_ocifs() {
   local builddir=$1
+  shift
   if [ -f "$builddir/build.ninja" ]; then
-    meson setup --reconfigure "$builddir" >/dev/null
+    meson setup --reconfigure "$builddir" "$@" >/dev/null
   else
-    meson setup "$builddir" --buildtype=debugoptimized
+    meson setup "$builddir" --buildtype=debugoptimized "$@"
   fi
   meson compile -C "$builddir"
 }
+
+# What scripts/fuzz needs on top of the build packages: clang and its libFuzzer/sanitizer runtimes.
+OCIFS_FUZZ_PACKAGES=(clang-14 libclang-rt-14-dev)

@@ -15,6 +15,8 @@
 
 #include "ocifs/cache/decoded_copies.hpp"
 #include "ocifs/io/file_source.hpp"
+#include "ocifs/io/full_io.hpp"
+#include "ocifs/util/sha256.hpp"
 
 namespace ocifs::cache {
 
@@ -27,32 +29,19 @@ constexpr std::string_view kPrefix = "sha256:";
 // serialised, a zstd layer being decoded) writes continuously.
 constexpr auto kTempAge = std::chrono::minutes(10);
 
-bool is_hex64(std::string_view s) {
-  return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
-}
-
 // The map of a blob nobody in this process has open, read under a shared lock. nullopt when it
 // is missing or damaged.
 std::optional<ChunkMap> read_map_file(const fs::path& path) {
   io::Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return std::nullopt;
-  int rc;
-  do rc = ::flock(fd.get(), LOCK_SH);
-  while (rc != 0 && errno == EINTR);
+  io::retry_on_eintr([&] { return ::flock(fd.get(), LOCK_SH); });
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0 ||
       static_cast<std::uint64_t>(st.st_size) > ChunkMap::encoded_size(ChunkMap::kMaxBlobSize)) {
     return std::nullopt;
   }
   std::string bytes(static_cast<std::size_t>(st.st_size), '\0');
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::pread(fd.get(), bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    done += static_cast<std::size_t>(n);
-  }
-  bytes.resize(done);
+  bytes.resize(io::pread_full(fd.get(), std::as_writable_bytes(std::span(bytes)), 0).done);
   return ChunkMap::parse(bytes);
 }
 
@@ -70,7 +59,7 @@ Result<std::shared_ptr<BlobCache>> BlobCache::open(fs::path root, std::uint64_t 
 
 Result<std::string> BlobCache::digest_hex(std::string_view digest) {
   auto hex = digest.substr(std::min(digest.size(), kPrefix.size()));
-  if (!digest.starts_with(kPrefix) || !is_hex64(hex)) {
+  if (!digest.starts_with(kPrefix) || !util::is_sha256_hex(hex)) {
     return make_error(std::errc::invalid_argument, "cannot use '{}' as a cache key: not a sha256 digest", digest);
   }
   return std::string(hex);
@@ -121,7 +110,7 @@ Result<std::vector<std::string>> BlobCache::scan_digests() const {
     std::string name = it->path().filename().string();
     std::string_view hex = name;
     if (hex.ends_with(".map")) hex.remove_suffix(4);
-    if (is_hex64(hex)) digests.insert(std::string(kPrefix) + std::string(hex));
+    if (util::is_sha256_hex(hex)) digests.insert(std::string(kPrefix) + std::string(hex));
   }
   if (ec) return util::errno_error(ec.value(), fmt::format("cannot list {}", blob_dir_.string()));
   return std::vector<std::string>(digests.begin(), digests.end());

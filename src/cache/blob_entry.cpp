@@ -12,6 +12,8 @@
 #include <ctime>
 
 #include "ocifs/cache/blob_cache.hpp"
+#include "ocifs/io/full_io.hpp"
+#include "ocifs/util/deadline.hpp"
 
 namespace ocifs::cache {
 
@@ -32,16 +34,10 @@ constexpr std::int64_t kTouchPersistIntervalMs = 60'000;
 
 std::uint32_t now_seconds() { return static_cast<std::uint32_t>(std::time(nullptr)); }
 
-std::int64_t steady_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+using util::steady_ms;
 
 int flock_retry(int fd, int op) {
-  int rc;
-  do rc = ::flock(fd, op);
-  while (rc != 0 && errno == EINTR);
-  return rc;
+  return io::retry_on_eintr([&] { return ::flock(fd, op); });
 }
 
 // Holds flock(fd, op) until destroyed.
@@ -64,15 +60,9 @@ Result<std::string> read_whole(int fd, const fs::path& path, std::uint64_t limit
   auto size = static_cast<std::uint64_t>(st.st_size);
   if (size > limit) return std::string();  // cannot be a valid map for this blob: treated as damaged
   std::string out(size, '\0');
-  std::size_t done = 0;
-  while (done < out.size()) {
-    ssize_t n = ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return util::errno_error(errno, fmt::format("cannot read {}", path.string()));
-    if (n == 0) break;
-    done += static_cast<std::size_t>(n);
-  }
-  out.resize(done);
+  auto t = io::pread_full(fd, std::as_writable_bytes(std::span(out)), 0);
+  if (!t.ok()) return util::errno_error(t.error, fmt::format("cannot read {}", path.string()));
+  out.resize(t.done);
   return out;
 }
 
@@ -111,10 +101,7 @@ Result<BlobEntry::Files> BlobEntry::open_files(const fs::path& data_path, const 
     fl.l_whence = SEEK_SET;
     fl.l_start = 0;
     fl.l_len = 1;
-    int rc;
-    do rc = ::fcntl(data_fd.get(), F_OFD_SETLKW, &fl);
-    while (rc != 0 && errno == EINTR);
-    if (rc != 0) return util::errno_error(errno, fmt::format("cannot lock {}", data_path.string()));
+    if (io::retry_on_eintr([&] { return ::fcntl(data_fd.get(), F_OFD_SETLKW, &fl); }) != 0) return util::errno_error(errno, fmt::format("cannot lock {}", data_path.string()));
     if (!same_file(map_path, map_fd.get()) || !same_file(data_path, data_fd.get())) continue;
 
     struct stat st {};
@@ -148,10 +135,9 @@ Result<BlobEntry::Files> BlobEntry::open_files(const fs::path& data_path, const 
           return util::errno_error(errno, fmt::format("cannot size {}", data_path.string()));
         }
         auto encoded = files.map.serialize();
-        ssize_t n = ::pwrite(files.map_fd.get(), encoded.data(), encoded.size(), 0);
-        if (n != static_cast<ssize_t>(encoded.size()) ||
-            ::ftruncate(files.map_fd.get(), static_cast<off_t>(encoded.size())) != 0) {
-          return util::errno_error(n < 0 ? errno : EIO, fmt::format("cannot write {}", map_path.string()));
+        auto t = io::pwrite_full(files.map_fd.get(), std::as_bytes(std::span(encoded)), 0);
+        if (!t.ok() || ::ftruncate(files.map_fd.get(), static_cast<off_t>(encoded.size())) != 0) {
+          return util::errno_error(t.ok() ? errno : t.error, fmt::format("cannot write {}", map_path.string()));
         }
       }
     }
@@ -243,26 +229,19 @@ Result<std::size_t> BlobEntry::read(std::uint64_t offset, std::span<std::byte> b
     }
   }
   const std::uint64_t stop = std::min(end, last * kChunkSize);
-  std::size_t want = static_cast<std::size_t>(stop - offset), done = 0;
-  int err = 0;
-  while (done < want) {
-    ssize_t n = ::pread(data_fd_.get(), buf.data() + done, want - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      err = n < 0 ? errno : EIO;
-      break;
-    }
-    done += static_cast<std::size_t>(n);
-  }
+  const auto want = static_cast<std::size_t>(stop - offset);
+  auto t = io::pread_full(data_fd_.get(), buf.first(want), offset);
+  // The data file has the blob's size: ending before `want` means it was cut behind our back.
+  const int err = !t.ok() ? t.error : t.done < want ? EIO : 0;
   {
     std::lock_guard lock(mu_);
     for (auto c = first; c < last; ++c) --pins_[c];
   }
   if (err != 0) {
-    return util::errno_error(err, fmt::format("cannot read cached blob {} at offset {}", digest_, offset + done));
+    return util::errno_error(err, fmt::format("cannot read cached blob {} at offset {}", digest_, offset + t.done));
   }
   maybe_persist();
-  return done;
+  return t.done;
 }
 
 Result<void> BlobEntry::write_chunk(std::uint64_t chunk, std::span<const std::byte> data) {
@@ -280,17 +259,8 @@ Result<void> BlobEntry::write_chunk(std::uint64_t chunk, std::span<const std::by
     ++pins_[chunk];
   }
   const auto offset = chunk * kChunkSize;
-  std::size_t done = 0;
-  int err = 0;
-  while (done < data.size()) {
-    ssize_t n = ::pwrite(data_fd_.get(), data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      err = n < 0 ? errno : EIO;
-      break;
-    }
-    done += static_cast<std::size_t>(n);
-  }
+  auto t = io::pwrite_full(data_fd_.get(), data, offset);
+  const int err = t.error;
   bool newly = false;
   {
     std::lock_guard lock(mu_);
@@ -306,7 +276,7 @@ Result<void> BlobEntry::write_chunk(std::uint64_t chunk, std::span<const std::by
   }
   if (err != 0) {
     return util::errno_error(err, fmt::format("cannot write chunk {} of {} (offset {}) to the cache", chunk, digest_,
-                                              offset + done));
+                                              offset + t.done));
   }
   maybe_persist();
   if (newly) cache_->note_written(data.size());
@@ -343,12 +313,8 @@ Result<ChunkMap> BlobEntry::read_disk_map() const {
 
 Result<void> BlobEntry::write_disk_map(const ChunkMap& map) {
   auto bytes = map.serialize();
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::pwrite(map_fd_.get(), bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return util::errno_error(n < 0 ? errno : EIO, fmt::format("cannot write {}", map_path_.string()));
-    done += static_cast<std::size_t>(n);
+  if (auto t = io::pwrite_full(map_fd_.get(), std::as_bytes(std::span(bytes)), 0); !t.ok()) {
+    return util::errno_error(t.error, fmt::format("cannot write {}", map_path_.string()));
   }
   struct stat st {};
   if (::fstat(map_fd_.get(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) != bytes.size()) {

@@ -79,6 +79,8 @@ std::string format_byte_size(std::uint64_t bytes) {
 }
 
 std::uint64_t default_cache_max(const std::filesystem::path& root) {
+  // A quarter of the file system, at most 10 GiB: the cache is a convenience, not the disk's owner,
+  // and 10 GiB hold the layers of dozens of typical images.
   constexpr std::uint64_t kCeiling = std::uint64_t{10} << 30;
   std::filesystem::path p = root.empty() ? std::filesystem::path(".") : root;
   std::error_code ec;

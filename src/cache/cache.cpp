@@ -11,6 +11,7 @@
 #include "ocifs/cache/blob_cache.hpp"
 #include "ocifs/cache/decoded_copies.hpp"
 #include "ocifs/io/file_source.hpp"
+#include "ocifs/io/full_io.hpp"
 #include "ocifs/util/sha256.hpp"
 
 namespace ocifs::cache {
@@ -22,13 +23,8 @@ PendingFile::~PendingFile() {
 }
 
 Result<void> PendingFile::write(std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd_.get(), data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return util::errno_error(errno, fmt::format("cannot write {}", temp_.string()));
-    }
-    data.remove_prefix(static_cast<std::size_t>(n));
+  if (auto t = io::write_full(fd_.get(), data); !t.ok()) {
+    return util::errno_error(t.error, fmt::format("cannot write {}", temp_.string()));
   }
   return util::success();
 }
@@ -60,12 +56,8 @@ Result<Cache> Cache::open(fs::path root) {
 }
 
 Result<fs::path> Cache::digest_path(std::string_view digest) const {
-  constexpr std::string_view kPrefix = "sha256:";
-  auto hex = digest.substr(std::min(digest.size(), kPrefix.size()));
-  bool valid = digest.starts_with(kPrefix) && hex.size() == 64 &&
-               hex.find_first_not_of("0123456789abcdef") == std::string_view::npos;
-  if (!valid) return make_error(std::errc::invalid_argument, "cannot use '{}' as a cache key: not a sha256 digest", digest);
-  return fs::path("sha256") / std::string(hex);
+  if (!util::is_sha256_digest(digest)) return make_error(std::errc::invalid_argument, "cannot use '{}' as a cache key: not a sha256 digest", digest);
+  return fs::path("sha256") / std::string(digest.substr(digest.find(':') + 1));
 }
 
 Result<std::optional<std::string>> Cache::read_index(std::string_view digest) const {
@@ -208,7 +200,11 @@ Result<std::optional<std::string>> Cache::read_ref(std::string_view host, std::s
   OCIFS_ASSIGN(auto path, ref_path(host, repository, tag));
   auto bytes = io::read_file(path, 1024);
   if (!bytes) {
-    if (bytes.error().code == std::errc::no_such_file_or_directory) return std::optional<std::string>();
+    // Missing, or too long to be a digest (damaged: as if never resolved, like the check below).
+    const auto code = bytes.error().code;
+    if (code == std::errc::no_such_file_or_directory || code == std::errc::file_too_large) {
+      return std::optional<std::string>();
+    }
     return std::move(bytes).error();
   }
   if (!digest_path(*bytes)) return std::optional<std::string>();  // damaged: as if never resolved

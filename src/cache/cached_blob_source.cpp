@@ -2,35 +2,35 @@
 
 #include <spdlog/spdlog.h>
 
-#include "ocifs/util/deadline.hpp"
-#include "ocifs/util/thread_boundary.hpp"
-
 #include <cstring>
 #include <vector>
+
+#include "blob_stream.hpp"
+#include "ocifs/util/deadline.hpp"
 
 namespace ocifs::cache {
 
 namespace {
 
-constexpr std::uint64_t kChunk = BlobEntry::kChunkSize;
-// A present run at least this long ahead of the stream is skipped with a new request rather
-// than downloaded again: 1 MiB is 84 ms at 100 Mbit/s, far more than a request's round trip.
-constexpr std::uint64_t kSkipChunks = 4;
-// Learn what other processes stored at most this often before fetching.
+constexpr std::uint64_t kChunk = BlobEntry::kChunkSize;  // fetched and stored in whole cache chunks
+// Learn what other processes stored at most this often before fetching: a refresh reads the
+// chunk map under a shared flock (a few KiB); once a second is nothing next to a fetch.
 constexpr std::int64_t kRefreshIntervalMs = 1000;
-// Rounds of read_at that made no progress (chunks evicted between fetch and read) before giving up.
+// Rounds of read_at that found nothing new in the cache after ensure() (offline, or a fetch
+// that another read did and reported done) before giving up. With a remote, such a round fetches
+// straight into the reader's buffer instead, so it always makes progress.
 constexpr int kMaxIdleRounds = 4;
 
-std::int64_t steady_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+using util::steady_ms;
 
 }  // namespace
 
 CachedBlobSource::CachedBlobSource(std::shared_ptr<BlobEntry> entry, std::shared_ptr<RemoteBlob> remote,
                                    Options options)
-    : entry_(std::move(entry)), remote_(std::move(remote)), options_(options) {
+    : entry_(std::move(entry)),
+      remote_(std::move(remote)),
+      options_(options),
+      stream_(std::make_unique<BlobStream>(entry_, remote_, options_.stream_window)) {
   if (options_.max_request < kChunk) options_.max_request = kChunk;
 }
 
@@ -57,20 +57,19 @@ Result<std::size_t> CachedBlobSource::read_at(std::uint64_t offset, std::span<st
       return done;
     }
     if (n > 0) idle = 0;
+    if (idle > 0 && remote_) {
+      // What ensure() stored was evicted before this read copied it: a budget smaller than the
+      // reads in flight (--cache-max 0 keeps nothing). Fetch the next part into the buffer itself.
+      OCIFS_ASSIGN(n, fetch_into(offset + done, buf.subspan(done, want - done)));
+      done += n;
+      continue;
+    }
     if (idle == kMaxIdleRounds) {
-      return make_error(std::errc::io_error,
-                        "cannot read {} at offset {}: its chunks are evicted as soon as they are fetched "
-                        "(is --cache-max too small?)",
+      return make_error(std::errc::io_error, "cannot read {} at offset {}: its chunks never arrive in the cache",
                         entry_->digest(), offset + done);
     }
     OCIFS_TRY(ensure(offset + done, offset + want, allow_stream_wait));
   }
-}
-
-bool CachedBlobSource::stream_covers(std::uint64_t chunk) const {
-  if (!stream_started_ || stream_done_) return false;
-  std::uint64_t at = chunk * kChunk;
-  return at >= stream_pos_ && at < stream_pos_ + options_.stream_window;
 }
 
 Result<void> CachedBlobSource::ensure(std::uint64_t from, std::uint64_t to, bool& allow_stream_wait) const {
@@ -98,6 +97,8 @@ Result<void> CachedBlobSource::ensure(std::uint64_t from, std::uint64_t to, bool
       }
     }
   } landing{*this, runs};
+  // Where the stream is now: a chunk it reaches soon is waited for rather than fetched.
+  const auto ahead = allow_stream_wait ? stream_->ahead() : BlobStream::Ahead{};
   {
     std::lock_guard lock(mu_);
     for (std::uint64_t c = first; c <= last; ++c) {
@@ -106,7 +107,7 @@ Result<void> CachedBlobSource::ensure(std::uint64_t from, std::uint64_t to, bool
         waits.push_back(it->second);
         continue;
       }
-      if (allow_stream_wait && stream_covers(c)) {
+      if (ahead.contains(c * kChunk)) {
         stream_last = c;
         continue;
       }
@@ -134,30 +135,31 @@ Result<void> CachedBlobSource::ensure(std::uint64_t from, std::uint64_t to, bool
     land(run, std::move(r));
   }
   if (error) return *error;
-  std::unique_lock lock(mu_);
-  for (auto& flight : waits) {
-    if (!util::wait_within_deadline(cv_, lock, [&] { return flight->done; })) {
-      return util::deadline_passed(fmt::format("read {} at offset {}: waiting for another read's fetch",
-                                               entry_->digest(), from));
-    }
-    if (flight->error) return *flight->error;
-  }
-  if (stream_last) {
-    const std::uint64_t need_end = (*stream_last + 1) * kChunk;
-    const auto deadline = util::current_deadline();
-    const auto give_up = std::chrono::steady_clock::now() + options_.stream_wait;
-    bool moved = cv_.wait_until(lock, util::earliest(give_up, deadline), [&] {
-      return stream_done_ || stop_.load() || stream_pos_ >= need_end || entry_->chunk_present(*stream_last);
-    });
-    if (!moved && deadline <= give_up) {
-      return util::deadline_passed(fmt::format("read {} at offset {}: waiting for its stream", entry_->digest(), from));
-    }
-    if (!moved) {
-      spdlog::debug("{}: no progress of the stream for {} ms; fetching by range", entry_->digest(),
-                    options_.stream_wait.count());
-      allow_stream_wait = false;
+  {
+    std::unique_lock lock(mu_);
+    for (auto& flight : waits) {
+      if (!util::wait_within_deadline(cv_, lock, [&] { return flight->done; })) {
+        return util::deadline_passed(fmt::format("read {} at offset {}: waiting for another read's fetch",
+                                                 entry_->digest(), from));
+      }
+      if (flight->error) return *flight->error;
     }
   }
+  if (stream_last) return wait_for_stream(*stream_last, from, allow_stream_wait);
+  return util::success();
+}
+
+Result<void> CachedBlobSource::wait_for_stream(std::uint64_t chunk, std::uint64_t from,
+                                               bool& allow_stream_wait) const {
+  const auto deadline = util::current_deadline();
+  const auto give_up = util::Clock::now() + options_.stream_wait;
+  if (stream_->wait_for(chunk, util::earliest(give_up, deadline))) return util::success();
+  if (deadline <= give_up) {
+    return util::deadline_passed(fmt::format("read {} at offset {}: waiting for its stream", entry_->digest(), from));
+  }
+  spdlog::debug("{}: no progress of the stream for {} ms; fetching by range", entry_->digest(),
+                options_.stream_wait.count());
+  allow_stream_wait = false;
   return util::success();
 }
 
@@ -169,9 +171,26 @@ void CachedBlobSource::land(Run& run, Result<void> result) const {
     if (!result) run.flight->error = std::move(result).error();
   }
   cv_.notify_all();
+  stream_->chunks_arrived();  // a read waiting for the stream may have wanted these
 }
 
 Result<void> CachedBlobSource::fetch_run(std::uint64_t first, std::uint64_t count) const {
+  OCIFS_TRY(fetch_chunks(first, count));
+  return util::success();
+}
+
+Result<std::size_t> CachedBlobSource::fetch_into(std::uint64_t offset, std::span<std::byte> buf) const {
+  const std::uint64_t first = offset / kChunk;
+  const std::uint64_t end = std::min(entry_->size(), offset + buf.size());
+  const std::uint64_t count = std::min((end - 1) / kChunk + 1 - first, options_.max_request / kChunk);
+  OCIFS_ASSIGN(auto bytes, fetch_chunks(first, count));
+  const std::size_t skip = static_cast<std::size_t>(offset - first * kChunk);
+  const std::size_t n = std::min(buf.size(), bytes.size() - skip);
+  std::memcpy(buf.data(), bytes.data() + skip, n);
+  return n;
+}
+
+Result<std::vector<std::byte>> CachedBlobSource::fetch_chunks(std::uint64_t first, std::uint64_t count) const {
   const std::uint64_t offset = first * kChunk;
   const std::uint64_t length = std::min(count * kChunk, entry_->size() - offset);
   {
@@ -201,131 +220,14 @@ Result<void> CachedBlobSource::fetch_run(std::uint64_t first, std::uint64_t coun
     auto chunk = first + i;
     OCIFS_TRY(entry_->write_chunk(chunk, std::span<const std::byte>(buf).subspan(i * kChunk, entry_->chunk_length(chunk))));
   }
-  return util::success();
+  return buf;
 }
 
-void CachedBlobSource::start_stream() {
-  std::lock_guard join(join_mu_);
-  std::lock_guard lock(mu_);
-  if (stream_started_) return;
-  stream_started_ = true;
-  if (entry_->complete()) {
-    stream_done_ = true;
-    stream_pos_ = entry_->size();
-    return;
-  }
-  if (!remote_) {
-    stream_done_ = true;
-    stream_error_ = make_error(std::errc::io_error, "cannot stream {}: not in the cache and --offline", entry_->digest());
-    return;
-  }
-  stream_pos_ = entry_->next_absent(0) * kChunk;
-  thread_ = std::thread([this] {
-    std::optional<Error> error;
-    if (auto escaped = util::catch_all(fmt::format("stream {}", entry_->digest()), [&] { error = stream_blob(); })) {
-      error = std::move(escaped);
-    }
-    if (auto r = entry_->flush(); !r) spdlog::warn("{}", r.error().message);
-    {
-      std::lock_guard lock(mu_);
-      stream_done_ = true;
-      stream_error_ = std::move(error);
-      if (!stream_error_) stream_pos_ = entry_->size();
-    }
-    cv_.notify_all();
-  });
-}
+void CachedBlobSource::start_stream() { stream_->start(); }
 
-std::optional<Error> CachedBlobSource::stream_blob() {
-  const std::uint64_t n = entry_->chunk_count();
-  std::optional<Error> error;
-  std::vector<std::byte> chunk_buf(kChunk);
-  std::uint64_t next = entry_->next_absent(0);
-  // One request per run of absent chunks, asking for exactly that run: whatever a request asks
-  // for beyond what is wanted arrives anyway (the link's buffers are full of it) and is wasted.
-  while (next < n && !stop_.load()) {
-    std::uint64_t cur = next;
-    std::uint64_t run_end = cur + 1;
-    while (run_end < n && !entry_->chunk_present(run_end)) ++run_end;
-    std::uint64_t filled = 0;
-    std::optional<std::uint64_t> restart_at;
-    {
-      std::lock_guard lock(mu_);
-      stream_pos_ = cur * kChunk;
-    }
-    cv_.notify_all();
-    auto sink = [&](std::span<const std::byte> data) -> Result<void> {
-      if (stop_.load()) return make_error(std::errc::operation_canceled, "cannot stream {}: stopped", entry_->digest());
-      streamed_.fetch_add(data.size(), std::memory_order_relaxed);
-      while (!data.empty()) {
-        if (cur >= run_end) {
-          return make_error(std::errc::io_error, "cannot stream {}: the remote sent more than bytes {}-{}",
-                            entry_->digest(), next * kChunk, run_end * kChunk - 1);
-        }
-        const std::uint64_t len = entry_->chunk_length(cur);
-        const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(len - filled, data.size()));
-        std::memcpy(chunk_buf.data() + filled, data.data(), take);
-        filled += take;
-        data = data.subspan(take);
-        if (filled < len) continue;
-        OCIFS_TRY(entry_->write_chunk(cur, std::span<const std::byte>(chunk_buf.data(), len)));
-        ++cur;
-        filled = 0;
-        {
-          std::lock_guard lock(mu_);
-          stream_pos_ = cur * kChunk;
-        }
-        cv_.notify_all();
-        // Range reads may have fetched what lies ahead meanwhile.
-        if (cur < run_end && entry_->chunk_present(cur)) {
-          auto absent = entry_->next_absent(cur);
-          if (absent >= run_end || absent - cur >= kSkipChunks) {
-            restart_at = absent;
-            return make_error(std::errc::operation_canceled, "skipping present chunks");
-          }
-        }
-      }
-      return util::success();
-    };
-    const std::uint64_t to = std::min(run_end * kChunk, entry_->size());
-    auto r = remote_->stream(cur * kChunk, to, sink, [this] { return stop_.load(); });
-    if (restart_at) {
-      next = *restart_at;
-      continue;
-    }
-    if (stop_.load()) {
-      error = make_error(std::errc::operation_canceled, "cannot stream {}: stopped", entry_->digest());
-    } else if (!r) {
-      error = r.error();
-    } else if (cur < run_end) {
-      error = make_error(std::errc::io_error, "cannot stream {}: the stream ended at byte {} of {}", entry_->digest(),
-                         cur * kChunk + filled, entry_->size());
-    } else {
-      next = entry_->next_absent(run_end);
-      continue;
-    }
-    break;
-  }
-  return error;
-}
+Result<void> CachedBlobSource::wait_stream() { return stream_->wait(); }
 
-Result<void> CachedBlobSource::wait_stream() {
-  std::unique_lock lock(mu_);
-  if (!stream_started_) return util::success();
-  cv_.wait(lock, [&] { return stream_done_; });
-  if (stream_error_) return *stream_error_;
-  return util::success();
-}
-
-void CachedBlobSource::stop_stream() {
-  stop_.store(true);
-  {
-    std::lock_guard lock(mu_);  // a waiter between its check and its wait still sees the notify
-  }
-  cv_.notify_all();
-  std::lock_guard join(join_mu_);
-  if (thread_.joinable()) thread_.join();
-}
+void CachedBlobSource::stop_stream() { stream_->stop(); }
 
 Result<void> CachedBlobSource::prefetch(std::uint64_t offset, std::uint64_t length) const {
   const std::uint64_t end = std::min(entry_->size(), offset + std::min(length, entry_->size()));
@@ -343,15 +245,15 @@ CachedBlobSource::Progress CachedBlobSource::progress() const {
   Progress p;
   p.size = entry_->size();
   p.present = entry_->present_bytes();
-  p.streamed = streamed_.load(std::memory_order_relaxed);
   p.fetched = fetched_.load(std::memory_order_relaxed);
   p.reads = reads_.load(std::memory_order_relaxed);
   p.hits = hits_.load(std::memory_order_relaxed);
   p.fetch_errors = fetch_errors_.load(std::memory_order_relaxed);
-  std::lock_guard lock(mu_);
-  if (stream_error_) ++p.fetch_errors;
-  p.streaming = stream_started_ && !stream_done_;
-  p.stream_done = stream_started_ && stream_done_;
+  const auto stream = stream_->status();
+  p.streamed = stream.received;
+  if (stream.failed) ++p.fetch_errors;
+  p.streaming = stream.running;
+  p.stream_done = stream.ended;
   return p;
 }
 

@@ -10,6 +10,7 @@ namespace ocifs::cache {
 
 namespace {
 
+// The file format's fixed parts (byte table in chunk_map.hpp).
 constexpr char kMagic[8] = {'O', 'C', 'I', 'F', 'S', 'M', 'A', 'P'};
 constexpr std::size_t kHeaderSize = 32;
 constexpr std::size_t kTrailerSize = 32;

@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "ocifs/util/limits.hpp"
+#include "ocifs/util/sha256.hpp"
 
 namespace ocifs::cache {
 
@@ -23,7 +24,7 @@ std::vector<DecodedCopies::Copy> DecodedCopies::list() const {
   for (fs::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
     // Temp leftovers of atomic writes ("NAME.tmp.PID.X") are not copies; gc sweeps them.
-    if (name.size() != 64 || name.find_first_not_of("0123456789abcdef") != std::string::npos) continue;
+    if (!util::is_sha256_hex(name)) continue;
     struct stat st {};
     if (::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
     out.push_back({"sha256:" + name, static_cast<std::uint64_t>(st.st_blocks) * 512,

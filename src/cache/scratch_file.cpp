@@ -1,8 +1,6 @@
 #include "ocifs/cache/scratch_file.hpp"
 
-#include <unistd.h>
-
-#include <cerrno>
+#include "ocifs/io/full_io.hpp"
 
 namespace ocifs::cache {
 
@@ -11,15 +9,9 @@ Result<void> ScratchFile::write(std::span<const std::byte> data) {
     return make_error(std::errc::file_too_large, "cannot write more than {} bytes to a scratch file in {}",
                       limit_, where_);
   }
-  while (!data.empty()) {
-    ssize_t n = ::pwrite(fd_.get(), data.data(), data.size(), static_cast<off_t>(size_));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return util::errno_error(errno, fmt::format("cannot write a scratch file in {}", where_));
-    }
-    size_ += static_cast<std::uint64_t>(n);
-    data = data.subspan(static_cast<std::size_t>(n));
-  }
+  auto t = io::pwrite_full(fd_.get(), data, size_);
+  size_ += t.done;
+  if (!t.ok()) return util::errno_error(t.error, fmt::format("cannot write a scratch file in {}", where_));
   return util::success();
 }
 

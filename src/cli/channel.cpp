@@ -7,6 +7,8 @@
 #include <cstring>
 #include <vector>
 
+#include "ocifs/io/full_io.hpp"
+
 namespace ocifs::cli {
 
 namespace {
@@ -31,20 +33,14 @@ Result<void> send_message(int socket, const std::string& text, int fd) {
     c->cmsg_len = CMSG_LEN(sizeof(int));
     std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
   }
-  ssize_t n;
-  while ((n = ::sendmsg(socket, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
-  }
-  if (n < 0) return util::errno_error(errno, "cannot send to the server channel");
+  if (io::retry_on_eintr([&] { return ::sendmsg(socket, &msg, MSG_NOSIGNAL); }) < 0) return util::errno_error(errno, "cannot send to the server channel");
   return util::success();
 }
 
 Result<Message> receive_message(int socket, std::optional<std::chrono::milliseconds> timeout) {
   if (timeout) {
     pollfd p{socket, POLLIN, 0};
-    int ready;
-    while ((ready = ::poll(&p, 1, static_cast<int>(timeout->count()))) < 0 && errno == EINTR) {
-    }
-    if (ready == 0) return make_error(std::errc::timed_out, "no message on the server channel in time");
+    if (io::retry_on_eintr([&] { return ::poll(&p, 1, static_cast<int>(timeout->count())); }) == 0) return make_error(std::errc::timed_out, "no message on the server channel in time");
   }
   std::vector<char> buf(kMaxMessage);
   iovec iov{buf.data(), buf.size()};
@@ -54,9 +50,7 @@ Result<Message> receive_message(int socket, std::optional<std::chrono::milliseco
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
   msg.msg_control = control;
   msg.msg_controllen = sizeof control;
-  ssize_t n;
-  while ((n = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
-  }
+  const ssize_t n = io::retry_on_eintr([&] { return ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC); });
   if (n < 0) return util::errno_error(errno, "cannot receive from the server channel");
   Message out;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {

@@ -24,6 +24,7 @@
 #include "ocifs/cache/byte_size.hpp"
 #include "ocifs/fuse/fuse_server.hpp"
 #include "ocifs/image/image.hpp"
+#include "ocifs/io/full_io.hpp"
 #include "ocifs/oci/inspect_document.hpp"
 #include "ocifs/util/duration.hpp"
 #include "ocifs/util/text.hpp"
@@ -122,6 +123,10 @@ Result<OpenedImage> open_image(const CommonOptions& common, const std::string& r
   OCIFS_ASSIGN(auto resolution, prepare(common));
   image::OpenOptions options;
   options.resolve = resolution->options;
+  if (!common.span_cache.empty()) {
+    OCIFS_ASSIGN(auto bytes, cache::parse_byte_size(common.span_cache));
+    options.span_cache_bytes = static_cast<std::size_t>(bytes);
+  }
   if (mount) {
     options.first_open = layer::FirstOpen::walk_uncompressed;
     options.prefetch = *mount;
@@ -196,6 +201,7 @@ ParsedMountOptions parse_mount_options(MountArgs& args) {
     else if (opt.starts_with("cache_dir=")) args.common.cache_dir = opt.substr(10);
     else if (opt.starts_with("platform=")) args.common.platform = opt.substr(9);
     else if (opt.starts_with("cache_max=")) args.common.cache_max = opt.substr(10);
+    else if (opt.starts_with("span_cache=")) args.common.span_cache = opt.substr(11);
     else if (opt.starts_with("authfile=")) args.common.authfile = opt.substr(9);
     else if (opt.starts_with("creds_file=")) args.common.creds_file = opt.substr(11);
     else if (opt.starts_with("prefetch=")) args.prefetch = opt.substr(9);
@@ -354,8 +360,7 @@ int run_umount(const std::string& mountpoint) {
   pid_t pid;
   if (posix_spawnp(&pid, "fusermount3", nullptr, nullptr, const_cast<char**>(argv), environ) == 0) {
     int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    io::retry_on_eintr([&] { return ::waitpid(pid, &status, 0); });
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
   }
   if (::umount2(mountpoint.c_str(), 0) == 0) return 0;

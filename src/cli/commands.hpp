@@ -10,6 +10,7 @@ namespace ocifs::cli {
 struct CommonOptions {
   std::string cache_dir;  // empty: Cache::default_root()
   std::string cache_max;  // --cache-max SIZE; empty: cache::default_cache_max()
+  std::string span_cache;  // --span-cache SIZE; empty: SpanCache::kDefaultBudget
   std::string platform;   // "os/arch[/variant]" or empty
   bool quiet = false;
   bool progress = false;  // --progress: also when stderr is not a terminal

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "ocifs/io/fd.hpp"
+#include "ocifs/io/full_io.hpp"
 
 namespace ocifs::cli {
 
@@ -25,10 +26,10 @@ Result<std::string> read_line(int fd, std::string_view what) {
   std::string line;
   char c;
   for (;;) {
-    ssize_t n = ::read(fd, &c, 1);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return util::errno_error(errno, fmt::format("cannot read the credentials from {}", what));
-    if (n == 0 || c == '\n') break;
+    // A byte at a time: nothing after the line is consumed (standard input may go on).
+    auto t = io::read_full(fd, std::as_writable_bytes(std::span(&c, 1)));
+    if (!t.ok()) return util::errno_error(t.error, fmt::format("cannot read the credentials from {}", what));
+    if (t.done == 0 || c == '\n') break;
     if (line.size() >= kMaxCredentials) {
       return make_error(std::errc::file_too_large,
                         "cannot read the credentials from {}: its first line is longer than {} bytes", what,
@@ -49,12 +50,12 @@ Result<std::string> read_stdin() {
     quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
     ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
     constexpr std::string_view kPrompt = "Registry credentials (USER:PASSWORD): ";
-    [[maybe_unused]] auto ignored = ::write(STDERR_FILENO, kPrompt.data(), kPrompt.size());
+    io::write_full(STDERR_FILENO, kPrompt);
   }
   auto line = read_line(STDIN_FILENO, "standard input (--creds -)");
   if (terminal) {
     ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
-    [[maybe_unused]] auto ignored = ::write(STDERR_FILENO, "\n", 1);
+    io::write_full(STDERR_FILENO, "\n");
   }
   return line;
 }

@@ -12,23 +12,21 @@
 #include <cstdlib>
 #include <utility>
 
+#include "ocifs/io/full_io.hpp"
+
 namespace ocifs::cli {
 
 namespace {
 
-constexpr char kReady = 'R';
+constexpr char kReady = 'R';  // any byte the child writes only once the mount is live
 
 // The parent: waits for the child's ready byte; without it, the child failed (or died) and its
 // exit status is ours.
 [[noreturn]] void wait_for_child(pid_t child, int notify_fd) {
-  char byte = 0;
-  ssize_t n;
-  while ((n = ::read(notify_fd, &byte, 1)) < 0 && errno == EINTR) {
-  }
-  if (n == 1 && byte == kReady) std::_Exit(0);
+  std::byte byte{};
+  if (io::read_some(notify_fd, std::span(&byte, 1)).done == 1 && byte == std::byte{kReady}) std::_Exit(0);
   int status = 0;
-  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
-  }
+  io::retry_on_eintr([&] { return ::waitpid(child, &status, 0); });
   std::_Exit(WIFEXITED(status) && WEXITSTATUS(status) != 0 ? WEXITSTATUS(status) : 1);
 }
 
@@ -93,9 +91,8 @@ Result<void> Daemon::ready() {
   ::setsid();
   if (::chdir("/") != 0) return util::errno_error(errno, "cannot detach: chdir /");
   leave_terminal();
-  char byte = kReady;
-  while (::write(notify_fd_, &byte, 1) < 0 && errno == EINTR) {
-  }
+  const std::byte byte{kReady};
+  io::write_full(notify_fd_, std::span(&byte, 1));
   ::close(std::exchange(notify_fd_, -1));
   return util::success();
 }

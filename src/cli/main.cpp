@@ -22,6 +22,8 @@ void add_common(CLI::App& app, CommonOptions& common) {
   app.add_option("--platform", common.platform, "Platform to choose from a manifest list: OS/ARCH[/VARIANT]");
   app.add_option("--cache-max", common.cache_max,
                  "Budget for cached registry blobs, e.g. 10G (default: a quarter of the file system, at most 10 GiB)");
+  app.add_option("--span-cache", common.span_cache,
+                 "Memory for decompressed spans of gzip and zstd layers, e.g. 64M (default 24M)");
   auto* creds =
       app.add_option("--creds", common.creds,
                      "Registry credentials USER:PASS, or - to read that line from standard input (else "
@@ -91,7 +93,7 @@ int main(int argc, char** argv) {
   add_common(*mount_cmd, mount.common);
   mount_cmd->add_option("REF", mount.ref, "[REGISTRY/]NAME[:TAG|@DIGEST], oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG]")->required();
   mount_cmd->add_option("MOUNTPOINT", mount.mountpoint, "An existing directory")->required();
-  mount_cmd->add_option("-o", raw_options, "Mount options: allow_other, dev, suid, cache_dir=DIR, cache_max=SIZE, platform=P, authfile=FILE, creds_file=FILE, upper=DIR, writable, offline, plain_http, tls_verify=false, read_timeout=T, request_timeout=T, stall_timeout=T, and libfuse options")
+  mount_cmd->add_option("-o", raw_options, "Mount options: allow_other, dev, suid, cache_dir=DIR, cache_max=SIZE, span_cache=SIZE, platform=P, authfile=FILE, creds_file=FILE, upper=DIR, writable, offline, plain_http, tls_verify=false, read_timeout=T, request_timeout=T, stall_timeout=T, and libfuse options")
       ->allow_extra_args(false);
   mount_cmd->add_flag("-f,--foreground", mount.foreground, "Stay in the foreground");
   mount_cmd->add_option("--prefetch", mount.prefetch,

@@ -4,19 +4,16 @@
 
 namespace ocifs::cli {
 
-std::string mount_args_to_json(const MountArgs& a) {
-  const auto& c = a.common;
-  nlohmann::json common = {
-      {"cache_dir", c.cache_dir},         {"cache_max", c.cache_max},     {"platform", c.platform},
-      {"quiet", c.quiet},                 {"debug", c.debug},             {"creds", c.creds},
-      {"authfile", c.authfile},           {"tls_verify", c.tls_verify},   {"plain_http", c.plain_http},
-      {"offline", c.offline},             {"read_timeout", c.read_timeout},
-      {"request_timeout", c.request_timeout}, {"stall_timeout", c.stall_timeout}};
-  nlohmann::json out = {{"common", common},       {"ref", a.ref},           {"mountpoint", a.mountpoint},
-                        {"options", a.fuse_options}, {"prefetch", a.prefetch}, {"upper", a.upper},
-                        {"writable", a.writable}};
-  return out.dump();
-}
+// Every field the server needs; a field missing on the way in is an error (the supervisor and
+// server are the same binary, so a mismatch means a broken exec). Not sent: progress (servers
+// have no terminal), creds_file and creds_env (read once by `ocifs mount` into `creds`).
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(CommonOptions, cache_dir, cache_max, span_cache, platform, quiet, debug,
+                                   creds, authfile, tls_verify, plain_http, offline, read_timeout,
+                                   request_timeout, stall_timeout)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(MountArgs, common, ref, mountpoint, fuse_options, foreground, prefetch,
+                                   upper, writable)
+
+std::string mount_args_to_json(const MountArgs& args) { return nlohmann::json(args).dump(); }
 
 Result<MountArgs> mount_args_from_json(const std::string& text) {
   auto j = nlohmann::json::parse(text, nullptr, false);
@@ -24,28 +21,7 @@ Result<MountArgs> mount_args_from_json(const std::string& text) {
     return make_error(std::errc::protocol_error, "the supervisor sent a mount description that is not JSON");
   }
   try {
-    MountArgs a;
-    const auto& c = j.at("common");
-    a.common.cache_dir = c.at("cache_dir");
-    a.common.cache_max = c.at("cache_max");
-    a.common.platform = c.at("platform");
-    a.common.quiet = c.at("quiet");
-    a.common.debug = c.at("debug");
-    a.common.creds = c.at("creds");
-    a.common.authfile = c.at("authfile");
-    a.common.tls_verify = c.at("tls_verify");
-    a.common.plain_http = c.at("plain_http");
-    a.common.offline = c.at("offline");
-    a.common.read_timeout = c.at("read_timeout");
-    a.common.request_timeout = c.at("request_timeout");
-    a.common.stall_timeout = c.at("stall_timeout");
-    a.ref = j.at("ref");
-    a.mountpoint = j.at("mountpoint");
-    a.fuse_options = j.at("options").get<std::vector<std::string>>();
-    a.prefetch = j.at("prefetch");
-    a.upper = j.at("upper");
-    a.writable = j.at("writable");
-    return a;
+    return j.get<MountArgs>();
   } catch (const nlohmann::json::exception& e) {
     return make_error(std::errc::protocol_error, "the supervisor's mount description is incomplete: {}", e.what());
   }

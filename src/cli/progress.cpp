@@ -28,7 +28,7 @@ std::string rate_and_eta(std::uint64_t done, std::uint64_t total, double secs) {
   return fmt::format("{}/s, {:.0f} s left", human(rate), (total - done) / rate);
 }
 
-// Pipe mode repeats the total this often.
+// Pipe mode repeats the total this often: a log shows the mount is alive without a line a chunk.
 constexpr auto kPipeTotalEvery = std::chrono::seconds(5);
 
 }  // namespace

@@ -14,7 +14,7 @@
 
 #include "ocifs/cache/byte_size.hpp"
 #include "mount_table.hpp"
-#include "ocifs/fuse/fuse_server.hpp"
+#include "ocifs/fuse/status_xattr.hpp"
 
 namespace ocifs::cli {
 

@@ -20,6 +20,7 @@
 #include "channel.hpp"
 #include "mount_args_json.hpp"
 #include "ocifs/fuse/device.hpp"
+#include "ocifs/io/full_io.hpp"
 
 extern char** environ;
 
@@ -32,15 +33,23 @@ using std::chrono::milliseconds;
 
 constexpr int kExitFailure = 1;
 constexpr int kChannelFd = 3;                   // where a server finds its channel
-constexpr int kCrashLoopLimit = 5;              // quick deaths in a row before EIO
+// Quick deaths in a row before the supervisor answers EIO itself: with the back-off below, five
+// take ~4 s, long enough for a transient cause (memory, a file descriptor limit) to pass, short
+// enough that callers are not kept waiting on a server that always crashes.
+constexpr int kCrashLoopLimit = 5;
 constexpr milliseconds kQuickDeath{1000};       // a server dying by itself sooner after serving: quickly
-constexpr milliseconds kFirstBackoff{250};      // doubled for each quick death in a row
+constexpr milliseconds kFirstBackoff{250};      // doubled for each quick death in a row: 0.25 .. 2 s
 // A restarted server opens the image from the cache, normally in well under a second; one that
 // has not served after this (a hang; its own network waits have deadlines) is killed. The first
 // server has no such limit: a cold mount of a large image takes as long as its layers take to
 // arrive and be indexed, bounded by the server's own stall and request deadlines.
 constexpr milliseconds kStartTimeout{600'000};
 constexpr milliseconds kAdoptTimeout{120'000};  // from being handed the device to serving
+
+// The next signal queued on the signalfd `fd`; false when none is (it is non-blocking).
+bool next_signal(int fd, signalfd_siginfo& info) {
+  return io::read_some(fd, std::as_writable_bytes(std::span(&info, 1))).done == sizeof info;
+}
 
 std::string describe_status(int status) {
   if (WIFSIGNALED(status)) return fmt::format("killed by signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
@@ -206,11 +215,10 @@ int Supervisor::first_start() {
   // Without limit (see kStartTimeout), but Ctrl-C or SIGTERM while the image is being opened
   // abandons the mount, as it did when one process did everything.
   pollfd waits[2] = {{current_->channel, POLLIN, 0}, {signals_, POLLIN, 0}};
-  while (::poll(waits, 2, -1) < 0 && errno == EINTR) {
-  }
+  io::retry_on_eintr([&] { return ::poll(waits, 2, -1); });
   if (!(waits[0].revents & (POLLIN | POLLHUP)) && (waits[1].revents & POLLIN)) {
     signalfd_siginfo info;
-    if (::read(signals_, &info, sizeof info) == sizeof info &&
+    if (next_signal(signals_, info) &&
         (info.ssi_signo == SIGINT || info.ssi_signo == SIGTERM || info.ssi_signo == SIGHUP)) {
       fail("");
       return 128 + static_cast<int>(info.ssi_signo);
@@ -367,7 +375,7 @@ int Supervisor::run() {
 
     if (fds[0].revents & POLLIN) {
       signalfd_siginfo info;
-      while (::read(signals_, &info, sizeof info) == sizeof info) {
+      while (next_signal(signals_, info)) {
         if (info.ssi_signo == SIGHUP) remount();
         if (info.ssi_signo == SIGTERM || info.ssi_signo == SIGINT) stop();
       }

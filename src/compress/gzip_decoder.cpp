@@ -99,6 +99,8 @@ class StatePacker {
   }
 
  private:
+  // States waiting to be packed (an 87 KiB ISA-L state each): 16 bound them to ~1.4 MB while the
+  // packer keeps up, and make the scan wait for it rather than pile them up when it does not.
   static constexpr std::size_t kMaxQueued = 16;
   struct Job {
     std::size_t point;

@@ -14,7 +14,9 @@
 //   36      ...   P checkpoints, sorted by strictly increasing decoded_offset, each:
 //                   +0   8  compressed_offset      (<= compressed_size, < at member starts;
 //                                              non-decreasing)
-//                   +8   8  decoded_offset         (<= decoded_size; the first is 0)
+//                   +8   8  decoded_offset         (<= decoded_size; the first is 0; at most
+//                                              kMaxGzipSpan after the previous one, and
+//                                              decoded_size at most that after the last)
 //                   +16  1  flags: bit 0 = member_start (the first point is one)
 //                   +17  4  S = state length       (<= 128 KiB; 0 exactly at member starts)
 //                   +21  S  inflate state snapshot, one zstd frame
@@ -36,6 +38,7 @@
 namespace ocifs::compress {
 namespace {
 
+// The fixed parts of the format above (bump kVersion whenever the layout changes).
 constexpr char kMagic[4] = {'O', 'C', 'S', 'X'};
 constexpr std::uint16_t kVersion = 2;
 constexpr std::size_t kHeaderSize = 36;
@@ -45,6 +48,8 @@ constexpr std::size_t kCrcSize = 4;
 // A packed 87 KiB state is at most ~87 KiB (zstd stores incompressible data raw); anything
 // bigger is damage.
 constexpr std::uint32_t kMaxState = 128u << 10;
+// Four times the decoder's widest span (kMaxSpan in gzip_decoder.cpp, 16 MiB).
+constexpr std::uint64_t kMaxGzipSpan = 64u << 20;
 
 void put(std::string& out, std::uint64_t value, int bytes) {
   for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
@@ -185,6 +190,16 @@ Result<SeekIndex> SeekIndex::deserialize(std::string_view bytes) {
   }
   if (index.encoding == Encoding::gzip && index.decoded_size > 0 && index.gzip_points.empty()) {
     return corrupt("gzip index without checkpoints");
+  }
+  // A read inflates a whole span into memory (GzipReader). The decoder leaves at most 16 MiB
+  // between checkpoints (gzip_decoder.cpp), so a span past kMaxGzipSpan is damage, not a layer.
+  for (std::size_t i = 0; i < index.gzip_points.size(); ++i) {
+    const std::uint64_t end =
+        i + 1 < index.gzip_points.size() ? index.gzip_points[i + 1].decoded_offset : index.decoded_size;
+    if (end - index.gzip_points[i].decoded_offset > kMaxGzipSpan) {
+      return corrupt(fmt::format("checkpoint {} is {} bytes from the next (limit {})", i,
+                                 end - index.gzip_points[i].decoded_offset, kMaxGzipSpan));
+    }
   }
 
   if (frames * kFrameSize != in.left()) return corrupt("the frame table size does not match");

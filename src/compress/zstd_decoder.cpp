@@ -16,6 +16,7 @@ namespace {
 
 // 1 MiB blob reads, as for gzip.
 constexpr std::size_t kInputBlock = 1u << 20;
+// Bytes skipped (decoded and dropped) 256 KiB at a time: two zstd blocks (128 KiB each) per call.
 constexpr std::size_t kScratch = 256u << 10;
 
 std::uint32_t le32(const std::byte* p) {

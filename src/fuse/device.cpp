@@ -11,6 +11,8 @@
 #include <string_view>
 
 #include "new_session.hpp"
+#include "ocifs/fuse/status_xattr.hpp"
+#include "ocifs/io/full_io.hpp"
 
 namespace ocifs::fuse {
 
@@ -45,19 +47,18 @@ Result<int> mount_device(const std::string& mountpoint, const MountOptions& opti
 
 Result<std::vector<std::byte>> read_init_request(int device_fd) {
   std::vector<std::byte> buf(kReadBuffer);
-  ssize_t n;
-  while ((n = ::read(device_fd, buf.data(), buf.size())) < 0 && errno == EINTR) {
-  }
-  if (n < 0) return util::errno_error(errno, "cannot read the FUSE_INIT request");
+  auto got = io::read_some(device_fd, buf);  // one read is one request
+  if (!got.ok()) return util::errno_error(got.error, "cannot read the FUSE_INIT request");
+  const std::size_t n = got.done;
   fuse_in_header header{};
-  if (static_cast<std::size_t>(n) < sizeof header) {
+  if (n < sizeof header) {
     return make_error(std::errc::protocol_error, "the first FUSE request is {} bytes long", n);
   }
   std::memcpy(&header, buf.data(), sizeof header);
   if (header.opcode != FUSE_INIT) {
     return make_error(std::errc::protocol_error, "the first FUSE request is opcode {}, not FUSE_INIT", header.opcode);
   }
-  buf.resize(static_cast<std::size_t>(n));
+  buf.resize(n);
   return buf;
 }
 
@@ -66,20 +67,16 @@ bool notify_resend(int device_fd) {
   out.len = sizeof out;
   out.error = kNotifyResend;
   out.unique = 0;  // a notification
-  ssize_t n;
-  while ((n = ::write(device_fd, &out, sizeof out)) < 0 && errno == EINTR) {
-  }
-  return n == static_cast<ssize_t>(sizeof out);
+  return io::write_full(device_fd, std::as_bytes(std::span(&out, 1))).ok();
 }
 
 bool answer_one_with_eio(int device_fd, const std::string& status_document) {
   static thread_local std::vector<std::byte> buf(kReadBuffer);
-  ssize_t n;
-  while ((n = ::read(device_fd, buf.data(), buf.size())) < 0 && errno == EINTR) {
-  }
-  if (n < 0) return errno != ENODEV;  // ENODEV: unmounted
+  auto got = io::read_some(device_fd, buf);  // one read is one request
+  if (!got.ok()) return got.error != ENODEV;  // ENODEV: unmounted
+  const std::size_t n = got.done;
   fuse_in_header in{};
-  if (static_cast<std::size_t>(n) < sizeof in) return true;
+  if (n < sizeof in) return true;
   std::memcpy(&in, buf.data(), sizeof in);
   if (in.opcode == FUSE_FORGET || in.opcode == FUSE_BATCH_FORGET || in.opcode == FUSE_INTERRUPT) return true;
   fuse_out_header out{};
@@ -90,7 +87,7 @@ bool answer_one_with_eio(int device_fd, const std::string& status_document) {
   // the root is the one request answered.
   fuse_getxattr_in xin{};
   const char* name = reinterpret_cast<const char*>(buf.data()) + sizeof in + sizeof xin;
-  std::size_t room = static_cast<std::size_t>(n) - sizeof in;
+  std::size_t room = n - sizeof in;
   if (in.opcode == FUSE_GETXATTR && in.nodeid == FUSE_ROOT_ID && room > sizeof xin &&
       std::string_view(name, ::strnlen(name, room - sizeof xin)) == kStatusXattr) {
     std::memcpy(&xin, buf.data() + sizeof in, sizeof xin);
@@ -106,12 +103,10 @@ bool answer_one_with_eio(int device_fd, const std::string& status_document) {
       out.error = -ERANGE;
     }
     out.len = static_cast<std::uint32_t>(sizeof out + (out.error ? 0 : iov[1].iov_len));
-    while (::writev(device_fd, iov, out.error ? 1 : 2) < 0 && errno == EINTR) {
-    }
+    io::retry_on_eintr([&] { return ::writev(device_fd, iov, out.error ? 1 : 2); });
     return true;
   }
-  while (::write(device_fd, &out, sizeof out) < 0 && errno == EINTR) {
-  }
+  io::write_full(device_fd, std::as_bytes(std::span(&out, 1)));
   return true;
 }
 

@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ocifs/fuse/status_xattr.hpp"
 #include "ocifs/image/image.hpp"
 #include "ocifs/util/deadline.hpp"
 #include "ocifs/util/thread_boundary.hpp"
@@ -27,6 +28,8 @@ namespace {
 // The tree never changes while mounted: let the kernel cache entries, attributes and negative
 // lookups for as long as it likes (a day of seconds is as good as forever here).
 constexpr double kForever = 86400.0 * 365;
+// The most one read answers: the kernel asks at most max_read, 1 MiB with libfuse's 256 pages
+// (see device.cpp); a larger size would only allocate a larger reply buffer for nothing.
 constexpr std::size_t kMaxRead = 1u << 20;
 
 SessionState& state_of(fuse_req_t req) { return *static_cast<SessionState*>(fuse_req_userdata(req)); }

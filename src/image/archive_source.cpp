@@ -4,6 +4,7 @@
 #include "ocifs/compress/seekable_reader.hpp"
 #include "ocifs/compress/stream_decoder.hpp"
 #include "ocifs/layer/tar_walker.hpp"
+#include "ocifs/util/path.hpp"
 
 namespace ocifs::image {
 
@@ -14,32 +15,11 @@ constexpr int kMaxLinks = 40;
 // Decompression writes 1 MiB at a time: the write calls cost nothing next to zstd (~1 GB/s).
 constexpr std::size_t kDecompressBuffer = 1u << 20;
 
-// Joins `path` onto `base` (a directory, "" = root) and normalises: no empty, "." or leading
-// components; ".." pops (never above the root).
-std::string normalize(std::string_view base, std::string_view path) {
-  std::vector<std::string_view> parts;
-  auto push = [&](std::string_view s) {
-    std::size_t start = 0;
-    while (start <= s.size()) {
-      auto slash = s.find('/', start);
-      auto part = s.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
-      if (part == "..") {
-        if (!parts.empty()) parts.pop_back();
-      } else if (!part.empty() && part != ".") {
-        parts.push_back(part);
-      }
-      if (slash == std::string_view::npos) break;
-      start = slash + 1;
-    }
-  };
-  if (!path.starts_with('/')) push(base);
-  push(path);
-  std::string out;
-  for (auto part : parts) {
-    if (!out.empty()) out += '/';
-    out += part;
-  }
-  return out;
+// A member name as the archive's tar entries are named: ".." steps up, as a symlink's target
+// does (never above the root). `from` is the directory a relative name starts in ("" = root).
+Result<std::string> member_path(std::string_view name, std::string_view from = {}) {
+  if (name.starts_with('/') || from.empty()) return util::normalise_path(name, util::DotDot::resolve);
+  return util::normalise_path(fmt::format("{}/{}", from, name), util::DotDot::resolve);
 }
 
 std::string_view parent_of(std::string_view path) {
@@ -128,7 +108,12 @@ Result<std::shared_ptr<const ArchiveSource>> ArchiveSource::open(io::BlobSourceP
 
 Result<const std::pair<const std::string, ArchiveSource::Member>*> ArchiveSource::find(
     std::string_view path, std::string* last) const {
-  std::string current = normalize("", path);
+  auto normal = member_path(path);
+  if (!normal) {
+    return make_error(std::errc::no_such_file_or_directory, "cannot read {} in {}: {}", path, archive_->describe(),
+                      normal.error().message);
+  }
+  std::string current = std::move(*normal);
   for (int hops = 0; hops <= kMaxLinks; ++hops) {
     auto it = members_.find(current);
     if (it == members_.end()) {
@@ -140,11 +125,16 @@ Result<const std::pair<const std::string, ArchiveSource::Member>*> ArchiveSource
       case layer::EntryKind::regular:
         return &*it;
       case layer::EntryKind::symlink:
-        current = normalize(parent_of(current), m.link_target);
+      case layer::EntryKind::hardlink: {
+        // A symlink's target is relative to its directory; a hard link's names a member.
+        auto next = member_path(m.link_target, m.kind == layer::EntryKind::symlink ? parent_of(current) : "");
+        if (!next) {
+          return make_error(std::errc::no_such_file_or_directory, "cannot read {} in {}: it links to {}: {}", path,
+                            archive_->describe(), m.link_target, next.error().message);
+        }
+        current = std::move(*next);
         break;
-      case layer::EntryKind::hardlink:
-        current = normalize("", m.link_target);
-        break;
+      }
       default:
         return make_error(std::errc::invalid_argument, "cannot read {} in {}: not a regular file", it->first,
                           archive_->describe());
@@ -158,7 +148,7 @@ Result<io::BlobSourcePtr> ArchiveSource::member(std::string_view path) const {
   std::string last;
   OCIFS_ASSIGN(auto found, find(path, &last));
   if (!found) {
-    if (last != normalize("", path)) {
+    if (last != *member_path(path)) {  // (a path member_path refuses is an error from find())
       return make_error(std::errc::no_such_file_or_directory,
                         "cannot read {} in {}: it links to {}, which is missing", path, archive_->describe(),
                         last);

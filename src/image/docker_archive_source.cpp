@@ -13,9 +13,6 @@ namespace ocifs::image {
 
 namespace {
 
-constexpr std::uint64_t kMaxDocument = limits::kMaxManifestBytes;  // util/limits.hpp
-constexpr std::uint64_t kMaxConfig = limits::kMaxConfigBytes;
-
 std::string normalized_name(std::string_view name) {
   auto ref = oci::Reference::parse(name);
   return ref ? ref->str() : std::string(name);
@@ -27,10 +24,7 @@ std::string_view named_hex(std::string_view path) {
   auto slash = path.rfind('/');
   auto base = slash == std::string_view::npos ? path : path.substr(slash + 1);
   if (base.ends_with(".json")) base.remove_suffix(5);
-  bool hex = base.size() == 64 && std::all_of(base.begin(), base.end(), [](char c) {
-               return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-             });
-  return hex ? base : std::string_view();
+  return util::is_sha256_hex(base) ? base : std::string_view();
 }
 
 std::string_view layer_media_type(compress::Encoding encoding) {
@@ -57,7 +51,7 @@ Result<ResolvedImage> resolve_docker_archive(const ArchiveSource& archive, const
         .error()
         .with_context(fmt::format("{}: {} is not a docker-archive", context, archive.describe()));
   }
-  OCIFS_ASSIGN(auto manifest_bytes, io::read_all(**manifest_member, kMaxDocument));
+  OCIFS_ASSIGN(auto manifest_bytes, io::read_all(**manifest_member, limits::kMaxManifestBytes));
   OCIFS_ASSIGN(auto entries,
                oci::parse_docker_archive_manifest(manifest_bytes, (*manifest_member)->describe()));
 
@@ -94,7 +88,7 @@ Result<ResolvedImage> resolve_docker_archive(const ArchiveSource& archive, const
   ResolvedImage image;
   image.name = name;
   OCIFS_ASSIGN(auto config_blob, archive.member(entry->config));
-  OCIFS_ASSIGN(image.config_json, io::read_all(*config_blob, kMaxConfig));
+  OCIFS_ASSIGN(image.config_json, io::read_all(*config_blob, limits::kMaxConfigBytes));
   // The config is what its content hashes to, whatever its member is called: nothing in a
   // docker-archive signs the name (manifest.json is not hashed either), and skopeo and umoci
   // accept a config rewritten after `docker save` the same way. The layers are still checked

@@ -12,41 +12,6 @@
 
 namespace ocifs::image {
 
-namespace {
-
-// What a mount fetches in the background once live, in order: the files the image's first mount
-// read (`record`), the ranges eStargz layers mark as needed first, then (all) every registry layer.
-// At most half the blob cache's budget (0: none), as for the first mount's streams: a plan that
-// does not fit evicts its own start, and the chunks reads are waiting for.
-std::vector<Prefetcher::Range> prefetch_plan(const Image& image, const std::vector<std::uint32_t>& record,
-                                             const std::vector<std::optional<std::uint64_t>>& landmarks,
-                                             PrefetchMode mode, std::uint64_t budget) {
-  std::vector<Prefetcher::Range> ranges;
-  for (std::uint32_t inode : record) {
-    if (inode < image.tree().inode_count()) image.content().blob_ranges(inode, ranges);
-  }
-  const auto& blobs = image.resolved().layers;
-  for (std::size_t i = 0; i < blobs.size(); ++i) {
-    if (landmarks[i] && !blobs[i].blob->stable()) ranges.push_back({blobs[i].blob, 0, *landmarks[i]});
-  }
-  for (std::size_t i = 0; i < blobs.size() && mode == PrefetchMode::all; ++i) {
-    if (!blobs[i].blob->stable()) ranges.push_back({blobs[i].blob, 0, blobs[i].blob->size()});
-  }
-  if (budget == 0) return ranges;
-  std::uint64_t left = budget / 2;
-  for (std::size_t i = 0; i < ranges.size(); ++i) {
-    if (ranges[i].length >= left) {
-      ranges[i].length = left;
-      ranges.resize(left > 0 ? i + 1 : i);
-      break;
-    }
-    left -= ranges[i].length;
-  }
-  return ranges;
-}
-
-}  // namespace
-
 Image::~Image() {
   for (auto& verifier : verifiers_) verifier.request_stop();  // all at once; the members join them
   if (spans_) spans_->stop();
@@ -87,7 +52,7 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
   std::vector<std::optional<Result<layer::OpenLayer>>> opened(blobs.size());
   std::atomic<std::size_t> next{0};
   std::atomic<bool> failed{false};  // one layer failed: the mount is refused, the rest need not run
-  image->spans_ = std::make_shared<compress::SpanCache>();  // one budget for all layers
+  image->spans_ = std::make_shared<compress::SpanCache>(options.span_cache_bytes);  // one budget for all layers
   const auto& spans = image->spans_;
   auto worker = [&] {
     for (std::size_t i; !failed && (i = next.fetch_add(1)) < blobs.size();) {
@@ -140,7 +105,8 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
     std::vector<std::optional<std::uint64_t>> landmarks;
     for (auto& layer : opened) landmarks.push_back(layer->value().landmark_end);
     const auto& blob_cache = options.resolve.blob_cache;
-    auto ranges = prefetch_plan(*image, record.value_or(std::vector<std::uint32_t>{}), landmarks, options.prefetch,
+    auto ranges = prefetch_plan(image->tree_, *image->content_, record.value_or(std::vector<std::uint32_t>{}),
+                                image->resolved_.layers, landmarks, options.prefetch,
                                 blob_cache ? blob_cache->max_bytes() : 0);
     if (!ranges.empty()) image->prefetcher_ = std::make_unique<Prefetcher>(std::move(ranges));
   }

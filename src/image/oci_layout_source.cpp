@@ -13,11 +13,6 @@ namespace ocifs::image {
 
 namespace {
 
-// Limits on the small JSON documents read whole. Real manifests and indexes are a few KiB, the
-// largest configs (long histories) a few hundred KiB.
-constexpr std::uint64_t kMaxDocument = limits::kMaxManifestBytes;  // util/limits.hpp
-constexpr std::uint64_t kMaxConfig = limits::kMaxConfigBytes;
-
 constexpr std::string_view kRefName = "org.opencontainers.image.ref.name";
 constexpr std::string_view kContainerdName = "io.containerd.image.name";
 
@@ -173,7 +168,7 @@ Result<ResolvedImage> resolve_oci_layout(const LayoutFiles& files, const oci::Im
   auto index_file = files.open("index.json");
   if (!index_file)
     return std::move(index_file).error().with_context(fmt::format("cannot resolve {}", ctx.name));
-  OCIFS_ASSIGN(auto index_json, io::read_all(**index_file, kMaxDocument));
+  OCIFS_ASSIGN(auto index_json, io::read_all(**index_file, limits::kMaxManifestBytes));
   OCIFS_ASSIGN(auto index, oci::parse_index(index_json, (*index_file)->describe()));
 
   ResolvedImage image;
@@ -188,7 +183,7 @@ Result<ResolvedImage> resolve_oci_layout(const LayoutFiles& files, const oci::Im
   }
 
   auto fetch = [&](const oci::Descriptor& d, std::string_view what) {
-    return read_verified(ctx, d, what, what == "config" ? kMaxConfig : kMaxDocument);
+    return read_verified(ctx, d, what, what == "config" ? limits::kMaxConfigBytes : limits::kMaxManifestBytes);
   };
   OCIFS_TRY(detail::follow_indexes(ctx.name, chosen, wanted, fetch, image));
   OCIFS_TRY(detail::read_config(ctx.name, options, fetch, image));

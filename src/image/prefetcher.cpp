@@ -1,4 +1,6 @@
 #include "ocifs/image/prefetcher.hpp"
+#include "ocifs/image/content_reader.hpp"
+#include "ocifs/layer/layer_scanner.hpp"
 #include "ocifs/util/thread_boundary.hpp"
 
 #include <spdlog/spdlog.h>
@@ -9,6 +11,8 @@ namespace ocifs::image {
 
 namespace {
 
+// While a read is fetching, the prefetcher looks again this often: short next to a range request
+// (tens of ms), so the link goes back to prefetching soon, long enough not to spin.
 constexpr auto kYield = std::chrono::milliseconds(20);
 
 }  // namespace
@@ -18,6 +22,34 @@ Result<PrefetchMode> parse_prefetch_mode(std::string_view text) {
   if (text == "landmark") return PrefetchMode::landmark;
   if (text == "all") return PrefetchMode::all;
   return make_error(std::errc::invalid_argument, "--prefetch takes none, landmark or all, not '{}'", text);
+}
+
+std::vector<Prefetcher::Range> prefetch_plan(const Tree& tree, const ContentReader& content,
+                                             const std::vector<std::uint32_t>& record,
+                                             const std::vector<layer::LayerBlob>& blobs,
+                                             const std::vector<std::optional<std::uint64_t>>& landmarks,
+                                             PrefetchMode mode, std::uint64_t budget) {
+  std::vector<Prefetcher::Range> ranges;
+  for (std::uint32_t inode : record) {
+    if (inode < tree.inode_count()) content.blob_ranges(inode, ranges);
+  }
+  for (std::size_t i = 0; i < blobs.size(); ++i) {
+    if (landmarks[i] && !blobs[i].blob->stable()) ranges.push_back({blobs[i].blob, 0, *landmarks[i]});
+  }
+  for (std::size_t i = 0; i < blobs.size() && mode == PrefetchMode::all; ++i) {
+    if (!blobs[i].blob->stable()) ranges.push_back({blobs[i].blob, 0, blobs[i].blob->size()});
+  }
+  if (budget == 0) return ranges;
+  std::uint64_t left = budget / 2;
+  for (std::size_t i = 0; i < ranges.size(); ++i) {
+    if (ranges[i].length >= left) {
+      ranges[i].length = left;
+      ranges.resize(left > 0 ? i + 1 : i);
+      break;
+    }
+    left -= ranges[i].length;
+  }
+  return ranges;
 }
 
 Prefetcher::Prefetcher(std::vector<Range> ranges)

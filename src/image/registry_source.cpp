@@ -13,9 +13,6 @@
 namespace ocifs::image {
 namespace {
 
-// Configs with long histories reach a few hundred KiB; manifests are limited by the client.
-constexpr std::uint64_t kMaxConfig = limits::kMaxConfigBytes;
-
 struct Context {
   std::string name;  // ImageRef::str(), for messages
   const oci::Reference& ref;
@@ -37,7 +34,7 @@ Result<std::string> fetch_document(const Context& ctx, const oci::Descriptor& d,
   if (!ctx.client) return offline_error(ctx, what, d.digest);
   std::string bytes;
   if (what == "config") {
-    OCIFS_ASSIGN(bytes, ctx.client->get_blob(d.digest, kMaxConfig));
+    OCIFS_ASSIGN(bytes, ctx.client->get_blob(d.digest, limits::kMaxConfigBytes));
   } else {
     OCIFS_ASSIGN(auto fetched, ctx.client->get_manifest(d.digest));
     bytes = std::move(fetched.bytes);

@@ -4,8 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <random>
+
+#include "ocifs/io/full_io.hpp"
 
 namespace ocifs::io {
 
@@ -21,17 +24,11 @@ Result<std::shared_ptr<FileSource>> FileSource::open(const std::filesystem::path
 }
 
 Result<std::size_t> FileSource::read_at(std::uint64_t offset, std::span<std::byte> buf) const {
-  std::size_t done = 0;
-  while (done < buf.size() && offset + done < size_) {
-    ssize_t n = ::pread(fd_.get(), buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return util::errno_error(errno, fmt::format("cannot read {} at offset {}", path_, offset + done));
-    }
-    if (n == 0) break;
-    done += static_cast<std::size_t>(n);
-  }
-  return done;
+  if (offset >= size_) return std::size_t{0};
+  auto t = pread_full(fd_.get(), buf.first(static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), size_ - offset))),
+                      offset);
+  if (!t.ok()) return util::errno_error(t.error, fmt::format("cannot read {} at offset {}", path_, offset + t.done));
+  return t.done;
 }
 
 Result<std::string> read_file(const std::filesystem::path& path, std::uint64_t limit) {
@@ -48,16 +45,9 @@ Result<void> write_file_atomic(const std::filesystem::path& path, std::string_vi
   tmp += fmt::format(".tmp.{}.{:x}", ::getpid(), rd());
   Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
   if (!fd.valid()) return util::errno_error(errno, fmt::format("cannot create {}", tmp.string()));
-  std::size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd.get(), data.data() + done, data.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::unlink(tmp.c_str());
-      return util::errno_error(err, fmt::format("cannot write {}", tmp.string()));
-    }
-    done += static_cast<std::size_t>(n);
+  if (auto t = write_full(fd.get(), data); !t.ok()) {
+    ::unlink(tmp.c_str());
+    return util::errno_error(t.error, fmt::format("cannot write {}", tmp.string()));
   }
   if (::fsync(fd.get()) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
     int err = errno;

@@ -57,7 +57,9 @@ constexpr std::string_view kMagic = "OCIFSIDX";
 // 4: Solaris 'X' extended headers are applied (a version 3 index skipped them as unknown entries
 //    and kept the entries they describe with their short ustar names: such a tree was wrong).
 // 5: entry records of 53 bytes with the rare fields in extras (4 and before: 81-byte records).
-constexpr std::uint32_t kFormatVersion = 5;
+// 6: a sparse file that is all hole keeps an empty extent (5 recorded none, and read such a file
+//    as plain data: the bytes that follow it in the tar).
+constexpr std::uint32_t kFormatVersion = 6;
 constexpr std::size_t kHeaderSize = 112;
 constexpr std::size_t kBlockDigestSize = 32;
 constexpr std::size_t kEntrySize = 53;
@@ -438,7 +440,9 @@ Result<LayerIndex> LayerIndex::read_body(PieceReader& in, const io::BlobSource& 
   }
   index.digest_.resize(digest_size);
   OCIFS_TRY(in.read_into(std::as_writable_bytes(std::span(index.digest_))));
-  auto read_table = [&](io::BlockDigests& table, std::uint64_t size, std::uint64_t count) -> Result<void> {
+  // block_size by init-capture: clang before 16 cannot capture a structured binding.
+  auto read_table = [&, block_size = block_size](io::BlockDigests& table, std::uint64_t size,
+                                                 std::uint64_t count) -> Result<void> {
     table.block_size = block_size;
     table.blob_size = size;
     table.digests.resize(count);

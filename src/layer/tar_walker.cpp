@@ -43,13 +43,14 @@
 
 #include "ocifs/util/base64.hpp"
 #include "ocifs/util/limits.hpp"
+#include "ocifs/util/path.hpp"
 #include "ocifs/util/text.hpp"
 
 namespace ocifs::layer {
 
 namespace {
 
-constexpr std::uint64_t kBlock = 512;
+constexpr std::uint64_t kBlock = 512;  // the tar record: every header and data run is padded to it
 // The limits (util/limits.hpp): one payload, all extension headers of one entry (a stream of 'x'
 // headers must not pile up), extents per sparse file.
 constexpr std::uint64_t kMaxPayload = limits::kMaxTarExtensionBytes;
@@ -166,42 +167,6 @@ std::optional<std::string> url_decode(std::string_view s) {
     if (hi < 0 || lo < 0) return std::nullopt;
     out += static_cast<char>(hi * 16 + lo);
     i += 2;
-  }
-  return out;
-}
-
-// Why a name cannot be shown, if it cannot: the entry is then skipped with a warning saying so.
-std::optional<std::string> unusable_name(std::string_view raw) {
-  if (raw.size() > limits::kMaxPathBytes) {
-    return fmt::format("it is {} bytes long (limit {}, PATH_MAX)", raw.size(), limits::kMaxPathBytes);
-  }
-  // A NUL ends a name for the kernel: shown, it would be cut short (or empty, which makes its
-  // whole directory unreadable).
-  if (raw.find('\0') != std::string_view::npos) return std::string("it contains a NUL byte");
-  return std::nullopt;
-}
-
-// Splits a path into components, dropping empty and "." ones; an error saying why if any is ".."
-// or longer than NAME_MAX.
-Result<std::string> normalise_path(std::string_view raw) {
-  std::string out;
-  out.reserve(raw.size());
-  std::size_t i = 0;
-  while (i <= raw.size()) {
-    std::size_t slash = raw.find('/', i);
-    if (slash == std::string_view::npos) slash = raw.size();
-    std::string_view part = raw.substr(i, slash - i);
-    if (part == "..") return make_error(std::errc::invalid_argument, "it has a '..' component");
-    if (part.size() > limits::kMaxNameBytes) {
-      return make_error(std::errc::filename_too_long,
-                        "a component of it is {} bytes long (limit {}, NAME_MAX)", part.size(),
-                        limits::kMaxNameBytes);
-    }
-    if (!part.empty() && part != ".") {
-      if (!out.empty()) out += '/';
-      out += part;
-    }
-    i = slash + 1;
   }
   return out;
 }
@@ -700,14 +665,13 @@ Result<std::optional<TarEntry>> TarWalker::make_entry(const Block& header, std::
                  ext.first_offset, what, util::shown(raw), why);
     return std::optional<TarEntry>();
   };
-  if (auto why = unusable_name(raw_path)) return skip("path", raw_path, *why);
-  auto path = normalise_path(raw_path);
+  auto path = util::normalise_path(raw_path);
   if (!path) return skip("path", raw_path, path.error().message);
   e.path = std::move(*path);
   const bool links = e.kind == EntryKind::hardlink || e.kind == EntryKind::symlink;
-  if (auto why = unusable_name(raw_link); why && links) return skip("link target", raw_link, *why);
+  if (auto why = util::path_problem(raw_link); why && links) return skip("link target", raw_link, *why);
   if (e.kind == EntryKind::hardlink) {
-    auto target = normalise_path(raw_link);
+    auto target = util::normalise_path(raw_link);
     if (!target) return skip("hard link target", raw_link, target.error().message);
     e.link_target = std::move(*target);
   } else if (e.kind == EntryKind::symlink) {
@@ -843,6 +807,9 @@ Result<void> TarWalker::check_sparse(TarEntry& entry, std::uint64_t stored) {
                       "cannot read {}: sparse map of '{}' at offset {} maps {} bytes but the entry stores {}",
                       name_, prev_path_, prev_header_offset_, total, stored);
   }
+  // A file that is all hole (GNU tar maps it as just {size, 0}) keeps one empty extent at its
+  // end: an empty map would read it as plain data, the bytes of whatever follows in the tar.
+  if (kept.empty()) kept.push_back(SparseExtent{entry.size, 0});
   entry.sparse = std::move(kept);
   return util::success();
 }

@@ -111,7 +111,7 @@ nlohmann::ordered_json descriptor_json(const Descriptor& d) {
   nlohmann::ordered_json j;
   j["mediaType"] = d.media_type;
   j["digest"] = d.digest;
-  j["size"] = d.size;
+  if (d.size >= 0) j["size"] = d.size;  // -1: the document had none (a negative one does not parse)
   if (!d.urls.empty()) j["urls"] = d.urls;
   if (!d.annotations.empty()) j["annotations"] = d.annotations;
   if (d.platform) {

@@ -5,13 +5,15 @@
 #include <algorithm>
 #include <cctype>
 
+#include "ocifs/util/sha256.hpp"
+
 namespace ocifs::oci {
 
 namespace {
 
 constexpr std::string_view kDefaultDomain = "docker.io";
 constexpr std::string_view kLegacyDefaultDomain = "index.docker.io";
-constexpr std::size_t kNameTotalLengthMax = 255;
+constexpr std::size_t kNameTotalLengthMax = 255;  // docker/distribution's reference.NameTotalLengthMax
 
 bool is_lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
 bool is_alnum(char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; }
@@ -108,25 +110,17 @@ Result<void> validate_digest(std::string_view text, std::string_view digest) {
     want = 128;
   else
     return invalid(text, fmt::format("unsupported digest algorithm \"{}\"", alg));
-  if (hex.size() != want || !std::all_of(hex.begin(), hex.end(), [](char c) {
-        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-      })) {
+  if (hex.size() != want || !util::is_lower_hex(hex)) {
     return invalid(text, fmt::format("invalid {} digest \"{}\"", alg, digest));
   }
   return util::success();
-}
-
-bool is_64_hex(std::string_view s) {
-  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
 }
 
 }  // namespace
 
 Result<Reference> Reference::parse(std::string_view text) {
   if (text.empty()) return invalid(text, "repository name must have at least one component");
-  if (is_64_hex(text))
+  if (util::is_sha256_hex(text))
     return invalid(text, "cannot specify 64-byte hexadecimal strings as a repository name");
 
   Reference ref;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 
+#include "ocifs/util/sha256.hpp"
 #include "ocifs/util/text.hpp"
 
 namespace ocifs::oci {
@@ -21,11 +22,6 @@ constexpr std::array kLayerMediaTypes = {
     media_type::kDockerLayerGzip,
     media_type::kDockerForeignLayerGzip,
 };
-
-bool is_lower_hex(std::string_view s) {
-  return std::all_of(s.begin(), s.end(),
-                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
-}
 
 }  // namespace
 
@@ -54,7 +50,7 @@ Result<Digest> Digest::parse(std::string_view text) {
                       "cannot parse digest \"{}\": unsupported algorithm \"{}\" (only sha256)",
                       util::shown(text), util::shown(algorithm));
   }
-  if (hex.size() != 64 || !is_lower_hex(hex)) {
+  if (!util::is_sha256_hex(hex)) {
     return make_error(std::errc::invalid_argument,
                       "cannot parse digest \"{}\": a sha256 digest has 64 lowercase hex digits",
                       util::shown(text));

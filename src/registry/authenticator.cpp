@@ -91,6 +91,12 @@ std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_v
   tm.tm_min = minute;
   tm.tm_sec = second;
   time_t t = timegm(&tm);
+  // system_clock counts nanoseconds in 64 bits (years 1678 to 2261): a date outside that cannot
+  // be converted (signed overflow), nor be a token's issue time.
+  constexpr auto kLimit =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::duration::max()).count() -
+      86400;
+  if (t > kLimit || t < -kLimit) return std::nullopt;
   auto tp = std::chrono::system_clock::from_time_t(t) - std::chrono::minutes(offset_minutes);
   return tp + std::chrono::duration_cast<std::chrono::system_clock::duration>(frac);
 }
@@ -116,7 +122,8 @@ Result<TokenAnswer> TokenAnswer::parse(std::string_view json_text) {
     return make_error(std::errc::protocol_error, "the token server's token contains control characters");
   }
   if (auto it = doc.find("expires_in"); it != doc.end() && it->is_number() && it->get<double>() > 0) {
-    answer.expires_in = std::chrono::seconds(static_cast<std::int64_t>(it->get<double>()));
+    // At most a day (real ones: 60 s to an hour): 1e300 would not fit in the conversion.
+    answer.expires_in = std::chrono::seconds(static_cast<std::int64_t>(std::min(it->get<double>(), 86400.0)));
   }
   if (auto it = doc.find("issued_at"); it != doc.end() && it->is_string()) {
     answer.issued_at = parse_rfc3339(it->get<std::string>());
@@ -271,14 +278,15 @@ Result<std::string> Authenticator::fetch_token(const AuthChallenge& bearer, cons
   };
   if (realm.empty())
     return fail(std::errc::protocol_error, "its Bearer challenge names no token server (realm)");
-  if (!realm.starts_with("https://") && !realm.starts_with("http://")) {
+  const std::string scheme = url_scheme(realm);
+  if (scheme != "https" && scheme != "http") {
     return fail(std::errc::protocol_error,
                 fmt::format("its token server \"{}\" is not an http(s) URL", redact_url(realm)));
   }
   std::string service = bearer.param("service");
   const std::string scope = join_scopes(scopes);
   const bool has_user = creds && !creds->credentials.username.empty();
-  if (has_user && creds->credentials.identity_token.empty() && realm.starts_with("http://") &&
+  if (has_user && creds->credentials.identity_token.empty() && scheme == "http" &&
       !is_loopback_host(url_authority(realm))) {
     // A password in a Basic header over plain HTTP to another host is a password given away.
     return fail(std::errc::permission_denied,

@@ -15,7 +15,9 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "ocifs/io/full_io.hpp"
 #include "ocifs/registry/retry_budget.hpp"
+#include "ocifs/util/text.hpp"
 
 extern char** environ;
 
@@ -43,11 +45,8 @@ bool valid_helper_name(std::string_view name) {
 }
 
 std::string first_line(std::string_view text) {
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
-  auto end = text.find('\n');
-  auto line = std::string(text.substr(0, std::min<std::size_t>(end, 200)));
-  while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
-  return line;
+  text = util::trim(text);
+  return std::string(util::trim(text.substr(0, std::min<std::size_t>(text.find('\n'), 200))));
 }
 
 bool says_not_found(std::string_view out) {
@@ -66,23 +65,13 @@ bool write_all_nosigpipe(int fd, std::string_view data) {
   sigpending(&pending);
   bool was_pending = sigismember(&pending, SIGPIPE) == 1;
   pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
-  bool ok = true;
-  while (!data.empty()) {
-    auto n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      ok = false;
-      if (errno == EPIPE && !was_pending) {
-        timespec zero{};
-        while (sigtimedwait(&pipe_set, nullptr, &zero) < 0 && errno == EINTR) {
-        }
-      }
-      break;
-    }
-    data.remove_prefix(static_cast<std::size_t>(n));
+  auto t = io::write_full(fd, data);
+  if (t.error == EPIPE && !was_pending) {
+    timespec zero{};
+    io::retry_on_eintr([&] { return sigtimedwait(&pipe_set, nullptr, &zero); });
   }
   pthread_sigmask(SIG_SETMASK, &old_set, nullptr);
-  return ok;
+  return t.ok();
 }
 
 }  // namespace
@@ -146,19 +135,17 @@ Result<std::optional<Credentials>> run_credential_helper(std::string_view name, 
     for (nfds_t i = 0; i < n; ++i) {
       if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       auto& target = fds[i].fd == out_r.fd ? stdout_text : stderr_text;
-      auto got = ::read(fds[i].fd, buf.data(), buf.size());
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) {
+      auto got = io::read_some(fds[i].fd, std::as_writable_bytes(std::span(buf)));
+      if (!got.ok() || got.done == 0) {
         (fds[i].fd == out_r.fd ? out_r : err_r).reset();
       } else if (target.size() < (1u << 20)) {
-        target.append(buf.data(), static_cast<std::size_t>(got));
+        target.append(buf.data(), got.done);
       }
     }
   }
   if (timed_out) ::kill(pid, SIGKILL);
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  io::retry_on_eintr([&] { return ::waitpid(pid, &status, 0); });
   if (timed_out) return fail(fmt::format("no answer within {} ms; the helper was killed", timeout.count()));
 
   bool exited_ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;

@@ -13,6 +13,7 @@
 
 #include "ocifs/util/base64.hpp"
 #include "ocifs/registry/credential_helper.hpp"
+#include "ocifs/registry/registry_url.hpp"
 
 namespace ocifs::registry {
 
@@ -102,16 +103,10 @@ std::vector<std::string> auth_file_paths(const CredentialEnvironment& env) {
 }
 
 std::string normalize_auth_key(std::string_view key) {
-  std::string_view k = key;
-  bool had_scheme = false;
-  for (std::string_view scheme : {"https://", "http://"}) {
-    if (k.starts_with(scheme)) {
-      k.remove_prefix(scheme.size());
-      had_scheme = true;
-      break;
-    }
-  }
-  if (had_scheme) k = k.substr(0, k.find('/'));
+  // A URL ("https://index.docker.io/v1/", as `docker login` writes keys) stands for its host.
+  const std::string scheme = url_scheme(key);
+  const std::string authority = scheme == "https" || scheme == "http" ? url_authority(key) : std::string();
+  std::string_view k = authority.empty() ? key : authority;
   while (k.ends_with('/')) k.remove_suffix(1);
   auto slash = k.find('/');
   auto host = k.substr(0, slash);

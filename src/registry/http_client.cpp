@@ -17,11 +17,6 @@ namespace ocifs::registry {
 
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
 
 void global_init() {
   // curl_global_init is not thread-safe before libcurl 7.84 and must run once per process.
@@ -51,8 +46,8 @@ size_t on_header(char* data, size_t size, size_t count, void* userp) {
   }
   auto colon = line.find(':');
   if (colon == std::string_view::npos) return n;  // the blank line ending the header block
-  t.response->headers.emplace_back(util::ascii_lower(trim(line.substr(0, colon))),
-                                   std::string(trim(line.substr(colon + 1))));
+  t.response->headers.emplace_back(util::ascii_lower(util::trim(line.substr(0, colon))),
+                                   std::string(util::trim(line.substr(colon + 1))));
   return n;
 }
 
@@ -84,7 +79,7 @@ int on_debug(CURL*, curl_infotype type, char* data, size_t size, void*) {
   const char* dir = type == CURLINFO_HEADER_OUT ? "> " : type == CURLINFO_HEADER_IN ? "< " : "* ";
   while (!text.empty()) {
     auto end = text.find('\n');
-    auto line = trim(text.substr(0, end));
+    auto line = util::trim(text.substr(0, end));
     if (!line.empty()) spdlog::trace("curl {}{}", dir, redact_header(line));
     if (end == std::string_view::npos) break;
     text.remove_prefix(end + 1);
@@ -302,7 +297,7 @@ HttpResponse HttpClient::perform(const HttpRequest& request) {
   CURLcode rc = curl_easy_perform(h);
   if (rc != CURLE_OK) {
     response.curl_code = rc;
-    response.transport_error = errbuf[0] ? std::string(trim(errbuf)) : std::string(curl_easy_strerror(rc));
+    response.transport_error = errbuf[0] ? std::string(util::trim(errbuf)) : std::string(curl_easy_strerror(rc));
     if (rc == CURLE_WRITE_ERROR && (response.aborted || response.body_truncated)) {
       response.transport_error = "transfer stopped by the reader";
     }

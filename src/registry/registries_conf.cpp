@@ -9,6 +9,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "ocifs/registry/registry_url.hpp"
+
 namespace ocifs::registry {
 
 namespace {
@@ -48,7 +50,7 @@ Result<void> check_location(std::string_view location, std::string_view source, 
     return conf_error(source, fmt::format("{} \"{}\" must not contain a scheme (write host[:port][/path])",
                                           where, location));
   }
-  if (location.find_first_of(" \t\"?#") != std::string_view::npos || location.starts_with('/')) {
+  if (!is_host_location(location)) {
     return conf_error(source, fmt::format("{} \"{}\" is not a registry location", where, location));
   }
   return util::success();

@@ -7,46 +7,45 @@
 #include <array>
 #include <cctype>
 #include <memory>
+#include <optional>
 
 namespace ocifs::registry {
 
 namespace {
 
-// scheme://[userinfo@]authority/path?query#fragment, split without validation.
-struct UrlParts {
-  std::string_view scheme, authority, rest;  // rest: path, query and fragment
+// An absolute URL as libcurl's URL API reads it: the one parser of URLs here, the same that
+// reads the URL of every request.
+class ParsedUrl {
+ public:
+  // nullopt when `text` is not an absolute URL of a scheme curl knows.
+  static std::optional<ParsedUrl> parse(std::string_view text, unsigned flags = 0) {
+    ParsedUrl url;
+    if (!url.url_) throw std::bad_alloc();
+    if (curl_url_set(url.url_.get(), CURLUPART_URL, std::string(text).c_str(), flags) != CURLUE_OK) return std::nullopt;
+    return url;
+  }
+  // The part as curl keeps it (not decoded); "" when the URL has none.
+  std::string get(CURLUPart part, unsigned flags = 0) const {
+    char* value = nullptr;
+    if (curl_url_get(url_.get(), part, &value, flags) != CURLUE_OK || !value) return {};
+    std::string out(value);
+    curl_free(value);
+    return out;
+  }
+  bool set(CURLUPart part, const char* value, unsigned flags = 0) {
+    return curl_url_set(url_.get(), part, value, flags) == CURLUE_OK;
+  }
+
+ private:
+  ParsedUrl() = default;
+  std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> url_{curl_url(), &curl_url_cleanup};
 };
 
-UrlParts split_url(std::string_view url) {
-  UrlParts p;
-  auto sep = url.find("://");
-  if (sep == std::string_view::npos) {
-    p.rest = url;
-    return p;
-  }
-  p.scheme = url.substr(0, sep);
-  auto after = url.substr(sep + 3);
-  auto end = after.find_first_of("/?#");
-  p.authority = after.substr(0, end);
-  p.rest = end == std::string_view::npos ? std::string_view{} : after.substr(end);
-  if (auto at = p.authority.rfind('@'); at != std::string_view::npos)
-    p.authority = p.authority.substr(at + 1);
-  return p;
-}
-
-// Splits "host:port", "[v6]:port", "host" into host and port ("" when absent).
-std::pair<std::string_view, std::string_view> split_host_port(std::string_view authority) {
-  if (!authority.empty() && authority.front() == '[') {
-    auto close = authority.find(']');
-    if (close == std::string_view::npos) return {authority, {}};
-    auto host = authority.substr(0, close + 1);
-    auto rest = authority.substr(close + 1);
-    if (!rest.empty() && rest.front() == ':') return {host, rest.substr(1)};
-    return {host, {}};
-  }
-  auto colon = authority.rfind(':');
-  if (colon == std::string_view::npos) return {authority, {}};
-  return {authority.substr(0, colon), authority.substr(colon + 1)};
+// "host" or "host:port" of a parsed URL, the port only where one is written.
+std::string authority_of(const ParsedUrl& url) {
+  auto host = url.get(CURLUPART_HOST);
+  auto port = url.get(CURLUPART_PORT);
+  return port.empty() ? host : fmt::format("{}:{}", host, port);
 }
 
 }  // namespace
@@ -64,34 +63,29 @@ std::string blob_path(std::string_view repository, std::string_view digest) {
 }
 
 std::string percent_encode(std::string_view text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(text.size());
-  for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
+  // The handle argument is ignored since curl 7.82.
+  std::unique_ptr<char, decltype(&curl_free)> out(
+      curl_easy_escape(nullptr, text.data(), static_cast<int>(text.size())), &curl_free);
+  if (!out) throw std::bad_alloc();
+  return std::string(out.get());
 }
 
 std::string token_url(std::string_view realm, std::string_view service,
                       const std::vector<std::string>& scopes) {
-  std::string url(realm);
-  char sep = url.find('?') == std::string::npos ? '?' : '&';
-  if (!service.empty()) {
-    url += fmt::format("{}service={}", sep, percent_encode(service));
+  auto url = ParsedUrl::parse(realm);
+  if (!url) return {};
+  // The parameters go after the realm's own query, if it has one. They are appended as text: curl
+  // would rewrite their escapes ("%3A" as "%3a") when it puts a URL back together.
+  url->set(CURLUPART_FRAGMENT, nullptr);
+  std::string out = url->get(CURLUPART_URL);
+  char sep = url->get(CURLUPART_QUERY).empty() ? '?' : '&';
+  auto append = [&](std::string_view name, std::string_view value) {
+    out += fmt::format("{}{}={}", sep, name, percent_encode(value));
     sep = '&';
-  }
-  for (const auto& scope : scopes) {
-    url += fmt::format("{}scope={}", sep, percent_encode(scope));
-    sep = '&';
-  }
-  return url;
+  };
+  if (!service.empty()) append("service", service);
+  for (const auto& scope : scopes) append("scope", scope);
+  return out;
 }
 
 Result<std::string> resolve_location(std::string_view base, std::string_view location) {
@@ -99,34 +93,43 @@ Result<std::string> resolve_location(std::string_view base, std::string_view loc
     return make_error(std::errc::protocol_error, "cannot follow redirect from {} to {}: {}", redact_url(base),
                       redact_url(location), why);
   };
-  std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> url(curl_url(), &curl_url_cleanup);
-  if (!url) throw std::bad_alloc();
-  std::string base_s(base), location_s(location);
-  if (curl_url_set(url.get(), CURLUPART_URL, base_s.c_str(), 0) != CURLUE_OK) return fail("bad base URL");
+  auto url = ParsedUrl::parse(base);
+  if (!url) return fail("bad base URL");
   // With a base already set, CURLUPART_URL resolves a relative reference against it.
-  if (curl_url_set(url.get(), CURLUPART_URL, location_s.c_str(), CURLU_URLENCODE) != CURLUE_OK) {
+  if (!url->set(CURLUPART_URL, std::string(location).c_str(), CURLU_URLENCODE)) {
     return fail("the Location header is not a URL");
   }
-  char* out = nullptr;
-  if (curl_url_get(url.get(), CURLUPART_URL, &out, 0) != CURLUE_OK || !out) return fail("unusable URL");
-  std::string result(out);
-  curl_free(out);
-  auto scheme = util::ascii_lower(split_url(result).scheme);
+  auto result = url->get(CURLUPART_URL);
+  if (result.empty()) return fail("unusable URL");
+  auto scheme = url->get(CURLUPART_SCHEME);
   if (scheme != "http" && scheme != "https") return fail("only http and https redirects are followed");
   return result;
 }
 
-std::string url_origin(std::string_view url) {
-  auto parts = split_url(url);
-  if (parts.scheme.empty() || parts.authority.empty()) return {};
-  auto scheme = util::ascii_lower(parts.scheme);
-  auto [host, port] = split_host_port(parts.authority);
-  std::string p(port);
-  if (p.empty()) p = scheme == "https" ? "443" : scheme == "http" ? "80" : "";
-  return fmt::format("{}://{}:{}", scheme, util::ascii_lower(host), p);
+std::string url_scheme(std::string_view url) {
+  auto parsed = ParsedUrl::parse(url);
+  return parsed ? parsed->get(CURLUPART_SCHEME) : std::string();
 }
 
-std::string url_authority(std::string_view url) { return std::string(split_url(url).authority); }
+std::string url_origin(std::string_view url) {
+  auto parsed = ParsedUrl::parse(url, CURLU_NON_SUPPORT_SCHEME);
+  if (!parsed) return {};
+  // curl gives the scheme in lower case and the default port of http(s) when none is written.
+  return fmt::format("{}://{}:{}", parsed->get(CURLUPART_SCHEME), util::ascii_lower(parsed->get(CURLUPART_HOST)),
+                     parsed->get(CURLUPART_PORT, CURLU_DEFAULT_PORT));
+}
+
+std::string url_authority(std::string_view url) {
+  auto parsed = ParsedUrl::parse(url, CURLU_NON_SUPPORT_SCHEME);
+  return parsed ? authority_of(*parsed) : std::string();
+}
+
+bool is_host_location(std::string_view location) {
+  if (location.empty() || location.starts_with('/')) return false;
+  auto parsed = ParsedUrl::parse(fmt::format("https://{}", location), CURLU_DISALLOW_USER);
+  return parsed && parsed->get(CURLUPART_QUERY).empty() && parsed->get(CURLUPART_FRAGMENT).empty() &&
+         location.find_first_of("?#") == std::string_view::npos;
+}
 
 bool same_origin(std::string_view a, std::string_view b) {
   auto oa = url_origin(a);
@@ -134,8 +137,10 @@ bool same_origin(std::string_view a, std::string_view b) {
 }
 
 bool is_loopback_host(std::string_view host) {
-  auto [name, port] = split_host_port(host);
-  auto h = util::ascii_lower(name);
+  auto parsed = ParsedUrl::parse(fmt::format("http://{}", host));
+  if (!parsed) return false;
+  // curl writes an IPv4 address as a dotted quad whichever way it was given ("127.1").
+  auto h = util::ascii_lower(parsed->get(CURLUPART_HOST));
   if (h == "localhost" || h == "[::1]" || h == "::1") return true;
   if (!h.starts_with("127.")) return false;
   // A dotted quad in 127.0.0.0/8.
@@ -154,16 +159,16 @@ bool is_loopback_host(std::string_view host) {
 }
 
 std::string redact_url(std::string_view url) {
-  auto parts = split_url(url);
-  if (parts.scheme.empty()) {
+  auto parsed = ParsedUrl::parse(url, CURLU_NON_SUPPORT_SCHEME);
+  if (!parsed) {
+    // A relative reference (a request target, a Location): its query and fragment go.
+    if (url.find("://") != std::string_view::npos) return "<a URL that does not parse>";
     auto cut = url.find_first_of("?#");
-    return cut == std::string_view::npos ? std::string(url)
-                                         : fmt::format("{}?<redacted>", url.substr(0, cut));
+    return cut == std::string_view::npos ? std::string(url) : fmt::format("{}?<redacted>", url.substr(0, cut));
   }
-  auto rest = parts.rest;
-  auto cut = rest.find_first_of("?#");
-  if (cut == std::string_view::npos) return fmt::format("{}://{}{}", parts.scheme, parts.authority, rest);
-  return fmt::format("{}://{}{}?<redacted>", parts.scheme, parts.authority, rest.substr(0, cut));
+  const bool secret = !parsed->get(CURLUPART_QUERY).empty() || !parsed->get(CURLUPART_FRAGMENT).empty();
+  return fmt::format("{}://{}{}{}", parsed->get(CURLUPART_SCHEME), authority_of(*parsed),
+                     parsed->get(CURLUPART_PATH), secret ? "?<redacted>" : "");
 }
 
 std::string redact_header(std::string_view line) {
@@ -173,19 +178,17 @@ std::string redact_header(std::string_view line) {
   std::string_view body = line.substr(0, line.size() - ending.size());
   // A request line ("GET /path?query HTTP/1.1"): signed URLs carry their signature in the query.
   auto sp = body.find(' ');
-  if (sp != std::string_view::npos && sp > 0 && body.rfind(" HTTP/") > sp &&
+  auto end = body.rfind(" HTTP/");  // npos when absent: not a request line
+  if (sp != std::string_view::npos && sp > 0 && end != std::string_view::npos && end > sp &&
       std::all_of(body.begin(), body.begin() + sp, [](unsigned char c) { return std::isupper(c); })) {
-    auto end = body.rfind(" HTTP/");
     auto target = body.substr(sp + 1, end - sp - 1);
     return fmt::format("{} {}{}{}", body.substr(0, sp), redact_url(target), body.substr(end), ending);
   }
   auto colon = body.find(':');
   if (colon == std::string_view::npos) return std::string(line);
-  auto name = util::ascii_lower(body.substr(0, colon));
-  while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.pop_back();
+  auto name = util::ascii_lower(util::trim(body.substr(0, colon)));
   if (name == "location" || name == "content-location") {
-    auto value = body.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    auto value = util::trim(body.substr(colon + 1));
     return fmt::format("{}: {}{}", body.substr(0, colon), redact_url(value), ending);
   }
   if (std::find(kSecret.begin(), kSecret.end(), name) == kSecret.end()) return std::string(line);

@@ -7,12 +7,13 @@
 #include <string>
 #include <thread>
 
+#include "ocifs/util/text.hpp"
+
 namespace ocifs::registry {
 
 std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view value,
                                                            std::chrono::system_clock::time_point now) {
-  while (!value.empty() && std::isspace(static_cast<unsigned char>(value.front()))) value.remove_prefix(1);
-  while (!value.empty() && std::isspace(static_cast<unsigned char>(value.back()))) value.remove_suffix(1);
+  value = util::trim(value);
   if (value.empty()) return std::nullopt;
   if (std::all_of(value.begin(), value.end(), [](unsigned char c) { return std::isdigit(c); })) {
     // Clamp absurd values instead of overflowing: anything above a day is "too long" anyway.
@@ -24,6 +25,13 @@ std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view valu
   std::string text(value);
   time_t when = curl_getdate(text.c_str(), nullptr);
   if (when == -1) return std::nullopt;
+  // system_clock counts nanoseconds in 64 bits (years 1678 to 2261): converting a date outside
+  // that would overflow. Far in the future is a wait longer than any retry allows.
+  constexpr auto kLimit =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::duration::max()).count() -
+      86400;
+  if (when > kLimit) return std::chrono::milliseconds(std::chrono::hours(24 * 365));
+  if (when < -kLimit) return std::chrono::milliseconds(0);
   auto at = std::chrono::system_clock::from_time_t(when);
   if (at <= now) return std::chrono::milliseconds(0);
   return std::chrono::duration_cast<std::chrono::milliseconds>(at - now);
@@ -31,6 +39,8 @@ std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view valu
 
 std::chrono::milliseconds backoff_delay(int failures, double jitter) {
   using namespace std::chrono_literals;
+  // 250 ms, doubled per failure: the four waits between five attempts add up to under 4 s, well
+  // inside the 30 s read deadline; the cap bounds any one wait where more attempts are allowed.
   constexpr auto kBase = 250ms;
   constexpr auto kCap = 8000ms;
   auto delay = kBase;

@@ -1,68 +1,46 @@
+// Base64 over OpenSSL's EVP_EncodeBlock / EVP_DecodeBlock. EVP_DecodeBlock wants whole 4-symbol
+// groups without white space inside and counts the bytes of "=" padding in its result, so the
+// text is prepared for it here: white space dropped, padding checked and completed, the padding
+// bytes taken off its result again.
 #include "ocifs/util/base64.hpp"
 
-#include <array>
-#include <cstdint>
+#include <openssl/evp.h>
+
+#include <algorithm>
 
 namespace ocifs::util {
 
-namespace {
-constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-}
-
 std::string base64_encode(std::string_view data) {
-  std::string out;
-  out.reserve((data.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 3 <= data.size(); i += 3) {
-    std::uint32_t v =
-        (std::uint8_t(data[i]) << 16) | (std::uint8_t(data[i + 1]) << 8) | std::uint8_t(data[i + 2]);
-    out += kAlphabet[v >> 18];
-    out += kAlphabet[(v >> 12) & 63];
-    out += kAlphabet[(v >> 6) & 63];
-    out += kAlphabet[v & 63];
-  }
-  if (auto rest = data.size() - i; rest > 0) {
-    std::uint32_t v = std::uint8_t(data[i]) << 16;
-    if (rest == 2) v |= std::uint8_t(data[i + 1]) << 8;
-    out += kAlphabet[v >> 18];
-    out += kAlphabet[(v >> 12) & 63];
-    out += rest == 2 ? kAlphabet[(v >> 6) & 63] : '=';
-    out += '=';
-  }
+  std::string out((data.size() + 2) / 3 * 4 + 1, '\0');  // + the NUL EVP_EncodeBlock writes
+  const int n =
+      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                      reinterpret_cast<const unsigned char*>(data.data()), static_cast<int>(data.size()));
+  out.resize(static_cast<std::size_t>(n));
   return out;
 }
 
 std::optional<std::string> base64_decode(std::string_view text, Base64Padding padding_rule) {
-  std::array<int, 256> value;
-  value.fill(-1);
-  for (int i = 0; i < 64; ++i) value[static_cast<unsigned char>(kAlphabet[i])] = i;
-  std::string out;
-  std::uint32_t acc = 0;
-  int bits = 0;
-  bool padding = false;
-  std::size_t symbols = 0, pads = 0;
-  for (unsigned char c : text) {
-    if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
-    ++symbols;
-    if (c == '=') {
-      padding = true;
-      ++pads;
-      continue;
-    }
-    if (padding || value[c] < 0) return std::nullopt;  // data after padding, or not base64
-    acc = (acc << 6) | static_cast<std::uint32_t>(value[c]);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xff);
-    }
-  }
-  if (bits >= 6) return std::nullopt;  // a lone trailing character carries no byte
-  if (pads > 2) return std::nullopt;
-  // Required padding: whole groups, and "=" exactly for the symbols the last group lacks.
-  if (padding_rule == Base64Padding::required && (symbols % 4 != 0 || (pads > 0 && static_cast<std::size_t>(bits / 2) != pads))) {
-    return std::nullopt;
-  }
+  std::string symbols;
+  symbols.reserve(text.size() + 3);
+  std::copy_if(text.begin(), text.end(), std::back_inserter(symbols),
+               [](char c) { return c != ' ' && c != '\n' && c != '\r' && c != '\t'; });
+  // "=" only at the end, at most two of them.
+  const std::size_t data_end = std::min(symbols.find('='), symbols.size());
+  const std::size_t pads = symbols.size() - data_end;
+  if (symbols.find_first_not_of('=', data_end) != std::string::npos || pads > 2) return std::nullopt;
+  symbols.resize(data_end);
+  const std::size_t tail = data_end % 4;  // symbols of the last, short group
+  if (tail == 1) return std::nullopt;     // a lone symbol carries no byte
+  // Required: whole groups, "=" exactly where the last one is short (tail 2: two, 3: one).
+  if (padding_rule == Base64Padding::required && (data_end + pads) % 4 != 0) return std::nullopt;
+  const std::size_t missing = tail == 0 ? 0 : 4 - tail;
+  symbols.append(missing, '=');
+  std::string out(symbols.size() / 4 * 3, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(symbols.data()),
+                                static_cast<int>(symbols.size()));
+  if (n < 0) return std::nullopt;  // a symbol outside the alphabet
+  out.resize(static_cast<std::size_t>(n) - missing);
   return out;
 }
 

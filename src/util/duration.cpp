@@ -30,7 +30,7 @@ Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
     return bad("the unit must be ms, s, m or h");
   }
   const double ms = std::stod(number) * ms_per_unit;
-  constexpr double kDay = 86'400'000;
+  constexpr double kDay = 86'400'000;  // ms: no timeout of ours needs to be longer than a day
   if (!(ms >= 1)) return bad("shorter than a millisecond");
   if (ms > kDay) return bad("longer than a day");
   return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(ms)));

@@ -54,4 +54,15 @@ std::string sha256_hex(std::string_view data) {
   return h.hex_digest();
 }
 
+bool is_lower_hex(std::string_view text) {
+  return text.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
+
+bool is_sha256_hex(std::string_view text) { return text.size() == 64 && is_lower_hex(text); }
+
+bool is_sha256_digest(std::string_view text) {
+  constexpr std::string_view kPrefix = "sha256:";
+  return text.starts_with(kPrefix) && is_sha256_hex(text.substr(kPrefix.size()));
+}
+
 }  // namespace ocifs::util

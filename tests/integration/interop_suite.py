@@ -27,7 +27,6 @@ import io
 import json
 import lzma
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -35,7 +34,8 @@ import tarfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fixtures  # noqa: E402
-from common import OCIFS, Fail, Mount, Skip, check, is_mounted, log, main, ocifs, run, unmount  # noqa: E402
+from common import (OCIFS, Fail, Mount, check, is_mounted, log, main, ocifs, require_installed, run,  # noqa: E402
+                    unmount)
 from suite import blob_path, mount_and_compare, tree_equal  # noqa: E402
 
 TAG = fixtures.TAG
@@ -208,8 +208,7 @@ def case_zstd_archives(work):
     them: mounted cold and warm and equal to umoci unpack, the decompressed copy not listed in
     the cache's tmp/ while mounted; `ocifs ls` of a tiny one (hundreds of bytes); over
     --cache-max refused naming the budget; a truncated one refused with a zstd message."""
-    if not shutil.which('zstd'):
-        raise Skip('zstd is not installed')
+    require_installed('zstd')
     layout, _ = small_layout(work)
     reference = unpacked(work, layout)
     src = 'oci:%s:%s' % (layout, TAG)

@@ -38,7 +38,7 @@ import time
 import zlib
 
 import fixtures
-from common import Skip
+from common import Fail, Skip
 from loopback import no_proxy_env, stop_process_group
 from registry import OCI_MANIFEST, RegistryClient, RegistryError, digest_of, push_image
 
@@ -71,10 +71,11 @@ _DISABLED = ['io.containerd.grpc.v1.cri', 'io.containerd.internal.v1.opt',
 
 
 def require_lazy_tools():
-    """Raise common.Skip unless containerd and ctr-remote are installed and we are root."""
+    """Raise common.Fail unless containerd and ctr-remote are installed (scripts/test installs
+    them), common.Skip unless we are root."""
     missing = [t for t in (CONTAINERD, CTR_REMOTE) if not os.access(t, os.X_OK)]
     if missing:
-        raise Skip('missing %s (apt-get install containerd stargz-snapshotter)'
+        raise Fail('missing %s (scripts/test installs containerd stargz-snapshotter)'
                    % ', '.join(missing))
     if os.geteuid() != 0:
         raise Skip('containerd needs root')

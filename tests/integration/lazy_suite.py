@@ -17,7 +17,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fixtures  # noqa: E402
-from common import Fail, Skip, check, log, main  # noqa: E402
+from common import Fail, check, log, main, require_installed  # noqa: E402
 from lazy_fixtures import Containerd, convert_and_push, estargz_toc_offset, require_lazy_tools  # noqa: E402
 from registry import FaultProxy, Registry, push_image, push_layout  # noqa: E402
 from registry_suite import (REPO, _layer_path, mount, oc, err_text, read_file, refused,  # noqa: E402
@@ -332,8 +331,7 @@ def case_storage_zstdchunked(work):
     pushed byte for byte: the cold mount fetches a small part, the tree = umoci unpack, the 20 MiB
     data/sparse reads right from its zeros chunks, reading every file fetches at most the image's
     bytes, a warm remount fetches nothing."""
-    if not shutil.which('zstd'):
-        raise Skip('zstd is not installed')
+    require_installed('zstd')
     layout, reference = umoci_image(work)
     man_path = lambda: os.path.join(layout, 'blobs', 'sha256', json.load(open(os.path.join(layout, 'index.json')))['manifests'][0]['digest'].split(':')[1])  # noqa: E731
     man = json.load(open(man_path()))

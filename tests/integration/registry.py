@@ -22,7 +22,7 @@ import tempfile
 import time
 
 import fixtures
-from common import Skip
+from common import Fail
 from faultproxy import ANY, BLOBS, MANIFESTS, FaultProxy
 from loopback import free_port, http_request, no_proxy_env, stop_process_group
 from tokenserver import TokenServer, decode_token
@@ -49,8 +49,8 @@ _DEATHSIG = ['setpriv', '--pdeathsig', 'KILL'] if shutil.which('setpriv') else [
 
 
 def require_registry_tools(tools=('skopeo',)):
-    """Raise common.Skip unless docker-registry, htpasswd, python3-jwt/-cryptography and the
-    given tools are installed."""
+    """Raise common.Fail unless docker-registry, htpasswd, python3-jwt/-cryptography and the
+    given tools are installed (scripts/test installs them all: missing is a broken set-up)."""
     missing = [t for t in (REGISTRY_BIN, 'htpasswd') + tuple(tools) if not shutil.which(t)]
     for mod in ('jwt', 'cryptography'):
         try:
@@ -58,7 +58,7 @@ def require_registry_tools(tools=('skopeo',)):
         except ImportError:
             missing.append('python3-' + mod)
     if missing:
-        raise Skip('missing %s (apt-get install docker-registry apache2-utils python3-jwt '
+        raise Fail('missing %s (scripts/test installs docker-registry apache2-utils python3-jwt '
                    'python3-cryptography skopeo)' % ', '.join(missing))
 
 
@@ -165,7 +165,7 @@ class Registry:
 
     def start(self):
         if not os.access(REGISTRY_BIN, os.X_OK):
-            raise Skip('%s is missing (apt-get install docker-registry)' % REGISTRY_BIN)
+            raise Fail('%s is missing (scripts/test installs docker-registry)' % REGISTRY_BIN)
         self.workdir = self._workdir or tempfile.mkdtemp(prefix='ocifs-registry-')
         self.storage = os.path.join(self.workdir, 'storage')
         self.config_path = os.path.join(self.workdir, 'config.yml')

@@ -3,9 +3,9 @@
 (registry.py), through a fault-injecting proxy (faultproxy.py), compared with `umoci unpack`
 of the same image.  Usage: /usr/bin/python3 registry_suite.py [CASE...]   (no CASE: all)
 
-Each case is its own meson test (tests/integration/meson.build).  Exit codes: 0 pass, 1 fail,
-77 skip (no /dev/fuse, not root, umoci/skopeo/fusermount3/docker-registry/htpasswd/python3-jwt
-missing).  Env: OCIFS_BIN, OCIFS_TEST_KEEP=1, OCIFS_TEST_TMP, as for suite.py.
+Each case is its own meson test (tests/integration/meson.build).  Exit codes: 0 pass, 1 fail
+(also when umoci/skopeo/fusermount3/docker-registry/htpasswd/python3-jwt, which scripts/test
+installs, are missing), 77 skip (no /dev/fuse, not root).  Env: OCIFS_BIN, OCIFS_TEST_KEEP=1, OCIFS_TEST_TMP, as for suite.py.
 
 Every ocifs command runs with HOME, XDG_RUNTIME_DIR, XDG_CONFIG_HOME and DOCKER_CONFIG pointing
 into the case's work dir (and REGISTRY_AUTH_FILE removed), so no credential file of the machine

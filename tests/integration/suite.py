@@ -2,7 +2,7 @@
 """ocifs integration tests.  Usage: /usr/bin/python3 suite.py [CASE...]   (no CASE: run all)
 
 Each case is registered as its own meson test (tests/integration/meson.build).  Exit codes:
-0 pass, 1 fail, 77 skip (no /dev/fuse, not root, umoci/skopeo missing).
+0 pass, 1 fail (also when a tool scripts/test installs is missing), 77 skip (no /dev/fuse, not root).
 Env: OCIFS_BIN (binary), OCIFS_TEST_KEEP=1 (keep work dirs), OCIFS_TEST_TMP (work dir parent).
 """
 
@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fixtures  # noqa: E402
 import hostile  # noqa: E402
 import treecmp  # noqa: E402
-from common import (OCIFS, Fail, Mount, Skip, check, is_mounted, log, main, mount_entry,  # noqa: E402
+from common import (OCIFS, Fail, Mount, check, require_installed, is_mounted, log, main, mount_entry,  # noqa: E402
                     ocifs, run, unmount, daemon_pids)
 
 TAG = fixtures.TAG
@@ -116,8 +116,7 @@ def zstd_frames_image(work, seekable):
     (contrib/seekable_format: a skippable frame, magic 0x184D2A5E, holding per frame the
     compressed and decompressed size, then the frame count, a descriptor byte and the magic
     0x8F92EAB1). Returns (layout, reference, frames)."""
-    if not shutil.which('zstd'):
-        raise Skip('zstd is not installed')
+    require_installed('zstd')
     layout, reference = umoci_image(work)
     frames = 0
     for i, digest in enumerate(layer_digests(layout)):
@@ -216,8 +215,7 @@ def case_gnu_sparse(work):
 def case_progress(work):
     """Indexing progress: per-layer lines and a total on a terminal (script(1)), nothing on a
     pipe, a line per finished layer with --progress on a pipe, nothing with -q."""
-    if not shutil.which('script'):
-        raise Skip('script (util-linux) is not installed')
+    require_installed('script')  # util-linux
     layout, _ = umoci_image(work)
     ref = 'oci:%s:%s' % (layout, TAG)
     layers = len(layer_digests(layout))
@@ -448,9 +446,7 @@ def case_fuse3_form(work):
         with Mount(ref, mnt, argv=[OCIFS, ref, mnt, '-o', opts], env=env):
             tree_equal(reference, mnt, 'fuse3 form -o %s' % opts)
     helper = shutil.which('mount.fuse3') or shutil.which('mount.fuse3', path='/usr/sbin:/sbin')
-    if not helper:
-        log('  mount.fuse3 not available: helper part skipped')
-        return
+    check(helper, 'mount.fuse3 is missing (package fuse3, which scripts/test installs)')
     bindir = work('bin')
     os.makedirs(bindir)
     os.symlink(OCIFS, os.path.join(bindir, 'ocifs'))
@@ -508,11 +504,11 @@ def case_readonly(work):
             except OSError as e:
                 if e.errno != errno.EROFS:
                     bad.append('%s: errno %s (%s), want EROFS' % (name, errno.errorcode.get(e.errno), e))
+        require_installed('touch', 'setfattr')  # coreutils, attr
         for cmd in (['touch', j('etc/passwd')], ['setfattr', '-n', 'user.y', '-v', '1', j('etc/passwd')]):
-            if shutil.which(cmd[0]):
-                r = run(cmd, timeout=30)
-                if r.returncode == 0 or b'Read-only file system' not in r.stderr:
-                    bad.append('%s: exit %d %r' % (' '.join(cmd), r.returncode, r.stderr))
+            r = run(cmd, timeout=30)
+            if r.returncode == 0 or b'Read-only file system' not in r.stderr:
+                bad.append('%s: exit %d %r' % (' '.join(cmd), r.returncode, r.stderr))
         check(not bad, 'write attempts:\n  ' + '\n  '.join(bad))
         tree_equal(reference, mnt, 'after write attempts')
         e = mount_entry(mnt)

@@ -1,11 +1,13 @@
 // Test data shared by the unit tests: random bytes, mixed compressible / random samples, gzip
-// members made with zlib, and a source whose reads can be held. Header-only, for tests (Catch2 assertions inside).
+// members made with zlib, a source whose reads can be held, a gate to hold test doubles with.
+// Header-only, for tests (Catch2 assertions inside).
 #pragma once
 
 #include <zlib.h>
 
 #include <catch2/catch.hpp>
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
@@ -92,8 +94,43 @@ std::string read_string(Reader& reader, std::uint64_t offset, std::size_t length
   return out;
 }
 
-// A source whose reads overlapping [from, to) wait until release(): a fetch that hangs, for the
-// tests of what other readers do meanwhile.
+// Test code holds a Gate closed: wait() blocks until open(). A wait gives up after a minute, so
+// that a test whose code under test never stops waiting fails (on what it checks next) instead
+// of hanging until the suite's timeout. For showing that something ended a wait by itself (its
+// deadline, a cancel) while what it waited for had not come: no wall-clock assertion needed.
+class Gate {
+ public:
+  // True when opened, false after a minute.
+  bool wait() const {
+    std::unique_lock lock(mu_);
+    ++waiting_;
+    cv_.notify_all();
+    return cv_.wait_for(lock, std::chrono::minutes(1), [&] { return open_; });
+  }
+  void open() {
+    std::lock_guard lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  bool is_open() const {
+    std::lock_guard lock(mu_);
+    return open_;
+  }
+  // Until `count` waits have begun (false after a minute).
+  bool wait_waiting(int count = 1) const {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::minutes(1), [&] { return waiting_ >= count; });
+  }
+
+ private:
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  mutable int waiting_ = 0;
+  bool open_ = false;
+};
+
+// A source whose reads overlapping [from, to) wait until release() (at most a minute): a fetch
+// that hangs, for the tests of what other readers do meanwhile.
 class HeldSource final : public io::BlobSource {
  public:
   HeldSource(io::BlobSourcePtr inner, std::uint64_t from, std::uint64_t to)
@@ -105,7 +142,8 @@ class HeldSource final : public io::BlobSource {
       std::unique_lock lock(mu_);
       ++held_;
       cv_.notify_all();
-      cv_.wait(lock, [&] { return released_; });
+      cv_.wait_for(lock, std::chrono::minutes(1), [&] { return released_; });
+      ++passed_;
     }
     return inner_->read_at(offset, buf);
   }
@@ -114,10 +152,16 @@ class HeldSource final : public io::BlobSource {
     released_ = true;
     cv_.notify_all();
   }
-  // Until a read is being held.
+  // Until a read is being held (at most a minute).
   void wait_held() const {
     std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return held_ > 0; });
+    cv_.wait_for(lock, std::chrono::minutes(1), [&] { return held_ > 0; });
+  }
+  // Held reads that have gone on since (released, or given up on after a minute): 0 while the
+  // hang lasts.
+  int passed() const {
+    std::lock_guard lock(mu_);
+    return passed_;
   }
 
  private:
@@ -126,6 +170,7 @@ class HeldSource final : public io::BlobSource {
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
   mutable int held_ = 0;
+  mutable int passed_ = 0;
   bool released_ = false;
 };
 

@@ -53,6 +53,7 @@ class FakeRemote final : public cache::RemoteBlob {
 
   Result<void> stream(std::uint64_t from, std::uint64_t to, const Sink& sink, const std::function<bool()>&) override {
     ++stream_calls;
+    if (before_stream) before_stream();
     if (throw_in_stream) throw std::runtime_error("a bug in the stream");
     {
       std::lock_guard lock(mu_);
@@ -89,6 +90,7 @@ class FakeRemote final : public cache::RemoteBlob {
   std::atomic<bool> fail_ranges{false};
   std::size_t short_by = 0;
   std::function<void()> before_range;  // runs first in every read_range (may block, may throw)
+  std::function<void()> before_stream;  // runs first in every stream (may block)
   bool throw_in_stream = false;
 
  private:
@@ -284,7 +286,7 @@ TEST_CASE("A failing or short remote is an error naming digest and offsets, and 
 TEST_CASE("After a failed fetch the remote is left alone for fail_fast, then asked again") {
   Fixture f(8 * kChunk, 4);
   cache::CachedBlobSource::Options options;
-  options.fail_fast = 300ms;
+  options.fail_fast = 3s;  // far more than the two reads below take, however loaded the machine
   cache::CachedBlobSource source(f.entry, f.remote, options);
   std::string out(100, '\0');
   auto bytes = std::as_writable_bytes(std::span(out));
@@ -296,7 +298,7 @@ TEST_CASE("After a failed fetch the remote is left alone for fail_fast, then ask
   REQUIRE_FALSE(again);
   CHECK_THAT(again.error().message, Catch::Contains("the last fetch failed"));
   CHECK(f.remote->range_calls == 1);
-  std::this_thread::sleep_for(350ms);
+  std::this_thread::sleep_for(3100ms);  // past fail_fast (a sleep can only be longer)
   CHECK(read(source, 3 * kChunk, 100) == f.remote->data().substr(3 * kChunk, 100));
   CHECK(f.remote->range_calls == 2);
 }
@@ -417,13 +419,13 @@ TEST_CASE("A short stream is an error, not a complete blob") {
 }
 
 TEST_CASE("Destroying a source while it streams stops the stream without hanging") {
-  Fixture f(64 * kChunk, 8);  // 16 MiB at 64 KiB per 5 ms would take 1.3 s
+  Fixture f(64 * kChunk, 8);  // 16 MiB at 64 KiB per 5 ms: 1.3 s at the very least
   f.remote->piece_delay = 5ms;
-  auto begin = std::chrono::steady_clock::now();
   {
     cache::CachedBlobSource source(f.entry, f.remote);
     source.start_stream();
-    std::this_thread::sleep_for(50ms);
+    // Until a chunk is stored (no fixed sleep: a loaded machine may be slow to start the stream).
+    for (int i = 0; i < 6000 && source.progress().present == 0; ++i) std::this_thread::sleep_for(10ms);
     auto p = source.progress();
     CHECK(p.streaming);
     CHECK(p.streamed > 0);
@@ -442,9 +444,12 @@ TEST_CASE("Destroying a source while it streams stops the stream without hanging
   {
     cache::CachedBlobSource source(f.entry, f.remote);
     source.start_stream();
-    std::this_thread::sleep_for(30ms);
+    for (int i = 0; i < 6000 && f.remote->stream_calls < 2; ++i) std::this_thread::sleep_for(10ms);
+    CHECK(f.remote->stream_calls == 2);
   }  // destructor
-  CHECK(std::chrono::steady_clock::now() - begin < 1s);
+  // Both streams ended part way: neither destructor nor stop_stream waited for the whole blob
+  // (which the remote takes 1.3 s or more to send), and what was stored is right.
+  CHECK(f.remote->stream_bytes < f.remote->data().size());
   CHECK_FALSE(f.entry->complete());
   // What was stored is right.
   auto n = f.entry->next_absent(0);
@@ -456,15 +461,19 @@ TEST_CASE("Destroying a source while it streams stops the stream without hanging
 
 TEST_CASE("A stalled stream does not hold readers beyond stream_wait") {
   Fixture f(16 * kChunk, 9);
-  f.remote->piece_delay = 600ms;  // stalls before its first byte
+  test::Gate stall;
+  f.remote->before_stream = [&] { stall.wait(); };  // stalls before its first byte, until opened
   cache::CachedBlobSource::Options options;
   options.stream_wait = 100ms;
   cache::CachedBlobSource source(f.entry, f.remote, options);
   source.start_stream();
-  auto begin = std::chrono::steady_clock::now();
+  REQUIRE(stall.wait_waiting());
   CHECK(read(source, kChunk, 100) == f.remote->data().substr(kChunk, 100));
-  CHECK(std::chrono::steady_clock::now() - begin < 500ms);
+  // Served by a range request of its own while the stream was still stalled: the reader stopped
+  // waiting for the stream by itself.
   CHECK(f.remote->range_calls == 1);
+  CHECK(f.remote->stream_bytes == 0);
+  stall.open();
   source.stop_stream();
 }
 
@@ -504,22 +513,23 @@ TEST_CASE("A fetch that throws still lands its flight: readers waiting for it ge
 
 TEST_CASE("A reader waiting for another's fetch gives up at its own deadline; the fetch goes on") {
   Fixture f(4 * kChunk);
-  f.remote->range_delay = 1500ms;
+  test::Gate fetch;
+  f.remote->before_range = [&] { fetch.wait(); };  // the fetch hangs until opened
   cache::CachedBlobSource source(f.entry, f.remote);
   std::string slow;
   std::thread fetcher([&] { slow = read_quietly(source, 0, 1000); });
-  while (f.remote->range_calls == 0) std::this_thread::sleep_for(1ms);
-  auto start = std::chrono::steady_clock::now();
+  REQUIRE(fetch.wait_waiting());
   std::string out(100, '\0');
   Result<std::size_t> n = std::size_t{0};
   {
-    util::DeadlineScope scope(start + 200ms);
+    util::DeadlineScope scope(util::Clock::now() + 200ms);
     n = source.read_at(10, std::as_writable_bytes(std::span(out)));
   }
-  auto waited = std::chrono::steady_clock::now() - start;
+  // It gave up while the fetch it waited for still hung: its deadline ended the wait.
+  CHECK(f.remote->range_bytes == 0);
+  fetch.open();
   REQUIRE_FALSE(n.ok());
   CHECK(n.error().code == std::errc::timed_out);
-  CHECK(waited < 1000ms);  // not the 1.5 s of the fetch
   fetcher.join();
   CHECK(slow == f.remote->data().substr(0, 1000));
   CHECK(f.remote->range_calls == 1);

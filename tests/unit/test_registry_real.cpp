@@ -1,8 +1,9 @@
 // registry/: RegistryClient against a real registry — Debian's docker-registry (distribution
 // 2.8.2) with a JWT token server behind the fault-injecting proxy of tests/integration
 // (registry.py, faultproxy.py, tokenserver.py). A python driver starts them, uploads a small
-// image and then applies faults the test asks for on stdin. Passes with a warning when the
-// registry tools are not installed (docker-registry, htpasswd, python3-jwt, python3-cryptography).
+// image and then applies faults the test asks for on stdin. The registry tools are required
+// (docker-registry, htpasswd, python3-jwt, python3-cryptography: scripts/test installs them):
+// without them the test fails, naming what is missing.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -32,12 +33,11 @@ namespace {
 const char* kDriver = R"PY(
 import json, os, random, sys
 sys.path.insert(0, sys.argv[1])
-from common import Skip
 import registry as R
 try:
     R.require_registry_tools(tools=())
-except Skip as e:
-    print(json.dumps({'skip': str(e)}), flush=True)
+except Exception as e:  # common.Skip or common.Fail: either way this test cannot run
+    print(json.dumps({'missing': str(e)}), flush=True)
     sys.exit(0)
 with R.Registry(auth='token', user='smoke', password='smoke-secret') as reg, R.FaultProxy(reg) as px:
     c = reg.client()
@@ -71,6 +71,8 @@ with R.Registry(auth='token', user='smoke', password='smoke-secret') as reg, R.F
 class Driver {
  public:
   Driver() {
+    INFO("the registry driver needs /usr/bin/python3 (Debian package python3, installed by scripts/test)");
+    REQUIRE(::access("/usr/bin/python3", X_OK) == 0);
     ::setenv("NO_PROXY", "*", 1);
     ::setenv("no_proxy", "*", 1);
     std::string tmpl = (fs::temp_directory_path() / "ocifs-realreg-XXXXXX").string();
@@ -141,11 +143,10 @@ std::string bytes_of(std::span<const std::byte> s) {
 }  // namespace
 
 TEST_CASE("registry against docker-registry + token server through the fault proxy") {
-  if (::access("/usr/bin/python3", X_OK) != 0) return;
   Driver driver;
-  if (driver.info.contains("skip")) {
-    WARN("skipped: " << driver.info["skip"].get<std::string>());
-    return;
+  if (driver.info.contains("missing")) {
+    FAIL("cannot start the registry (scripts/test installs what it needs): "
+         << driver.info["missing"].get<std::string>());
   }
   auto ref = oci::Reference::parse(driver.info["proxy"].get<std::string>() + "/smoke/app");
   REQUIRE(ref.ok());
@@ -221,15 +222,15 @@ TEST_CASE("registry against docker-registry + token server through the fault pro
   driver.command(R"(fault status_429 {"retry_after": 1})");
   CHECK(read(999, 100) == whole.substr(999, 100));
 
-  // A stalled answer: timed out (EIO at the FUSE edge) within the read deadline, naming digest
-  // and offset.
-  driver.command(R"(fault stall {"seconds": 8})");
-  auto start = std::chrono::steady_clock::now();
+  // A stalled answer: timed out (EIO at the FUSE edge) by the read deadline, naming digest and
+  // offset. The stall outlasts the test (it ends when the proxy stops): only the deadline can
+  // end the read, and a read that waited for the proxy to hang up would fail otherwise.
+  driver.command(R"(fault stall {"seconds": 3600})");
   std::vector<std::byte> buf(100);
   auto stalled = client->read_blob_range(layer, 4321, buf);
   REQUIRE_FALSE(stalled.ok());
   CHECK(stalled.error().code == std::errc::timed_out);
-  CHECK_THAT(stalled.error().message, Catch::Contains(layer) && Catch::Contains("offset 4321"));
-  CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(5000));
+  CHECK_THAT(stalled.error().message,
+             Catch::Contains(layer) && Catch::Contains("offset 4321") && Catch::Contains("deadline"));
   driver.command("clear");
 }

@@ -170,6 +170,20 @@ TEST_CASE("seek index: inconsistent contents are rejected") {
     bytes[6] = 7;
     CHECK(!SeekIndex::deserialize(with_crc(bytes)).ok());
   }
+  SECTION("gzip spans wider than any the decoder leaves") {
+    // Reads hold a whole span in memory: a forged index must not ask for terabytes (tests/fuzz).
+    SeekIndex wide;
+    wide.encoding = Encoding::gzip;
+    wide.compressed_size = 100;
+    wide.decoded_size = std::uint64_t{9} << 40;
+    wide.gzip_points = {GzipCheckpoint{0, 0, true, ""}, GzipCheckpoint{50, 1u << 20, true, ""}};
+    CHECK_THAT(SeekIndex::deserialize(wide.serialize()).error().message, Catch::Contains("from the next"));
+    wide.decoded_size = 2u << 20;
+    CHECK(SeekIndex::deserialize(wide.serialize()).ok());
+    wide.gzip_points[1].decoded_offset = std::uint64_t{65} << 20;
+    wide.decoded_size = wide.gzip_points[1].decoded_offset + 1;
+    CHECK(!SeekIndex::deserialize(wide.serialize()).ok());
+  }
   SECTION("gzip checkpoints") {
     SeekIndex base = gzip_index();
     SeekIndex i1 = base;

@@ -528,6 +528,20 @@ TEST_CASE("hand-made headers") {
     CHECK(entries[0].path == "sparse00");
     CHECK(entries[1].path == "sparse01");
   }
+  SECTION("a sparse file that is all hole (GNU tar's map is just {size, 0})") {
+    std::string recs = pax_record("GNU.sparse.size", "65536") + pax_record("GNU.sparse.numblocks", "1") +
+                       pax_record("GNU.sparse.offset", "65536") + pax_record("GNU.sparse.numbytes", "0") +
+                       pax_record("GNU.sparse.name", "hole");
+    std::string tar = pax(recs) + header("GNUSparseFile.1/hole", '0', 0) + file("after", "after data") + kEnd;
+    auto entries = walk_ok(tar);
+    REQUIRE(entries.size() == 2);
+    CHECK(entries[0].path == "hole");
+    CHECK(entries[0].size == 65536);
+    CHECK(entries[0].stored_size == 0);
+    CHECK_FALSE(entries[0].sparse.empty());  // still sparse: zeros, not the bytes of "after"
+    CHECK(logical(tar, entries[0]) == std::string(65536, '\0'));
+    CHECK(stored(tar, entries[1]) == "after data");
+  }
   SECTION("old GNU sparse 'S' with an extension header") {
     std::string h = header("oldsparse", 'S', 0, Magic::gnu);
     // 4 extents in the header, 2 more in an extension block: each 1 byte at offset 100 * i.

@@ -210,6 +210,33 @@ TEST_CASE("base64 round trips and tolerates missing padding") {
   CHECK_FALSE(util::base64_decode("Zg===", Base64Padding::required));
 }
 
+TEST_CASE("base64 padding: the decoded length never counts '=', white space anywhere") {
+  using util::Base64Padding;
+  // Padded and unpadded forms of every tail length decode to the same bytes.
+  for (const std::string& data : std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)}) {
+    INFO(data.size());
+    const std::string padded = util::base64_encode(data);
+    CHECK(util::base64_decode(padded) == std::optional(data));
+    CHECK(util::base64_decode(padded, Base64Padding::required) == std::optional(data));
+    std::string unpadded = padded;
+    while (!unpadded.empty() && unpadded.back() == '=') unpadded.pop_back();
+    CHECK(util::base64_decode(unpadded) == std::optional(data));
+    if (unpadded != padded) CHECK_FALSE(util::base64_decode(unpadded, Base64Padding::required));
+  }
+  CHECK(util::base64_decode(" Zm\r\n9v Zg\t= =\n") == std::optional<std::string>("foof"));
+  CHECK(util::base64_decode("Zg= =", Base64Padding::required) == std::optional<std::string>("f"));
+  CHECK(util::base64_decode("Zm9v=") == std::optional<std::string>("foo"));  // optional: a stray '=' is padding
+  CHECK(util::base64_decode("=") == std::optional<std::string>(""));
+  // Invalid: symbols outside the alphabet (also URL-safe ones, and '-' that OpenSSL treats as an
+  // end marker), data after padding, a lone symbol, more than two '='.
+  for (std::string_view bad : std::vector<std::string_view>{"Zm9v-", "Zm8-", "Zm_v", "Zm+/Z-==", "Zg==Zg", "Zg=a",
+                                                            "Zm9vZ", "Z===", "Zg\f==", "Zm\x80v",
+                                                            std::string_view("Zm\0v", 4)}) {
+    INFO(bad);
+    CHECK_FALSE(util::base64_decode(bad));
+  }
+}
+
 TEST_CASE("Cache: access records round-trip; a damaged one reads as none") {
   ocifs::test::TempDir dir;
   auto cache = cache::Cache::open(dir.path);
@@ -316,7 +343,9 @@ TEST_CASE("WorkPool: runs tasks on its threads, refuses when full, drops the que
   REQUIRE(slow.submit([pending] { pending->ran = true; }));
   pending.reset();
   std::thread stopper([&] { slow.stop(); });
-  std::this_thread::sleep_for(50ms);
+  // Until stop() has dropped the queued task (not a fixed sleep: on a loaded machine stop() may
+  // start late, and the pending task would then run once the first one ends).
+  for (int i = 0; i < 60'000 && destroyed_unrun == 0; ++i) std::this_thread::sleep_for(1ms);
   go = true;
   stopper.join();
   CHECK(destroyed_unrun == 1);

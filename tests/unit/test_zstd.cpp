@@ -323,3 +323,25 @@ TEST_CASE("zstd: hash_compressed off leaves the raw digest to the caller") {
   CHECK(plain->decoded == hashed->decoded);
   CHECK(plain->index.serialize() == hashed->index.serialize());
 }
+
+TEST_CASE("zstd: a frame only the streaming decoder takes reads back as it scanned") {
+  // A compressed block of size 0 inside a frame: libzstd's streaming decoder (the scan's) skips
+  // it, its one-shot decoder calls the frame corrupt (found by tests/fuzz, zstd_reader).
+  auto block = [](int last, int type, std::uint32_t size) {
+    std::uint32_t v = static_cast<std::uint32_t>(last) | static_cast<std::uint32_t>(type) << 1 | size << 3;
+    return std::string{static_cast<char>(v & 0xff), static_cast<char>((v >> 8) & 0xff),
+                       static_cast<char>(v >> 16)};
+  };
+  const std::string first(100, 'x');
+  const std::string header("\x28\xb5\x2f\xfd\x00\x38", 6);  // magic, no content size, 128 KiB window
+  const std::string odd = header + block(0, 0, 4) + "abcd" + block(0, 2, 0) + block(1, 0, 0);
+  auto blob = blob_of(zstd_frame(first) + odd);
+  auto s = scan(blob);
+  REQUIRE(s.ok());
+  REQUIRE(s->index.zstd_frames.size() == 2);
+  REQUIRE_FALSE(s->index.zstd_spilled);
+  auto reader = make_seekable_reader(s->index, blob);
+  REQUIRE(reader.ok());
+  CHECK(read_string(**reader, 100, 4) == "abcd");
+  CHECK(read_string(**reader, 98, 10) == "xxabcd");
+}

@@ -12,18 +12,17 @@
 // request is marked present.
 // No remote (nullptr) means offline: a missing chunk is an error "not in the cache and --offline".
 //
-// start_stream(), for the first mount of a layer: one thread streams the blob in order from its
-// first missing byte (one request; a long present run ahead is skipped with a new request),
-// storing each chunk as it completes. A read of a missing range up to Options::stream_window
-// ahead of the stream waits for the stream (at most Options::stream_wait, and never past the
-// reader's deadline), so a scan reading in
-// order right behind it makes no range request; anything else is fetched by range.
+// start_stream(), for the first mount of a layer: a BlobStream (src/cache/blob_stream.hpp), one
+// thread streaming the blob in order from its first missing byte, storing each chunk as it
+// completes. A read of a missing range up to Options::stream_window ahead of the stream waits for
+// the stream (at most Options::stream_wait, and never past the reader's deadline), so a scan
+// reading in order right behind it makes no range request; anything else is fetched by range.
 // Destruction (or stop_stream) stops the stream: the sink fails at its next call and the thread
 // is joined. Against a registry that bounds the wait by the client's low-speed timeout.
 //
-// Thread-safe: read_at from any number of threads. Locks, in nesting order: join_mu_ (starting
-// and joining the stream thread), mu_ (the in-flight table and the stream state), then the
-// entry's (blob_entry.hpp); no lock is held during a remote request.
+// Thread-safe: read_at from any number of threads. Locks: mu_ (the in-flight table), then the
+// entry's (blob_entry.hpp); the stream has locks of its own, never held with mu_; failure_mu_ is
+// never held with another. No lock is held during a remote request.
 #pragma once
 
 #include <atomic>
@@ -33,13 +32,14 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <thread>
 
 #include "ocifs/cache/blob_entry.hpp"
 #include "ocifs/cache/remote_blob.hpp"
 #include "ocifs/io/blob_source.hpp"
 
 namespace ocifs::cache {
+
+class BlobStream;
 
 class CachedBlobSource final : public io::BlobSource {
  public:
@@ -117,18 +117,23 @@ class CachedBlobSource final : public io::BlobSource {
   // Clears `allow_stream_wait` when a wait for the stream timed out.
   Result<void> ensure(std::uint64_t from, std::uint64_t to, bool& allow_stream_wait) const;
   Result<void> fetch_run(std::uint64_t first, std::uint64_t count) const;
+  // Fetches chunks [first, first + count) into the cache and returns their bytes.
+  Result<std::vector<std::byte>> fetch_chunks(std::uint64_t first, std::uint64_t count) const;
+  // Fetches from `offset` (at most max_request) straight into `buf`, storing it as well: a read
+  // whose chunks were evicted before it could copy them. Returns the bytes copied (> 0).
+  Result<std::size_t> fetch_into(std::uint64_t offset, std::span<std::byte> buf) const;
   // Takes the run's chunks out of the in-flight table and wakes its waiters with `result`.
   void land(Run& run, Result<void> result) const;
-  bool stream_covers(std::uint64_t chunk) const;  // mu_ held
-  // The stream thread's work: the blob's missing chunks into the cache; why it stopped early.
-  std::optional<Error> stream_blob();
+  // Waits for the stream to store chunk `chunk`, within stream_wait and the reader's deadline.
+  // Clears `allow_stream_wait` when stream_wait passed first (the stream makes no progress).
+  Result<void> wait_for_stream(std::uint64_t chunk, std::uint64_t from, bool& allow_stream_wait) const;
 
   std::shared_ptr<BlobEntry> entry_;
   std::shared_ptr<RemoteBlob> remote_;
   Options options_;
 
   mutable std::mutex mu_;
-  mutable std::condition_variable cv_;  // a flight landed, or the stream moved
+  mutable std::condition_variable cv_;  // a flight landed
   mutable std::map<std::uint64_t, std::shared_ptr<Flight>> in_flight_;  // by chunk, under mu_
   mutable std::atomic<std::int64_t> last_refresh_ms_{0};
   mutable std::atomic<std::uint64_t> fetched_{0};
@@ -138,15 +143,7 @@ class CachedBlobSource final : public io::BlobSource {
   mutable std::mutex failure_mu_;  // never held with another lock
   mutable std::optional<std::pair<std::int64_t, Error>> last_failure_;  // steady ms, what failed
 
-  // Stream state, under mu_ unless atomic.
-  std::mutex join_mu_;  // stop_stream() may be called from two threads
-  std::thread thread_;
-  bool stream_started_ = false;
-  bool stream_done_ = false;
-  std::optional<Error> stream_error_;
-  std::uint64_t stream_pos_ = 0;  // bytes before this are stored (or were already present)
-  std::atomic<bool> stop_{false};
-  std::atomic<std::uint64_t> streamed_{0};
+  const std::unique_ptr<BlobStream> stream_;  // started by start_stream()
 };
 
 }  // namespace ocifs::cache

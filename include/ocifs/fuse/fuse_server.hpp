@@ -12,18 +12,19 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
-#include <string_view>
 #include <vector>
 
-#include "ocifs/image/image.hpp"
+#include "ocifs/util/result.hpp"
+
+namespace ocifs::image {
+class Image;  // only referred to: the CLI, which includes this header, needs no more of it
+}  // namespace ocifs::image
 
 namespace ocifs::fuse {
-
-// getxattr of this name on the mount's root answers Image::status_json() (`ocifs status`). It is
-// not listed by listxattr, so the tree's xattrs stay exactly the image's.
-inline constexpr std::string_view kStatusXattr = "ocifs.status";
 
 struct MountOptions {
   std::string fsname;                // shown in /proc/mounts (the image reference)

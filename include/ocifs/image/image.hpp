@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ocifs/cache/cache.hpp"
+#include "ocifs/compress/span_cache.hpp"
 #include "ocifs/image/content_reader.hpp"
 #include "ocifs/image/image_source.hpp"
 #include "ocifs/image/prefetcher.hpp"
@@ -48,6 +49,8 @@ struct OpenOptions {
   // Keep the files this mount reads as the image's access record, if it has none yet (written
   // when the Image goes away).
   bool record_access = false;
+  // Memory for decoded spans of compressed layers, shared by all of them (SpanCache).
+  std::size_t span_cache_bytes = compress::SpanCache::kDefaultBudget;
 };
 
 class Image {

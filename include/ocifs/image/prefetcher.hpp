@@ -8,13 +8,21 @@
 #pragma once
 
 #include <atomic>
+#include <optional>
 #include <string_view>
 #include <thread>
 #include <vector>
 
 #include "ocifs/compress/seekable_reader.hpp"
 
+namespace ocifs::layer {
+struct LayerBlob;
+}  // namespace ocifs::layer
+
 namespace ocifs::image {
+
+class Tree;
+class ContentReader;
 
 enum class PrefetchMode { none, landmark, all };
 
@@ -46,5 +54,17 @@ class Prefetcher {
   std::atomic<std::uint64_t> failed_{0};
   std::jthread thread_;  // last: started once the rest is set up
 };
+
+// What a mount fetches in the background once live, in order: the files the image's first mount
+// read (`record`, inode indexes of `tree`; others are ignored), the ranges eStargz layers mark as
+// needed first (`landmarks`, per layer of `blobs`), then (all) every registry layer. Stable
+// (local) blobs are never fetched whole. At most half the blob cache's budget (0: none), as for
+// the first mount's streams: a plan that does not fit evicts its own start, and the chunks reads
+// are waiting for. (Image::open's plan, a function of its own for the tests.)
+std::vector<Prefetcher::Range> prefetch_plan(const Tree& tree, const ContentReader& content,
+                                             const std::vector<std::uint32_t>& record,
+                                             const std::vector<layer::LayerBlob>& blobs,
+                                             const std::vector<std::optional<std::uint64_t>>& landmarks,
+                                             PrefetchMode mode, std::uint64_t budget);
 
 }  // namespace ocifs::image

@@ -26,6 +26,9 @@ struct StringRef {
 };
 
 struct Inode {
+  // User-provided: clang before 15 deletes the implicit default constructor of a class whose
+  // anonymous union holds a struct with default member initialisers (the regular-file fields).
+  Inode() {}
   std::uint64_t size = 0;  // st_size (symlink: target length; dir: 0)
   std::int64_t mtime_sec = 0;
   std::uint32_t mtime_nsec = 0;

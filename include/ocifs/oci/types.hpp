@@ -1,5 +1,6 @@
 // Plain data of the OCI image spec and Docker schema2, and their JSON parsing. Values only;
-// not synchronised. The only module that includes nlohmann/json (in its .cpp files).
+// not synchronised. The only module that parses image documents (nlohmann/json, in its .cpp
+// files; docs/architecture.md, "Library boundaries", lists the other documents and their owners).
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,6 @@
 // URLs of the distribution API, their parts, and redaction of what must never reach a log.
-// Functions only; pure (no I/O).
+// URLs are split and percent-encoded by libcurl's URL API (CURLU, curl_easy_escape), the parser
+// that reads every request's URL; nothing here splits one by hand. Functions only; pure (no I/O).
 #pragma once
 
 #include <string>
@@ -19,17 +20,23 @@ std::string blob_path(std::string_view repository, std::string_view digest);
 
 // RFC 3986 percent-encoding of everything but unreserved characters.
 std::string percent_encode(std::string_view text);
-// The token request: REALM?service=S&scope=A&scope=B (appended with & when REALM has a query).
+// The token request: REALM?service=S&scope=A&scope=B (appended with & when REALM has a query);
+// "" when REALM is not an absolute URL.
 std::string token_url(std::string_view realm, std::string_view service,
                       const std::vector<std::string>& scopes);
 
 // Resolves a Location header against the URL that answered (absolute, absolute-path or relative).
 Result<std::string> resolve_location(std::string_view base, std::string_view location);
+// The scheme of an absolute URL, lowercase ("https"); "" when `url` is not one curl can fetch.
+std::string url_scheme(std::string_view url);
 // "scheme://host:port", lowercase, the default port made explicit; "" when `url` does not parse.
 std::string url_origin(std::string_view url);
-// The host[:port] of a URL as written ("cdn.example.com", "127.0.0.1:5000", "[::1]:5000").
+// The host[:port] of a URL, without user info ("cdn.example.com", "127.0.0.1:5000", "[::1]:5000").
 std::string url_authority(std::string_view url);
 bool same_origin(std::string_view a, std::string_view b);
+// "host[:port][/path]" (a registries.conf location): what may follow "https://" in a URL, without
+// user info, query or fragment.
+bool is_host_location(std::string_view location);
 
 // localhost, 127.0.0.0/8 and ::1, with or without a port: Docker reaches these over plain HTTP
 // when HTTPS fails.

@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <mutex>
 #include <string_view>
 
@@ -28,6 +29,11 @@ namespace ocifs::util {
 using Clock = std::chrono::steady_clock;
 using Deadline = Clock::time_point;
 inline constexpr Deadline kNoDeadline = Deadline::max();
+
+// Clock::now() in whole milliseconds: a time that fits an atomic (last refresh, last failure).
+inline std::int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
+}
 
 // The deadline of the request this thread is serving; kNoDeadline outside any DeadlineScope.
 Deadline current_deadline();

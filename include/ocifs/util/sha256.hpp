@@ -33,4 +33,12 @@ class Sha256 {
 std::string sha256_hex(std::span<const std::byte> data);
 std::string sha256_hex(std::string_view data);
 
+// Only the digits 0-9a-f (a digest's encoded part; "" too).
+bool is_lower_hex(std::string_view text);
+// What a sha256 names itself by: 64 lowercase hex digits (digests, cache file names, archive
+// member names). Uppercase is refused, as the OCI image spec's digest grammar does.
+bool is_sha256_hex(std::string_view text);
+// "sha256:" then is_sha256_hex.
+bool is_sha256_digest(std::string_view text);
+
 }  // namespace ocifs::util

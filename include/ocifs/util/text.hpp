@@ -17,6 +17,15 @@ inline std::string ascii_lower(std::string_view s) {
   return out;
 }
 
+// Without leading and trailing ASCII white space (space, \t, \n, \v, \f, \r: protocol text,
+// never the locale's notion).
+inline std::string_view trim(std::string_view s) {
+  constexpr std::string_view kSpace = " \t\n\v\f\r";
+  const auto first = s.find_first_not_of(kSpace);
+  if (first == std::string_view::npos) return {};
+  return s.substr(first, s.find_last_not_of(kSpace) - first + 1);
+}
+
 // A name (path, link target, xattr name) from an image as it may be printed to a terminal or a
 // log: what a terminal or syslog would interpret comes out as a C-style escape, as GNU `ls -b`
 // writes it. Control characters (C0, DEL, and the C1 range U+0080-U+009F), backslash and bytes
