@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fixtures  # noqa: E402
 from common import Mount, check, log, main  # noqa: E402
+from takeover_suite import regular_files  # noqa: E402
 
 THREADS = 24
 READS = int(os.environ.get('OCIFS_STRESS_READS', '300'))
@@ -38,16 +39,6 @@ class SubWork:
 
     def __call__(self, *parts):
         return os.path.join(self.path, *parts)
-
-
-def regular_files(root):
-    out = []
-    for dirpath, _, names in os.walk(root):
-        for n in names:
-            p = os.path.join(dirpath, n)
-            if os.path.isfile(p) and not os.path.islink(p):
-                out.append(os.path.relpath(p, root))
-    return sorted(out)
 
 
 def storm(mounts, reference):
