@@ -152,7 +152,7 @@ int run_du(const CacheCommand& c) {
     }
     for (const auto& f : files_in(root / "blobs" / "sha256", false, 0)) blob_files.add(f);
   }
-  Totals indexes, decoded, documents, temp, other;
+  Totals indexes, decoded, documents, temp;
   for (const auto& f : files_in(root / "index", true, -1)) indexes.add(f);
   for (const auto& f : files_in(root / "decoded", true, -1)) decoded.add(f);
   for (const auto& f : files_in(root / "documents", true, -1)) documents.add(f);

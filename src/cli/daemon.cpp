@@ -55,7 +55,9 @@ Daemon::~Daemon() {
 namespace {
 
 // Set by log_to_redirectable_stderr and never destroyed: threads may log until the process ends.
-spdlog::sinks::dist_sink_mt* redirectable = nullptr;
+// A heap shared_ptr held by this pointer, so no exit-time destructor runs and the sink stays
+// reachable (not a leak to LeakSanitizer).
+std::shared_ptr<spdlog::sinks::dist_sink_mt>* redirectable = nullptr;
 
 }  // namespace
 
@@ -63,8 +65,7 @@ void Daemon::log_to_redirectable_stderr() {
   auto stderr_sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
   stderr_sink->set_pattern("ocifs: %^%l%$: %v");
   auto sink = std::make_shared<spdlog::sinks::dist_sink_mt>(std::vector<spdlog::sink_ptr>{stderr_sink});
-  auto* kept = new std::shared_ptr<spdlog::sinks::dist_sink_mt>(sink);  // one reference, never released
-  redirectable = kept->get();
+  redirectable = new std::shared_ptr<spdlog::sinks::dist_sink_mt>(sink);  // never released
   auto logger = std::make_shared<spdlog::logger>("ocifs", sink);
   logger->set_level(spdlog::get_level());
   spdlog::set_default_logger(logger);
@@ -79,7 +80,7 @@ void Daemon::leave_terminal() {
   // Nobody reads stderr any more: warnings and errors go to syslog.
   auto syslog = std::make_shared<spdlog::sinks::syslog_sink_mt>("ocifs", LOG_PID, LOG_DAEMON, false);
   if (redirectable) {
-    redirectable->set_sinks({syslog});
+    (*redirectable)->set_sinks({syslog});
     return;
   }
   auto logger = std::make_shared<spdlog::logger>("ocifs", syslog);

@@ -7,9 +7,9 @@
 #include "ocifs/util/base64.hpp"
 #include "ocifs/util/limits.hpp"
 #include "ocifs/util/path.hpp"
+#include "ocifs/util/rfc3339.hpp"
 #include "ocifs/util/sha256.hpp"
 #include "ocifs/util/text.hpp"
-#include "rfc3339.hpp"
 
 namespace ocifs::layer::toc {
 
@@ -117,7 +117,7 @@ Result<void> TocBuilder::add(const RawEntry& e, std::size_t index) {
   if (!why) why = take_u32(e, Field::gid, f.gid);
   if (why) return fail(index, raw_name, *why);
   if (const std::string& t = e.str(Field::modtime);
-      !t.empty() && !parse_rfc3339(t, f.mtime_sec, f.mtime_nsec)) {
+      !t.empty() && !util::parse_rfc3339(t, f.mtime_sec, f.mtime_nsec)) {
     return fail(index, raw_name, fmt::format("modtime '{}' is not an RFC 3339 time", shown(t)));
   }
   if (f.kind == EntryKind::symlink || f.kind == EntryKind::hardlink) {

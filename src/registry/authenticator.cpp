@@ -3,12 +3,11 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <cctype>
-#include <ctime>
 #include <nlohmann/json.hpp>
 
-#include "ocifs/util/base64.hpp"
 #include "ocifs/registry/registry_url.hpp"
+#include "ocifs/util/base64.hpp"
+#include "ocifs/util/rfc3339.hpp"
 
 namespace ocifs::registry {
 
@@ -37,68 +36,18 @@ std::vector<std::string> split_scopes(std::string_view text) {
   return out;
 }
 
-int digits(std::string_view s, std::size_t pos, std::size_t n) {
-  if (pos + n > s.size()) return -1;
-  int v = 0;
-  for (std::size_t i = pos; i < pos + n; ++i) {
-    if (!std::isdigit(static_cast<unsigned char>(s[i]))) return -1;
-    v = v * 10 + (s[i] - '0');
-  }
-  return v;
-}
-
 }  // namespace
 
 std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view s) {
-  // YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)
-  int year = digits(s, 0, 4), month = digits(s, 5, 2), day = digits(s, 8, 2);
-  int hour = digits(s, 11, 2), minute = digits(s, 14, 2), second = digits(s, 17, 2);
-  if (year < 0 || month < 1 || month > 12 || day < 1 || day > 31 || hour < 0 || hour > 23 || minute < 0 ||
-      minute > 59 || second < 0 || second > 60 || s[4] != '-' || s[7] != '-' ||
-      (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || s[13] != ':' || s[16] != ':') {
-    return std::nullopt;
-  }
-  std::size_t pos = 19;
-  std::chrono::nanoseconds frac{0};
-  if (pos < s.size() && s[pos] == '.') {
-    ++pos;
-    std::int64_t scale = 100'000'000;
-    std::size_t start = pos;
-    while (pos < s.size() && std::isdigit(static_cast<unsigned char>(s[pos]))) {
-      frac += std::chrono::nanoseconds((s[pos] - '0') * scale);
-      scale /= 10;
-      ++pos;
-    }
-    if (pos == start) return std::nullopt;
-  }
-  int offset_minutes = 0;
-  if (pos < s.size() && (s[pos] == 'Z' || s[pos] == 'z')) {
-    ++pos;
-  } else if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
-    int oh = digits(s, pos + 1, 2), om = digits(s, pos + 4, 2);
-    if (oh < 0 || om < 0 || s[pos + 3] != ':') return std::nullopt;
-    offset_minutes = (oh * 60 + om) * (s[pos] == '-' ? -1 : 1);
-    pos += 6;
-  } else {
-    return std::nullopt;
-  }
-  if (pos != s.size()) return std::nullopt;
-  std::tm tm{};
-  tm.tm_year = year - 1900;
-  tm.tm_mon = month - 1;
-  tm.tm_mday = day;
-  tm.tm_hour = hour;
-  tm.tm_min = minute;
-  tm.tm_sec = second;
-  time_t t = timegm(&tm);
-  // system_clock counts nanoseconds in 64 bits (years 1678 to 2261): a date outside that cannot
-  // be converted (signed overflow), nor be a token's issue time.
-  constexpr auto kLimit =
-      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::duration::max()).count() -
-      86400;
-  if (t > kLimit || t < -kLimit) return std::nullopt;
-  auto tp = std::chrono::system_clock::from_time_t(t) - std::chrono::minutes(offset_minutes);
-  return tp + std::chrono::duration_cast<std::chrono::system_clock::duration>(frac);
+  std::int64_t sec = 0;
+  std::uint32_t nsec = 0;
+  if (!util::parse_rfc3339(s, sec, nsec)) return std::nullopt;
+  // system_clock counts nanoseconds in 64 bits (years 1678 to 2261): a time outside cannot be
+  // converted (signed overflow), nor be a token's issue time.
+  constexpr std::int64_t kLimit =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::duration::max()).count() - 1;
+  if (sec > kLimit || sec < -kLimit) return std::nullopt;
+  return std::chrono::system_clock::time_point(std::chrono::seconds(sec)) + std::chrono::nanoseconds(nsec);
 }
 
 Result<TokenAnswer> TokenAnswer::parse(std::string_view json_text) {
@@ -134,9 +83,10 @@ Result<TokenAnswer> TokenAnswer::parse(std::string_view json_text) {
 std::chrono::milliseconds TokenAnswer::usable_for(std::chrono::system_clock::time_point now) const {
   using namespace std::chrono;
   milliseconds lifetime = expires_in;
-  if (issued_at && *issued_at <= now) {
-    auto age = duration_cast<milliseconds>(now - *issued_at);
-    if (age < lifetime) lifetime -= age;
+  // An issue time older than the lifetime says more about a skewed clock than about the token:
+  // ignored, and never subtracted (a date centuries back would overflow).
+  if (issued_at && *issued_at <= now && *issued_at > now - lifetime) {
+    lifetime -= duration_cast<milliseconds>(now - *issued_at);
   }
   milliseconds margin = std::min<milliseconds>(duration_cast<milliseconds>(expires_in) / 4, seconds(10));
   return lifetime > margin ? lifetime - margin : milliseconds(0);

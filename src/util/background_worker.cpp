@@ -23,13 +23,17 @@ void BackgroundWorker::stop() {
 }
 
 bool BackgroundWorker::offer(std::function<void()> task) {
-  {
-    std::lock_guard lock(state_->mutex);
-    if (state_->stop || state_->queue.size() >= max_queued_) return false;
-    state_->queue.push_back(std::move(task));
-  }
+  // Nothing of `this` is touched once the task is queued: the task may destroy this worker
+  // (TSan saw a task's delete race this function's later read of state_). So the thread is
+  // started first, and the wake-up goes through a reference of our own.
   std::call_once(started_, [this] { thread_ = std::thread(run, state_); });
-  state_->wake.notify_one();
+  std::shared_ptr<State> state = state_;
+  {
+    std::lock_guard lock(state->mutex);
+    if (state->stop || state->queue.size() >= max_queued_) return false;
+    state->queue.push_back(std::move(task));
+  }
+  state->wake.notify_one();
   return true;
 }
 

@@ -53,7 +53,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (std::uint64_t offset :
          {std::uint64_t{0}, decoded_size / 2, decoded_size > 10 ? decoded_size - 10 : 0}) {
       auto n = (*reader)->read_at(offset, std::as_writable_bytes(std::span(buf)));
-      if (n.ok()) check(*n <= buf.size(), "read returned {} bytes", *n);
+      if (!n.ok()) continue;
+      // Data, never more than is left, and never an early end of file inside the decoded size.
+      check(*n <= buf.size() && *n <= decoded_size - std::min(offset, decoded_size),
+            "a read at {} of a {}-byte layer returned {} bytes", offset, decoded_size, *n);
+      check(offset >= decoded_size || *n > 0, "a read at {} of a {}-byte layer returned nothing", offset,
+            decoded_size);
     }
   }
   spans->stop();

@@ -2,7 +2,7 @@
 """Raw material for the fuzz seeds, made by the integration tests' own fixture builders
 (tests/integration/fixtures.py, hostile.py): layer tars, image documents, docker-archive
 manifests and zstd frames.  The seed_corpus program (tests/fuzz/seed_corpus.cpp) turns these into
-each target's input format.  Nothing here is committed; scripts/fuzz runs it into build-fuzz.
+each target's input format.  Nothing here is committed; scripts/fuzz runs it into build-asan/fuzz.
 
   /usr/bin/python3 tests/fuzz/make_seeds.py OUTDIR
 """

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -153,6 +154,27 @@ json toc_entry(const layer::TarEntry& e) {
   return j;
 }
 
+// A ustar archive of one regular file, with its end-of-archive blocks.
+std::string tar_of(const std::string& name, const std::string& data) {
+  std::string header(512, '\0');
+  std::snprintf(header.data(), 100, "%s", name.c_str());
+  std::snprintf(header.data() + 100, 8, "%07o", 0644);
+  std::snprintf(header.data() + 108, 8, "%07o", 0);
+  std::snprintf(header.data() + 116, 8, "%07o", 0);
+  std::snprintf(header.data() + 124, 12, "%011llo", static_cast<unsigned long long>(data.size()));
+  std::snprintf(header.data() + 136, 12, "%011o", 0);
+  header[156] = '0';
+  std::memcpy(header.data() + 257,
+              "ustar\0"
+              "00",
+              8);
+  std::memset(header.data() + 148, ' ', 8);
+  unsigned sum = 0;
+  for (unsigned char c : header) sum += c;
+  std::snprintf(header.data() + 148, 8, "%06o", sum);
+  return header + data + std::string((512 - data.size() % 512) % 512, '\0') + std::string(1024, '\0');
+}
+
 struct LazyBlob {
   std::string blob;
   std::string toc_json;
@@ -162,22 +184,18 @@ struct LazyBlob {
 
 constexpr std::size_t kChunk = 4096;
 
-// eStargz (stargz-snapshotter's layout): tar headers in the open gzip member, each regular
-// file's data (each 4 KiB chunk of it) starting a member of its own; then the TOC member and the
-// 51-byte footer. Sparse files are left out of the TOC, as a TOC cannot say what they are.
-LazyBlob estargz(const std::string& tar) {
-  LazyBlob out;
-  std::string pending;
+// What both lazy layouts do with a tar: each member's headers go to `headers` (with a sparse
+// member's data: a TOC cannot say what a sparse file is, so it is left out of it); every other
+// member gets a TOC entry, and a regular file with data is handed, with its entry, to
+// `lay_out_data`, which writes its chunks and their entries; its padding follows in `headers`.
+json toc_entries(const std::string& tar, std::string& headers,
+                 const std::function<void(json entry, const std::string& data, json& entries)>& lay_out_data) {
   json entries = json::array();
-  auto close_member = [&] {
-    if (!pending.empty()) out.blob += gzip(pending);
-    pending.clear();
-  };
   for (const auto& m : members(tar)) {
     const auto& e = m.entry;
-    pending += tar.substr(m.headers_from, e.data_offset - m.headers_from);
+    headers += tar.substr(m.headers_from, e.data_offset - m.headers_from);
     if (!e.sparse.empty()) {
-      pending += tar.substr(e.data_offset, (e.stored_size + 511) / 512 * 512);
+      headers += tar.substr(e.data_offset, (e.stored_size + 511) / 512 * 512);
       continue;
     }
     json j = toc_entry(e);
@@ -189,38 +207,39 @@ LazyBlob estargz(const std::string& tar) {
     const std::string data = tar.substr(e.data_offset, e.stored_size);
     j["size"] = data.size();
     j["digest"] = digest_of(data);
+    lay_out_data(std::move(j), data, entries);
+    headers += std::string((512 - data.size() % 512) % 512, '\0');
+  }
+  return entries;
+}
+
+// eStargz (stargz-snapshotter's layout): tar headers in the open gzip member, each regular
+// file's data (each 4 KiB chunk of it) starting a member of its own; then the TOC member and the
+// 51-byte footer. Sparse files are left out of the TOC, as a TOC cannot say what they are.
+LazyBlob estargz(const std::string& tar) {
+  LazyBlob out;
+  std::string pending;
+  auto close_member = [&] {
+    if (!pending.empty()) out.blob += gzip(pending);
+    pending.clear();
+  };
+  json entries = toc_entries(tar, pending, [&](json j, const std::string& data, json& toc) {
     for (std::size_t at = 0; at < data.size(); at += kChunk) {
       close_member();
-      json c = at == 0 ? j : json{{"name", e.path}, {"type", "chunk"}};
+      json c = at == 0 ? j : json{{"name", j["name"]}, {"type", "chunk"}};
       const std::string piece = data.substr(at, kChunk);
       c["offset"] = out.blob.size();
       if (at > 0) c["chunkOffset"] = at;
       if (data.size() > kChunk) c["chunkSize"] = piece.size();
       c["chunkDigest"] = digest_of(piece);
       pending += piece;
-      entries.push_back(c);
+      toc.push_back(c);
     }
-    pending += std::string((512 - data.size() % 512) % 512, '\0');
-  }
+  });
   close_member();
   out.toc_json = json{{"version", 1}, {"entries", entries}}.dump(-1, ' ', false, json::error_handler_t::replace);
   out.toc_offset = out.blob.size();
-  std::string header(512, '\0');
-  std::snprintf(header.data(), 100, "stargz.index.json");
-  std::snprintf(header.data() + 100, 8, "%07o", 0644);
-  std::snprintf(header.data() + 124, 12, "%011llo", static_cast<unsigned long long>(out.toc_json.size()));
-  std::snprintf(header.data() + 136, 12, "%011o", 0);
-  header[156] = '0';
-  std::memcpy(header.data() + 257,
-              "ustar\0"
-              "00",
-              8);
-  std::memset(header.data() + 148, ' ', 8);
-  unsigned sum = 0;
-  for (unsigned char c : header) sum += c;
-  std::snprintf(header.data() + 148, 8, "%06o", sum);
-  out.blob += gzip(header + out.toc_json + std::string((512 - out.toc_json.size() % 512) % 512, '\0') +
-                   std::string(1024, '\0'));
+  out.blob += gzip(tar_of("stargz.index.json", out.toc_json));
   // Footer: an empty gzip member whose Extra field holds "%016x" TOC offset + "STARGZ".
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(out.toc_offset));
@@ -235,31 +254,15 @@ LazyBlob estargz(const std::string& tar) {
 LazyBlob zstd_chunked(const std::string& tar) {
   LazyBlob out;
   std::string pending;
-  json entries = json::array();
   auto flush = [&] {
     if (!pending.empty()) out.blob += zstd(pending);
     pending.clear();
   };
-  for (const auto& m : members(tar)) {
-    const auto& e = m.entry;
-    pending += tar.substr(m.headers_from, e.data_offset - m.headers_from);
-    if (!e.sparse.empty()) {
-      pending += tar.substr(e.data_offset, (e.stored_size + 511) / 512 * 512);
-      continue;
-    }
-    json j = toc_entry(e);
-    if (e.kind != layer::EntryKind::regular || e.stored_size == 0) {
-      if (e.kind == layer::EntryKind::regular) j["size"] = 0;
-      entries.push_back(j);
-      continue;
-    }
+  json entries = toc_entries(tar, pending, [&](json j, const std::string& data, json& toc) {
     flush();
-    const std::string data = tar.substr(e.data_offset, e.stored_size);
-    j["size"] = data.size();
-    j["digest"] = digest_of(data);
     std::vector<json> chunks;
     for (std::size_t at = 0; at < data.size(); at += kChunk) {
-      json c = at == 0 ? j : json{{"name", e.path}, {"type", "chunk"}};
+      json c = at == 0 ? j : json{{"name", j["name"]}, {"type", "chunk"}};
       const std::string piece = data.substr(at, kChunk);
       c["offset"] = out.blob.size();
       if (data.size() > kChunk) {
@@ -271,9 +274,8 @@ LazyBlob zstd_chunked(const std::string& tar) {
       chunks.push_back(c);
     }
     chunks[0]["endOffset"] = out.blob.size();
-    for (auto& c : chunks) entries.push_back(c);
-    pending += std::string((512 - data.size() % 512) % 512, '\0');
-  }
+    for (auto& c : chunks) toc.push_back(c);
+  });
   pending += std::string(1024, '\0');
   flush();
   out.toc_json = json{{"version", 1}, {"entries", entries}}.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -318,25 +320,6 @@ std::string text(std::size_t size) {
   return out;
 }
 
-std::string tar_of(const std::string& name, const std::string& data) {
-  std::string header(512, '\0');
-  std::snprintf(header.data(), 100, "%s", name.c_str());
-  std::snprintf(header.data() + 100, 8, "%07o", 0644);
-  std::snprintf(header.data() + 108, 8, "%07o", 0);
-  std::snprintf(header.data() + 116, 8, "%07o", 0);
-  std::snprintf(header.data() + 124, 12, "%011llo", static_cast<unsigned long long>(data.size()));
-  std::snprintf(header.data() + 136, 12, "%011o", 0);
-  header[156] = '0';
-  std::memcpy(header.data() + 257,
-              "ustar\0"
-              "00",
-              8);
-  std::memset(header.data() + 148, ' ', 8);
-  unsigned sum = 0;
-  for (unsigned char c : header) sum += c;
-  std::snprintf(header.data() + 148, 8, "%06o", sum);
-  return header + data + std::string((512 - data.size() % 512) % 512, '\0') + std::string(1024, '\0');
-}
 
 }  // namespace
 

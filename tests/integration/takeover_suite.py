@@ -156,6 +156,10 @@ def case_takeover_storm(work):
     from lazy_suite import lazy_image, REPO
     from registry import FaultProxy, Registry
     from registry_suite import mount as registry_mount
+    if 'ASAN_OPTIONS' in os.environ:
+        # The SIGSEGVs below are sent, not faults: under scripts/test --sanitize=address,undefined
+        # the servers die of them without an ASan report (every other check stays on).
+        os.environ['ASAN_OPTIONS'] += ':handle_segv=0'
     with Registry() as reg, FaultProxy(reg) as px:
         reference, _, _ = lazy_image(work, reg, 'estargz')  # the umoci image, in work/L
         layout = os.path.join(work.path, 'L')

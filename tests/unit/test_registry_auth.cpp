@@ -186,6 +186,10 @@ TEST_CASE("TokenAnswer::usable_for counts from issued_at when plausible, with a 
   CHECK(t.usable_for(issued - 50s) == 290s);
   // issued_at older than the lifetime (skew the other way): counted from now.
   CHECK(t.usable_for(issued + 1000s) == 290s);
+  // ... however old: a token server's clock in 1700 is not subtracted (that overflowed).
+  TokenAnswer ancient{"x", 300s, parse_rfc3339("1700-01-01T00:00:00Z")};
+  REQUIRE(ancient.issued_at);
+  CHECK(ancient.usable_for(issued) == 290s);
   TokenAnswer short_lived{"x", 2s, std::nullopt};
   CHECK(short_lived.usable_for(issued) == 1500ms);
 }
@@ -203,6 +207,11 @@ TEST_CASE("parse_rfc3339") {
   CHECK_FALSE(parse_rfc3339("2024-05-01T12:00:00"));
   CHECK_FALSE(parse_rfc3339("2024-13-01T12:00:00Z"));
   CHECK_FALSE(parse_rfc3339("2024-05-01T12:00:00Zjunk"));
+  // Offsets are hours and minutes of a real zone: "+99:99" moved a time past system_clock's range.
+  CHECK_FALSE(parse_rfc3339("2024-05-01T12:00:00+99:99"));
+  CHECK_FALSE(parse_rfc3339("2262-04-11T23:00:00-23:59"));
+  CHECK_FALSE(parse_rfc3339("1677-09-21T00:00:00+23:59"));
+  CHECK(parse_rfc3339("1970-01-01T00:00:00+01:00") == std::chrono::system_clock::from_time_t(-3600));
 }
 
 TEST_CASE("registry URLs") {

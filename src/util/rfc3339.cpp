@@ -1,10 +1,10 @@
-#include "rfc3339.hpp"
+#include "ocifs/util/rfc3339.hpp"
 
 #include <algorithm>
 #include <array>
 #include <charconv>
 
-namespace ocifs::layer::toc {
+namespace ocifs::util {
 
 namespace {
 
@@ -69,4 +69,4 @@ bool parse_rfc3339(std::string_view s, std::int64_t& sec, std::uint32_t& nsec) {
   return true;
 }
 
-}  // namespace ocifs::layer::toc
+}  // namespace ocifs::util
