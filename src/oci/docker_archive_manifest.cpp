@@ -20,6 +20,7 @@ Result<std::vector<DockerArchiveImage>> parse_docker_archive_manifest(std::strin
     if (!entry.is_object()) return bad_field(where, path, "is not an object");
     DockerArchiveImage image;
     OCIFS_ASSIGN(image.config, get_string(entry, "Config", where, path, true));
+    if (image.config.empty()) return bad_field(where, field_path(path, "Config"), "is empty");  // found by tests/fuzz
     OCIFS_ASSIGN(image.repo_tags, get_strings(entry, "RepoTags", where, path));
     OCIFS_ASSIGN(image.layers, get_strings(entry, "Layers", where, path));
     if (image.layers.size() > limits::kMaxLayers) {

@@ -360,5 +360,8 @@ TEST_CASE("parse_layout_version and docker-archive manifest.json") {
   auto bad = parse_docker_archive_manifest(R"([{"RepoTags": []}])", "a.tar:manifest.json");
   REQUIRE_FALSE(bad.ok());
   CHECK_THAT(bad.error().message, Catch::Contains("[0].Config"));
+  auto empty = parse_docker_archive_manifest(R"([{"Config": "a.json"}, {"Config": ""}])", "m");
+  REQUIRE_FALSE(empty.ok());
+  CHECK_THAT(empty.error().message, Catch::Contains("[1].Config"));
   CHECK_FALSE(parse_docker_archive_manifest(R"({})", "m").ok());
 }

@@ -110,6 +110,19 @@ TEST_CASE("atomic files and the cache layout") {
   CHECK_FALSE(cache->write_ref("host", "a//b", "x", doc_digest).ok());
   CHECK_FALSE(cache->write_ref("..", "a", "x", doc_digest).ok());
   CHECK_FALSE(cache->write_ref("host", "a", "x/y", doc_digest).ok());
+  // A ref file damaged into more than a digest reads as never resolved, not as an error that
+  // fails the mount (found by tests/fuzz: ref-longer-than-a-digest).
+  int damaged = 0;
+  for (const auto& f : std::filesystem::recursive_directory_iterator(dir)) {
+    if (f.is_regular_file() && f.path().filename() == "v1" && f.path().parent_path().filename() == "app") {
+      std::ofstream(f.path(), std::ios::app) << std::string(1100, '\n');
+      ++damaged;
+    }
+  }
+  REQUIRE(damaged == 1);
+  auto long_ref = cache->read_ref("127.0.0.1:5000", "team/app", "v1");
+  REQUIRE(long_ref.ok());
+  CHECK_FALSE(long_ref->has_value());
   std::filesystem::remove_all(dir);
 }
 
