@@ -46,6 +46,7 @@
 
 #include "ocifs/io/blob_source.hpp"
 #include "ocifs/util/limits.hpp"
+#include "ocifs/util/path.hpp"
 #include "ocifs/util/sha256.hpp"
 
 namespace ocifs::layer {
@@ -453,6 +454,16 @@ Result<LayerIndex> LayerIndex::read_body(PieceReader& in, const io::BlobSource& 
   std::array<std::byte, kChecksumSize> stored{};
   OCIFS_TRY(file.read_exact(in.position(), stored));
   if (std::memcmp(in.digest().data(), stored.data(), kChecksumSize) != 0) return corrupt("checksum mismatch");
+  // The scan stores paths and hard link targets in normal form only (util/path.hpp): an index
+  // naming anything else ("../x", "a//b") is not one ocifs wrote. Refused like damage (the layer
+  // is scanned again) rather than handed to the tree.
+  for (std::size_t i = 0; i < index.entries_.size(); ++i) {
+    const auto& e = index.entries_[i];
+    for (std::string_view path : {index.path(e), e.kind == EntryKind::hardlink ? index.link_target(e) : ""}) {
+      auto normal = util::normalise_path(path);
+      if (!normal || *normal != path) return corrupt(fmt::format("entry {}: a path not in normal form", i));
+    }
+  }
   // Whether they cover the actual blob is checked when it is opened (layer_scanner.cpp).
   if (!index.blob_blocks_.covers(blob_size) ||
       (n_decoded_blocks > 0 && !index.decoded_blocks_.covers(decoded_size))) {

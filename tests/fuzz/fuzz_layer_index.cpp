@@ -9,6 +9,7 @@
 
 #include "../../src/layer/entry_table.hpp"
 #include "ocifs/layer/layer_index.hpp"
+#include "ocifs/util/path.hpp"
 #include "support.hpp"
 
 using namespace ocifs;
@@ -53,6 +54,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     seen += index->dev_major(e) + index->dev_minor(e);
   }
   (void)seen;
+  // What the tree is given: normal paths only (a stored index is trusted once its checksum
+  // matches, and the cache is not trusted more than the image).
+  for (const auto& e : index->entries()) {
+    auto normal = util::normalise_path(index->path(e));
+    check(normal.ok() && *normal == index->path(e), "a path not in normal form: '{}'", index->path(e));
+  }
   check(index->serialize() == bytes, "an index that loads does not serialize to the same bytes");
   // What a header walk and a TOC layer do with it: a copy without some entries.
   auto copy = layer::without_entries(*index, [](std::string_view path) { return path.empty(); });

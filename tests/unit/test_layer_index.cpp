@@ -303,6 +303,21 @@ TEST_CASE("LayerIndex rejects damaged bytes") {
     for (int i = 0; i < 8; ++i) huge[16 + i] = '\xff';
     CHECK_FALSE(LayerIndex::deserialize(reseal(huge)));
   }
+  SECTION("a path not in normal form with a valid checksum") {
+    // Not a file ocifs wrote (the scan stores normal paths only): refused, not handed to the tree.
+    std::string longest;
+    for (const auto& e : b.index.entries()) {
+      if (b.index.path(e).size() > longest.size()) longest = std::string(b.index.path(e));
+    }
+    REQUIRE(longest.size() >= 3);
+    const auto at = bytes.find(longest);
+    REQUIRE(at != std::string::npos);
+    std::string damaged = bytes;
+    damaged.replace(at, 3, "../");
+    auto r = LayerIndex::deserialize(reseal(damaged));
+    REQUIRE_FALSE(r);
+    CHECK_THAT(r.error().message, Catch::Contains("normal form"));
+  }
   SECTION("a damaged seek index inside a valid file") {
     // The seek index sits just before the digest; its own CRC catches the change.
     std::size_t digest_size = b.index.digest().size();
