@@ -195,16 +195,31 @@ std::string Reference::api_host() const {
   return registry == kDefaultDomain ? std::string("registry-1.docker.io") : registry;
 }
 
+namespace {
+
+struct TransportPrefix {
+  std::string_view prefix;
+  Transport transport;
+};
+constexpr TransportPrefix kLocal[] = {
+    {"oci:", Transport::oci_layout},
+    {"oci-archive:", Transport::oci_archive},
+    {"docker-archive:", Transport::docker_archive},
+};
+// containers-image transports ocifs does not read: named so that the error says which.
+constexpr std::string_view kUnsupported[] = {"dir:", "docker-daemon:", "containers-storage:", "ostree:", "sif:"};
+
+// Whether a registry reference, written plainly, would be read as another transport: a registry
+// host named like one ("oci:5000/app", found by tests/fuzz with "dir:1/o").
+bool reads_as_other_transport(std::string_view text) {
+  auto starts = [&](std::string_view prefix) { return text.starts_with(prefix); };
+  return std::any_of(std::begin(kLocal), std::end(kLocal), [&](const auto& p) { return starts(p.prefix); }) ||
+         std::any_of(std::begin(kUnsupported), std::end(kUnsupported), starts);
+}
+
+}  // namespace
+
 Result<ImageRef> ImageRef::parse(std::string_view text) {
-  struct Prefix {
-    std::string_view prefix;
-    Transport transport;
-  };
-  static constexpr Prefix kLocal[] = {
-      {"oci:", Transport::oci_layout},
-      {"oci-archive:", Transport::oci_archive},
-      {"docker-archive:", Transport::docker_archive},
-  };
   ImageRef ref;
   for (const auto& [prefix, transport] : kLocal) {
     if (!text.starts_with(prefix)) continue;
@@ -237,7 +252,7 @@ Result<ImageRef> ImageRef::parse(std::string_view text) {
   if (name.starts_with("docker://")) {
     name.remove_prefix(9);
   } else {
-    for (std::string_view other : {"dir:", "docker-daemon:", "containers-storage:", "ostree:", "sif:"}) {
+    for (std::string_view other : kUnsupported) {
       if (name.starts_with(other)) {
         return make_error(
             std::errc::not_supported,
@@ -254,8 +269,10 @@ Result<ImageRef> ImageRef::parse(std::string_view text) {
 std::string ImageRef::str() const {
   std::string_view prefix;
   switch (transport) {
-    case Transport::registry:
-      return reference.str();
+    case Transport::registry: {
+      std::string plain = reference.str();
+      return reads_as_other_transport(plain) ? "docker://" + plain : plain;
+    }
     case Transport::oci_layout:
       prefix = "oci:";
       break;

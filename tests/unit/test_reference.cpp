@@ -150,6 +150,18 @@ TEST_CASE("ImageRef::parse transports") {
     if (c.transport == Transport::registry) CHECK(r->reference.str() == c.reference);
     CHECK(r->str() == c.str);
   }
+  // A registry host named like a transport keeps docker:// in its written form, so that the form
+  // reads back as the same image (found by tests/fuzz: "docker://dir:1/o").
+  for (std::string_view text : {"docker://dir:1/o", "docker://oci:5000/app:v1"}) {
+    INFO(text);
+    auto r = ImageRef::parse(text);
+    REQUIRE(r.ok());
+    CHECK(r->str().starts_with("docker://"));
+    auto again = ImageRef::parse(r->str());
+    REQUIRE(again.ok());
+    CHECK(again->transport == Transport::registry);
+    CHECK(again->reference.str() == r->reference.str());
+  }
 }
 
 TEST_CASE("ImageRef::parse errors") {
