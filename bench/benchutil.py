@@ -1,6 +1,9 @@
 """What the bench scripts share: progress lines, commands that must succeed, page cache drops,
-unmounts that wait until the mount is gone. Stdlib only."""
+unmounts that wait until the mount is gone, the python3 layer the registry benches add to the
+image. Stdlib only."""
 
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -32,3 +35,24 @@ def umount(ocifs, mnt):
             if (' %s fuse' % mnt) not in f.read():
                 return
         time.sleep(0.05)
+
+
+def add_python_layer(layout, tag, staging):
+    """umoci insert of the host's python3: the binary, its stdlib and libexpat, at their paths."""
+    pieces = [('/usr/bin/python3.11', '/usr/bin/python3.11'),
+              ('/usr/lib/python3.11', '/usr/lib/python3.11')]
+    for lib in ('/lib/x86_64-linux-gnu/libexpat.so.1', '/usr/lib/x86_64-linux-gnu/libexpat.so.1'):
+        if os.path.exists(lib):
+            pieces.append((os.path.realpath(lib), '/usr/lib/x86_64-linux-gnu/libexpat.so.1'))
+            break
+    os.makedirs(os.path.join(staging, 'usr', 'bin'))
+    for src, dest in pieces:
+        target = staging + dest
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.isdir(src):
+            shutil.copytree(src, target, symlinks=True,
+                            ignore=shutil.ignore_patterns('__pycache__', 'test', 'tests', 'idlelib'))
+        else:
+            shutil.copy2(src, target)
+    os.symlink('python3.11', os.path.join(staging, 'usr', 'bin', 'python3'))
+    sh(['umoci', 'insert', '--image', '%s:%s' % (layout, tag), staging, '/'])

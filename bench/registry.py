@@ -48,30 +48,6 @@ PYCMD = ['python3', '-c', 'print(1)']
 
 
 
-def add_python_layer(layout, tag):
-    """umoci insert of the host's python3: the binary, its stdlib and libexpat, at their paths."""
-    pieces = [('/usr/bin/python3.11', '/usr/bin/python3.11'),
-              ('/usr/lib/python3.11', '/usr/lib/python3.11')]
-    for lib in ('/lib/x86_64-linux-gnu/libexpat.so.1', '/usr/lib/x86_64-linux-gnu/libexpat.so.1'):
-        if os.path.exists(lib):
-            pieces.append((os.path.realpath(lib), '/usr/lib/x86_64-linux-gnu/libexpat.so.1'))
-            break
-    staging = os.path.join(WORK, 'pystage')
-    os.makedirs(os.path.join(staging, 'usr', 'bin'))
-    for src, dest in pieces:
-        target = staging + dest
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        if os.path.isdir(src):
-            shutil.copytree(src, target, symlinks=True,
-                            ignore=shutil.ignore_patterns('__pycache__', 'test', 'tests', 'idlelib'))
-        else:
-            shutil.copy2(src, target)
-    os.symlink('python3.11', os.path.join(staging, 'usr', 'bin', 'python3'))
-    sh(['umoci', 'insert', '--image', '%s:%s' % (layout, tag), staging, '/'])
-
-
-
-
 def ocifs_run(px, ref, cache, mnt, keep_cache):
     """(command to python's output, command to mount live, blob bytes when live, `find` after live)"""
     if not keep_cache:
@@ -129,7 +105,7 @@ def main():
     image = os.path.join(WORK, 'image')
     log('copying %s:%s and adding a python3 layer' % (layout, tag))
     shutil.copytree(layout, image)
-    add_python_layer(image, tag)
+    benchutil.add_python_layer(image, tag, os.path.join(WORK, 'pystage'))
     if UNCOMPRESSED:
         log('converting to uncompressed layers')
         image = fixtures.uncompressed_layout('oci:%s:%s' % (image, tag), os.path.join(WORK, 'plain'), tag)

@@ -24,6 +24,9 @@
 #include "ocifs/cache/byte_size.hpp"
 #include "ocifs/fuse/fuse_server.hpp"
 #include "ocifs/image/image.hpp"
+#include "ocifs/image/registry_source.hpp"
+#include "ocifs/image/shared_index_push.hpp"
+#include "ocifs/oci/referrers.hpp"
 #include "ocifs/io/full_io.hpp"
 #include "ocifs/oci/inspect_document.hpp"
 #include "ocifs/util/duration.hpp"
@@ -75,6 +78,7 @@ Result<std::unique_ptr<Resolution>> prepare(const CommonOptions& common) {
   options.registry.authfile = common.authfile;
   options.registry.tls_verify = common.tls_verify;
   options.registry.plain_http = common.plain_http;
+  OCIFS_ASSIGN(options.shared_index, image::parse_shared_index_mode(common.shared_index));
   for (auto [text, value] : {std::pair{&common.read_timeout, &options.registry.read_deadline},
                              {&common.request_timeout, &options.registry.request_deadline},
                              {&common.stall_timeout, &options.registry.stall_timeout}}) {
@@ -211,6 +215,7 @@ ParsedMountOptions parse_mount_options(MountArgs& args) {
     else if (opt.starts_with("request_timeout=")) args.common.request_timeout = opt.substr(16);
     else if (opt.starts_with("stall_timeout=")) args.common.stall_timeout = opt.substr(14);
     else if (opt == "offline") args.common.offline = true;
+    else if (opt.starts_with("shared_index=")) args.common.shared_index = opt.substr(13);
     else if (opt == "plain_http") args.common.plain_http = true;
     else if (opt == "tls_verify=false") args.common.tls_verify = false;
     else if (opt == "rw") out.error = "ocifs mounts are read-only: drop the 'rw' option";
@@ -413,7 +418,19 @@ int run_cat(const CommonOptions& common, const std::string& ref, const std::stri
   return std::fflush(stdout) == 0 ? 0 : kExitFailure;
 }
 
-int run_index(const CommonOptions& common, const std::string& ref) {
+int run_index(CommonOptions common, const std::string& ref, const PushOptions& push) {
+  layer::SharedIndexOptions share;
+  if (!push.checkpoint_spacing.empty()) {
+    auto spacing = cache::parse_byte_size(push.checkpoint_spacing);
+    if (!spacing) return fail(spacing.error());
+    if (*spacing < layer::kMinCheckpointSpacing || *spacing > layer::kMaxCheckpointSpacing) {
+      spdlog::error("--checkpoint-spacing must be between 512K and 32M");
+      return 2;
+    }
+    share.checkpoint_spacing = *spacing;
+  }
+  // What is pushed is what this machine verified: every layer indexed here, none from a shared index.
+  if (push.push) common.shared_index = "off";
   auto image = open_image(common, ref);
   if (!image) return fail(image.error());
   for (const auto& layer : (*image)->layers()) {
@@ -421,9 +438,47 @@ int run_index(const CommonOptions& common, const std::string& ref) {
                 std::string(compress::to_string(layer.encoding)).c_str(),
                 static_cast<unsigned long long>(layer.compressed_size),
                 static_cast<unsigned long long>(layer.decoded_size), layer.entries,
-                layer.from_cache ? " (cached)" : "");
+                layer.from_cache ? " (cached)" : layer.index_source == "shared" ? " (shared index)" : "");
   }
   std::printf("%zu inodes in the merged tree\n", (*image)->tree().inode_count());
+  if (!push.push) return 0;
+
+  const auto& resolved = (*image)->resolved();
+  auto parsed = oci::ImageRef::parse(ref);
+  if (!parsed) return fail(parsed.error());
+  if (parsed->transport != oci::Transport::registry) {
+    spdlog::error("cannot push a shared index of {}: it is not in a registry", resolved.name);
+    return kExitFailure;
+  }
+  auto resolution = prepare(common);
+  if (!resolution) return fail(resolution.error());
+  auto client = registry::RegistryClient::create(parsed->reference, (*resolution)->options.registry);
+  if (!client) return fail(client.error());
+  const auto start = std::chrono::steady_clock::now();
+  auto pushed = image::push_shared_index(resolved, (*resolution)->cache, **client, share);
+  if (!pushed) return fail(pushed.error());
+  std::uint64_t total = 0, heads = 0, layers = 0;
+  for (const auto& layer : pushed->layers) {
+    if (!layer.skipped.empty()) {
+      std::printf("%s not shared: %s\n", layer.layer_digest.c_str(), layer.skipped.c_str());
+      continue;
+    }
+    std::printf("%s shared index %s: %llu bytes (head %llu), %zu checkpoints %llu KiB apart\n",
+                layer.layer_digest.c_str(), layer.blob_digest.c_str(), static_cast<unsigned long long>(layer.blob_size),
+                static_cast<unsigned long long>(layer.head_size), layer.checkpoints,
+                static_cast<unsigned long long>(layer.spacing >> 10));
+    total += layer.blob_size;
+    heads += layer.head_size;
+    layers += 1;
+  }
+  std::uint64_t image_bytes = 0;
+  for (const auto& layer : (*image)->layers()) image_bytes += layer.compressed_size;
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("pushed %s: %llu layer indexes, %llu bytes (%.2f%% of the layers' %llu), heads %llu bytes, in %.1f s%s\n",
+              pushed->artifact_digest.c_str(), static_cast<unsigned long long>(layers),
+              static_cast<unsigned long long>(total), image_bytes ? 100.0 * total / image_bytes : 0.0,
+              static_cast<unsigned long long>(image_bytes), static_cast<unsigned long long>(heads), seconds,
+              pushed->referrers_api ? "" : " (referrers tag schema updated)");
   return 0;
 }
 
@@ -435,9 +490,14 @@ int run_inspect(const CommonOptions& common, const std::string& ref_text, bool j
   auto resolved = image::resolve_image(*ref, (*resolution)->options);
   if (!resolved) return fail(resolved.error());
   const auto& img = *resolved;
+  auto referrers = image::list_referrers(*ref, (*resolution)->options, img.manifest_descriptor.digest);
+  if (!referrers) {
+    spdlog::warn("cannot list the referrers of {}: {}", img.name, referrers.error().message);
+    referrers = std::vector<oci::Descriptor>{};
+  }
   if (json) {
     std::puts(oci::inspect_document(img.name, img.manifest_descriptor, img.manifest_json, img.config_json,
-                                    img.platform_choices)
+                                    img.platform_choices, *referrers)
                   .c_str());
     return 0;
   }
@@ -468,6 +528,12 @@ int run_inspect(const CommonOptions& common, const std::string& ref_text, bool j
   fmt::print("Layers:\n");
   for (const auto& layer : img.manifest.layers) {
     fmt::print("  {} {:>12} {}\n", layer.digest, layer.size, e(layer.media_type));
+  }
+  if (!referrers->empty()) fmt::print("Referrers:\n");
+  for (const auto& r : *referrers) {
+    auto created = r.annotations.find(std::string(oci::kAnnotationCreated));
+    fmt::print("  {} {:>12} {}{}\n", r.digest, r.size, e(r.artifact_type.empty() ? "(no artifact type)" : r.artifact_type),
+               created == r.annotations.end() ? "" : "  " + e(created->second));
   }
   return 0;
 }

@@ -27,6 +27,13 @@ struct CommonOptions {
   std::string read_timeout;     // a read: registry range reads, and FUSE reads from arrival to answer
   std::string request_timeout;  // ping, token, manifest, config; a stream without progress
   std::string stall_timeout;    // an open transfer moving under 1 KiB/s this long is cut and resumed
+  std::string shared_index = "use";  // --shared-index use|verify|off (image::SharedIndexMode)
+};
+
+// `index --push`: share the layer indexes through the registry.
+struct PushOptions {
+  bool push = false;
+  std::string checkpoint_spacing;  // SIZE; empty: layer::SharedIndexOptions' default
 };
 
 struct MountArgs {
@@ -48,7 +55,7 @@ int run_umount(const std::string& mountpoint);
 int run_ls(const CommonOptions& common, const std::string& ref, const std::string& path, bool long_format);
 int run_cat(const CommonOptions& common, const std::string& ref, const std::string& path);
 int run_inspect(const CommonOptions& common, const std::string& ref, bool json);
-int run_index(const CommonOptions& common, const std::string& ref);
+int run_index(CommonOptions common, const std::string& ref, const PushOptions& push = {});
 
 // Splits "a,b=c,d" into options (no escaping: image references carry no commas).
 std::vector<std::string> split_options(const std::string& list);

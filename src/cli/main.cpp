@@ -45,6 +45,10 @@ void add_common(CLI::App& app, CommonOptions& common) {
                  "(default 2m)");
   app.add_option("--stall-timeout", common.stall_timeout,
                  "A registry transfer moving under 1 KiB/s this long is cut and resumed (default 30s)");
+  app.add_option("--shared-index", common.shared_index,
+                 "A layer index shared through the registry (ocifs index --push): use it, verify it against "
+                 "the layer in the background, or ignore it (default use)")
+      ->check(CLI::IsMember({"use", "verify", "off"}));
 }
 
 bool is_subcommand(CLI::App& app, const std::string& arg) {
@@ -132,6 +136,12 @@ int main(int argc, char** argv) {
   auto* index_cmd = app.add_subcommand("index", "Resolve and index an image without mounting (warms the cache)");
   add_common(*index_cmd, common);
   index_cmd->add_option("REF", ref)->required();
+  ocifs::cli::PushOptions push;
+  index_cmd->add_flag("--push", push.push,
+                      "Push the layer indexes to the image's repository as an OCI artifact referring to the image, "
+                      "for other machines to mount it lazily (needs push rights)");
+  index_cmd->add_option("--checkpoint-spacing", push.checkpoint_spacing,
+                        "With --push: decoded bytes between the gzip checkpoints shared, 512K to 32M (default 4M)");
 
   std::string status_point;
   auto* status_cmd = app.add_subcommand("status", "Show what a live mount has fetched and served, per layer");
@@ -181,7 +191,7 @@ int main(int argc, char** argv) {
     if (*ls_cmd) return ocifs::cli::run_ls(common, ref, path, long_format);
     if (*cat_cmd) return ocifs::cli::run_cat(common, ref, path);
     if (*inspect_cmd) return ocifs::cli::run_inspect(common, ref, json);
-    if (*index_cmd) return ocifs::cli::run_index(common, ref);
+    if (*index_cmd) return ocifs::cli::run_index(common, ref, push);
     if (*cache_cmd->cache) return ocifs::cli::run_cache(*cache_cmd);
   } catch (const std::exception& e) {
     spdlog::critical("internal error: {}", e.what());

@@ -9,7 +9,7 @@ namespace ocifs::cli {
 // have no terminal), creds_file and creds_env (read once by `ocifs mount` into `creds`).
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(CommonOptions, cache_dir, cache_max, span_cache, platform, quiet, debug,
                                    creds, authfile, tls_verify, plain_http, offline, read_timeout,
-                                   request_timeout, stall_timeout)
+                                   request_timeout, stall_timeout, shared_index)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(MountArgs, common, ref, mountpoint, fuse_options, foreground, prefetch,
                                    upper, writable)
 

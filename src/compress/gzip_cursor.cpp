@@ -56,8 +56,16 @@ Result<void> GzipCursor::restart(const GzipCheckpoint& point) {
   if (point.member_start) {
     inflater_->start_member();
   } else {
+    std::string_view packed = point.state;
+    std::shared_ptr<const std::string> fetched;
+    if (packed.empty() && index_->remote_states) {
+      auto got = index_->remote_states->state(static_cast<std::size_t>(&point - index_->gzip_points.data()));
+      if (!got) return std::move(got).error();
+      fetched = std::move(got).value();
+      packed = *fetched;
+    }
     std::string state(sizeof(inflate_state), '\0');
-    std::size_t n = ZSTD_decompress(state.data(), state.size(), point.state.data(), point.state.size());
+    std::size_t n = ZSTD_decompress(state.data(), state.size(), packed.data(), packed.size());
     if (ZSTD_isError(n) || n != state.size()) return error("the checkpoint state is corrupt");
     auto restored = inflater_->restore(state);
     if (!restored) return error(restored.error().message);

@@ -40,11 +40,11 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
 
   // Remote layers without an index are fetched whole: start them all now, so the network works
   // on every layer while the scans below take them two at a time. Those to be walked are
-  // fetched only once the mount is live.
+  // fetched only once the mount is live, and those with a shared index are read by range.
   const bool walk = options.first_open == layer::FirstOpen::walk_uncompressed;
   for (const auto& blob : blobs) {
     if (blob.prefetch && !cache.has_index(blob.digest) && !(walk && blob.declared_uncompressed) &&
-        layer::toc_format_of(blob) == layer::TocFormat::none) {
+        layer::toc_format_of(blob) == layer::TocFormat::none && (!blob.shared_index || blob.verify_shared_index)) {
       blob.prefetch();
     }
   }
@@ -85,7 +85,7 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
     image->layers_.push_back({blobs[i].digest, seek.encoding, seek.compressed_size, seek.decoded_size,
                               layer.index->size(), layer.from_cache,
                               seek.encoding == compress::Encoding::zstd && !seek.zstd_spilled,
-                              static_cast<bool>(layer.verify), layer.toc_format});
+                              layer.index_source == "walk", layer.toc_format, layer.index_source});
     OCIFS_TRY(builder.apply_layer(static_cast<std::uint16_t>(i), *layer.index, blobs[i].name));
     readers.push_back(layer.reader);
     image->gates_.push_back(layer.gate);
@@ -110,7 +110,8 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
                                 blob_cache ? blob_cache->max_bytes() : 0);
     if (!ranges.empty()) image->prefetcher_ = std::make_unique<Prefetcher>(std::move(ranges));
   }
-  // Walked layers are verified in the background, all at once: their streams share the link.
+  // Walked layers, and with --shared-index=verify layers opened from a shared index, are verified
+  // in the background, all at once: their streams share the link.
   for (auto& layer : opened) {
     if (!layer->value().verify) continue;
     image->verifiers_.emplace_back([verify = std::move(layer->value().verify)](std::stop_token stop) {

@@ -35,6 +35,13 @@ Result<std::shared_ptr<const ArchiveSource>> open_archive(const oci::ImageRef& r
 
 }  // namespace
 
+Result<SharedIndexMode> parse_shared_index_mode(std::string_view text) {
+  if (text == "use") return SharedIndexMode::use;
+  if (text == "verify") return SharedIndexMode::verify;
+  if (text == "off") return SharedIndexMode::off;
+  return make_error(std::errc::invalid_argument, "--shared-index must be use, verify or off, not \"{}\"", text);
+}
+
 Result<ResolvedImage> resolve_image(const oci::ImageRef& ref, const ResolveOptions& options) {
   switch (ref.transport) {
     case oci::Transport::registry:

@@ -19,13 +19,14 @@ std::string Image::status_json() const {
         {"entries", info.entries},
         {"index_from_cache", info.from_cache},
         {"walked", info.walked},
+        {"index_source", info.index_source},
         {"state", "ready"},
     };
-    if (const auto& gate = gates_[i]; gate && !gate->is_open()) {
+    if (const auto& gate = gates_[i]) {
       if (auto failure = gate->failure()) {
         layer["state"] = "failed";
         layer["error"] = failure->message;
-      } else {
+      } else if (!gate->is_open() || gate->checking()) {
         layer["state"] = "verifying";
       }
     }

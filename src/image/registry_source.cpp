@@ -6,8 +6,10 @@
 #include "ocifs/cache/cache.hpp"
 #include "ocifs/cache/cached_blob_source.hpp"
 #include "ocifs/cache/registry_remote_blob.hpp"
+#include "ocifs/oci/referrers.hpp"
 #include "ocifs/registry/registry_client.hpp"
 #include "ocifs/util/limits.hpp"
+#include "shared_index_lookup.hpp"
 #include "source_util.hpp"
 
 namespace ocifs::image {
@@ -131,7 +133,26 @@ Result<ResolvedImage> resolve_registry(const oci::ImageRef& ref, const ResolveOp
     if (stream_layers) blob.prefetch = [source] { source->start_stream(); };
     image.layers.push_back(std::move(blob));
   }
+  if (options.shared_index != SharedIndexMode::off) {
+    auto shared = find_shared_indexes({ctx.name, ctx.ref, image.manifest_descriptor.digest, ctx.cache,
+                                       options.blob_cache, client, blob_options});
+    for (auto& blob : image.layers) {
+      auto it = shared.find(blob.digest);
+      if (it == shared.end()) continue;
+      blob.shared_index = it->second;
+      blob.verify_shared_index = options.shared_index == SharedIndexMode::verify;
+    }
+  }
   return image;
+}
+
+Result<std::vector<oci::Descriptor>> list_referrers(const oci::ImageRef& ref, const ResolveOptions& options,
+                                                    std::string_view digest) {
+  if (options.offline || ref.transport != oci::Transport::registry) return std::vector<oci::Descriptor>{};
+  OCIFS_ASSIGN(auto client, registry::RegistryClient::create(ref.reference, options.registry));
+  OCIFS_ASSIGN(auto listed, client->get_referrers(digest, ""));
+  if (!listed) return std::vector<oci::Descriptor>{};
+  return oci::parse_referrers(listed->index_json, "", fmt::format("the referrers of {}", digest));
 }
 
 }  // namespace ocifs::image

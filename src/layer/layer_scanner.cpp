@@ -12,6 +12,7 @@
 #include "bounded_stream.hpp"
 #include "decoded_tee.hpp"
 #include "entry_table.hpp"
+#include "ocifs/compress/gzip_cursor.hpp"
 #include "ocifs/compress/stream_decoder.hpp"
 #include "ocifs/io/file_source.hpp"
 #include "ocifs/io/gated_source.hpp"
@@ -359,6 +360,7 @@ Result<OpenLayer> open_walked(const LayerBlob& layer, const cache::Cache& cache,
   OCIFS_ASSIGN(auto reader, compress::make_seekable_reader(walked.seek_index(), gate, nullptr, spans));
   const auto entries = walked.entries_digest();
   OpenLayer opened{std::make_shared<const LayerIndex>(std::move(walked)), std::move(reader), false};
+  opened.index_source = "walk";
   opened.gate = gate;
   auto errors = std::make_shared<io::ReadErrors>();
   opened.read_errors = errors;
@@ -373,6 +375,111 @@ Result<OpenLayer> open_walked(const LayerBlob& layer, const cache::Cache& cache,
       return std::move(verified).error();
     }
     gate->open(std::move(verified).value());
+    return util::success();
+  };
+  return opened;
+}
+
+// Checks a shared index against the layer it claims to describe, once the layer has been
+// streamed and scanned here (its digest verified): the same entries, the same block digests, the
+// same seek table, and every gzip span decoded from the shared checkpoint's state the same as
+// from the scan's own checkpoints (a forged state would decode the right compressed bytes into
+// other files' contents).
+Result<void> check_shared(const LayerBlob& layer, const cache::Cache& cache, const LayerIndex& shared,
+                          std::stop_token stop) {
+  LayerBlob stoppable = layer;
+  stoppable.blob = std::make_shared<io::StoppableSource>(layer.blob, stop);
+  stoppable.budget = nullptr;  // the shared index charged these entries already
+  OCIFS_ASSIGN(auto local, scan_and_store(stoppable, cache, {}));
+  auto mismatch = [&](std::string_view what) {
+    return make_error(std::errc::io_error,
+                      "the shared index of {} does not describe it: {} differ from a scan of the layer; its files "
+                      "cannot be read until it is mounted again (with --shared-index=off to ignore the index)",
+                      layer.name, what);
+  };
+  if (local->entries_digest() != shared.entries_digest()) return mismatch("its entries");
+  if (local->blob_blocks().digests != shared.blob_blocks().digests) return mismatch("its block digests");
+  const auto& a = local->seek_index();
+  const auto& b = shared.seek_index();
+  if (a.encoding != b.encoding || a.decoded_size != b.decoded_size || a.compressed_size != b.compressed_size) {
+    return mismatch("its sizes");
+  }
+  if (a.encoding == compress::Encoding::zstd) {
+    bool same = a.zstd_frames.size() == b.zstd_frames.size();
+    for (std::size_t i = 0; same && i < a.zstd_frames.size(); ++i) {
+      const auto &x = a.zstd_frames[i], &y = b.zstd_frames[i];
+      same = x.compressed_offset == y.compressed_offset && x.compressed_size == y.compressed_size &&
+             x.decoded_offset == y.decoded_offset && x.decoded_size == y.decoded_size;
+    }
+    if (!same) return mismatch("its zstd frames");
+  }
+  if (a.encoding != compress::Encoding::gzip) return util::success();
+  auto blob = std::make_shared<io::StoppableSource>(layer.blob, stop);
+  auto local_seek = std::make_shared<compress::SeekIndex>(a);
+  auto shared_seek = std::make_shared<compress::SeekIndex>(b);
+  compress::GzipCursor reference(local_seek, blob);
+  constexpr std::size_t kPiece = 1u << 20;
+  std::vector<std::byte> want(kPiece), got(kPiece);
+  for (std::size_t k = 0; k < b.gzip_points.size(); ++k) {
+    const std::uint64_t end = k + 1 < b.gzip_points.size() ? b.gzip_points[k + 1].decoded_offset : b.decoded_size;
+    compress::GzipCursor from_shared(shared_seek, blob);  // starts at checkpoint k: its state is used
+    for (std::uint64_t at = b.gzip_points[k].decoded_offset; at < end; at += kPiece) {
+      const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(kPiece, end - at));
+      OCIFS_ASSIGN(auto read_want, reference.read_at(at, std::span(want).first(n)));
+      auto read_got = from_shared.read_at(at, std::span(got).first(n));
+      if (!read_got || *read_got != read_want || std::memcmp(want.data(), got.data(), n) != 0) {
+        return mismatch(fmt::format("the bytes decoded from its checkpoint {} (decoded offset {})", k, at));
+      }
+    }
+  }
+  return util::success();
+}
+
+// A layer opened from its shared index: like one indexed here, its reads by range checked
+// against the index's block digests. With verify_shared_index the layer is scanned in the
+// background too (OpenLayer::verify), and fails if the index turns out not to describe it.
+Result<OpenLayer> open_shared(const LayerBlob& layer, const cache::Cache& cache,
+                              const std::shared_ptr<compress::SpanCache>& spans) {
+  OCIFS_ASSIGN(auto loaded, load_shared_index(*layer.shared_index, layer.budget.get(), layer.name));
+  auto refuse = [&](Error error) {
+    if (layer.budget) layer.budget->release(loaded.use());
+    return error;
+  };
+  if (loaded.digest() != layer.digest) {
+    return refuse(make_error(std::errc::invalid_argument, "the shared index {} describes {}, not {}",
+                             layer.shared_index->blob->describe(), loaded.digest(), layer.name));
+  }
+  if (!loaded.blob_blocks().covers(layer.blob->size()) || loaded.seek_index().compressed_size != layer.blob->size()) {
+    return refuse(make_error(std::errc::invalid_argument, "the shared index {} describes a blob of {} bytes, not {}",
+                             layer.shared_index->blob->describe(), loaded.blob_blocks().blob_size, layer.blob->size()));
+  }
+  auto index = std::make_shared<const LayerIndex>(std::move(loaded));
+  if (!layer.verify_shared_index) {
+    auto opened = open_reader(layer, cache, index, false, spans);
+    if (!opened) return refuse(std::move(opened).error());
+    opened->index_source = "shared";
+    return opened;
+  }
+  auto errors = std::make_shared<io::ReadErrors>();
+  auto gate = std::make_shared<io::GatedSource>(layer.blob->size(), layer.blob->describe());
+  gate->open_unchecked(std::make_shared<io::VerifiedSource>(layer.blob, index->blob_blocks(), errors));
+  auto reader = compress::make_seekable_reader(index->seek_index(), gate, nullptr, spans);
+  if (!reader) return refuse(std::move(reader).error());
+  OpenLayer opened{index, std::move(reader).value(), false};
+  opened.index_source = "shared";
+  opened.gate = gate;
+  opened.read_errors = errors;
+  opened.verify = [layer, cache, gate, index](std::stop_token stop) -> Result<void> {
+    Result<void> checked = util::success();
+    if (auto escaped = util::catch_all(fmt::format("verify {}", layer.name),
+                                       [&] { checked = check_shared(layer, cache, *index, stop); })) {
+      checked = std::move(*escaped);
+    }
+    if (!checked) {
+      if (checked.error().code != std::errc::operation_canceled) gate->revoke(checked.error());
+      return checked;
+    }
+    gate->confirm();
     return util::success();
   };
   return opened;
@@ -405,18 +512,27 @@ Result<OpenLayer> open_layer(const LayerBlob& layer, const cache::Cache& cache, 
       const MetadataUse use = loaded->use();
       auto opened =
           open_reader(layer, cache, std::make_shared<const LayerIndex>(std::move(loaded).value()), true, spans);
+      if (opened) opened->index_source = "cache";
       if (opened) return opened;
       if (layer.budget) layer.budget->release(use);  // scanned again below, and charged then
       // E.g. the decoded stream of a zstd layer was evicted: scan again to recreate it.
       spdlog::warn("{}; rescanning {}", opened.error().message, layer.name);
     }
   }
+  if (layer.shared_index) {
+    auto opened = open_shared(layer, cache, spans);
+    if (opened) return opened;
+    if (opened.error().code == std::errc::file_too_large) return opened;  // over a limit: so is the layer
+    spdlog::warn("{}; indexing {} here instead", opened.error().message, layer.name);
+  }
   if (first_open == FirstOpen::walk_uncompressed && !layer.blob->stable()) {
     OCIFS_ASSIGN(auto encoding, compress::detect_encoding(*layer.blob));
     if (encoding == compress::Encoding::tar) return open_walked(layer, cache, progress, spans);
   }
   OCIFS_ASSIGN(auto index, scan_and_store(layer, cache, progress));
-  return open_reader(layer, cache, std::move(index), false, spans);
+  OCIFS_ASSIGN(auto opened, open_reader(layer, cache, std::move(index), false, spans));
+  opened.index_source = "scan";
+  return opened;
 }
 
 }  // namespace ocifs::layer

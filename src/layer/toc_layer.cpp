@@ -358,6 +358,7 @@ Result<OpenLayer> open_toc_layer(const LayerBlob& layer, TocFormat format,
       layer.name);
   OpenLayer opened{std::make_shared<const LayerIndex>(std::move(index)), std::move(reader), false};
   opened.toc_format = std::string(to_string(format));
+  opened.index_source = "toc";
   opened.landmark_end = toc.prefetch_landmark_offset;
   return opened;
 }

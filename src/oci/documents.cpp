@@ -80,6 +80,7 @@ Result<Descriptor> parse_descriptor(const json& d, std::string_view where, std::
   if (d.contains("size") && desc.size < 0) return bad_field(where, field_path(path, "size"), "is negative");
   OCIFS_ASSIGN(desc.annotations, get_string_map(d, "annotations", where, path));
   OCIFS_ASSIGN(desc.urls, get_strings(d, "urls", where, path));
+  OCIFS_ASSIGN(desc.artifact_type, get_string(d, "artifactType", where, path));
   if (auto it = d.find("platform"); it != d.end() && !it->is_null()) {
     OCIFS_ASSIGN(desc.platform, parse_platform(*it, where, field_path(path, "platform")));
   }
@@ -113,6 +114,7 @@ nlohmann::ordered_json descriptor_json(const Descriptor& d) {
   j["digest"] = d.digest;
   if (d.size >= 0) j["size"] = d.size;  // -1: the document had none (a negative one does not parse)
   if (!d.urls.empty()) j["urls"] = d.urls;
+  if (!d.artifact_type.empty()) j["artifactType"] = d.artifact_type;
   if (!d.annotations.empty()) j["annotations"] = d.annotations;
   if (d.platform) {
     nlohmann::ordered_json p;
@@ -165,6 +167,10 @@ Result<Manifest> parse_manifest(std::string_view text, std::string_view where) {
         where, layers->size(), limits::kMaxLayers);
   }
   OCIFS_ASSIGN(m.layers, parse_descriptors(doc, "layers", where, false));
+  OCIFS_ASSIGN(m.artifact_type, get_string(doc, "artifactType", where, ""));
+  if (auto subject = doc.find("subject"); subject != doc.end() && !subject->is_null()) {
+    OCIFS_ASSIGN(m.subject, parse_descriptor(*subject, where, "subject"));
+  }
   OCIFS_ASSIGN(m.annotations, get_string_map(doc, "annotations", where, ""));
   return m;
 }
@@ -254,11 +260,24 @@ std::string to_json(const Manifest& manifest) {
   nlohmann::ordered_json j;
   j["schemaVersion"] = manifest.schema_version;
   j["mediaType"] = manifest.media_type;
+  if (!manifest.artifact_type.empty()) j["artifactType"] = manifest.artifact_type;
   j["config"] = descriptor_json(manifest.config);
   auto layers = nlohmann::ordered_json::array();
   for (const auto& layer : manifest.layers) layers.push_back(descriptor_json(layer));
   j["layers"] = std::move(layers);
+  if (manifest.subject) j["subject"] = descriptor_json(*manifest.subject);
   if (!manifest.annotations.empty()) j["annotations"] = manifest.annotations;
+  return j.dump(3);
+}
+
+std::string to_json(const Index& index) {
+  nlohmann::ordered_json j;
+  j["schemaVersion"] = index.schema_version;
+  j["mediaType"] = index.media_type;
+  auto manifests = nlohmann::ordered_json::array();
+  for (const auto& m : index.manifests) manifests.push_back(descriptor_json(m));
+  j["manifests"] = std::move(manifests);
+  if (!index.annotations.empty()) j["annotations"] = index.annotations;
   return j.dump(3);
 }
 

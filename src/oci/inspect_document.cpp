@@ -15,7 +15,8 @@ nlohmann::json embed(std::string_view text) {
 }  // namespace
 
 std::string inspect_document(std::string_view name, const Descriptor& manifest, std::string_view manifest_json,
-                             std::string_view config_json, const std::vector<Descriptor>& platforms) {
+                             std::string_view config_json, const std::vector<Descriptor>& platforms,
+                             const std::vector<Descriptor>& referrers) {
   nlohmann::json doc;
   doc["name"] = std::string(name);
   doc["digest"] = manifest.digest;
@@ -29,6 +30,14 @@ std::string inspect_document(std::string_view name, const Descriptor& manifest, 
     list.push_back(std::move(entry));
   }
   doc["platforms"] = std::move(list);
+  auto refs = nlohmann::json::array();
+  for (const auto& d : referrers) {
+    nlohmann::json entry{{"digest", d.digest}, {"mediaType", d.media_type}, {"size", d.size},
+                         {"artifactType", d.artifact_type}};
+    if (!d.annotations.empty()) entry["annotations"] = d.annotations;
+    refs.push_back(std::move(entry));
+  }
+  doc["referrers"] = std::move(refs);
   return doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 

@@ -100,6 +100,13 @@ Authenticator::Authenticator(Context context, std::string host, std::string repo
       credential_source_(std::move(credentials)),
       scopes_{fmt::format("repository:{}:pull", repository_)} {}
 
+void Authenticator::request_push() {
+  std::lock_guard lock(mutex_);
+  const std::string pull = fmt::format("repository:{}:pull", repository_);
+  std::erase(scopes_, pull);
+  scopes_.insert(scopes_.begin(), fmt::format("repository:{}:pull,push", repository_));
+}
+
 void Authenticator::set_challenges(std::vector<AuthChallenge> challenges) {
   std::lock_guard lock(mutex_);
   challenges_ = std::move(challenges);
@@ -254,10 +261,10 @@ Result<std::string> Authenticator::fetch_token(const AuthChallenge& bearer, cons
     // OAuth2 refresh-token grant, as `docker login` with an identity token does.
     req.method = "POST";
     req.url = realm;
-    req.post_body = fmt::format("grant_type=refresh_token&client_id=ocifs&refresh_token={}",
+    req.body = fmt::format("grant_type=refresh_token&client_id=ocifs&refresh_token={}",
                                 percent_encode(creds->credentials.identity_token));
-    if (!service.empty()) req.post_body += "&service=" + percent_encode(service);
-    req.post_body += "&scope=" + percent_encode(scope);
+    if (!service.empty()) req.body += "&service=" + percent_encode(service);
+    req.body += "&scope=" + percent_encode(scope);
   } else {
     req.url = token_url(realm, service, scopes);
     if (has_user) req.headers.push_back("Authorization: " + basic_header(creds->credentials));

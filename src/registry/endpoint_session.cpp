@@ -183,7 +183,7 @@ Result<HttpResponse> EndpointSession::send(const Exchange& x, RetryBudget& budge
   while (true) {
     std::optional<std::string> cached;
     if (!x.blob_digest.empty()) cached = cached_url(x.blob_digest);
-    std::string url = cached ? *cached : base_ + x.path;
+    std::string url = cached ? *cached : !x.url.empty() ? x.url : base_ + x.path;
     std::string authz;
     if (!cached) {
       OCIFS_ASSIGN(authz, auth_->authorization(budget.deadline()));
@@ -195,6 +195,7 @@ Result<HttpResponse> EndpointSession::send(const Exchange& x, RetryBudget& budge
       auto req = shared_.request(url, budget);
       if (x.transfer_deadline) req.deadline = *x.transfer_deadline;
       req.method = x.method;
+      req.body = x.body;
       req.headers = x.headers;
       req.on_body = x.on_body;
       req.max_body = x.max_body;

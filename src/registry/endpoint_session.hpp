@@ -68,6 +68,10 @@ std::string attempts_note(const RetryBudget& budget);
 struct Exchange {
   std::string method = "GET";
   std::string path;  // on the endpoint: "/v2/…"
+  // Instead of `path`: a URL the endpoint gave (an upload's Location). Authorization goes with
+  // it only when it is on the endpoint's own origin, as with redirects.
+  std::string url;
+  std::string body;  // POST, PUT
   std::vector<std::string> headers;
   std::string blob_digest;  // set: use and maintain the resolved-URL cache, count blob bytes
   std::function<bool(const HttpResponse&, std::span<const std::byte>)> on_body;
@@ -88,6 +92,8 @@ class EndpointSession {
   const Endpoint& endpoint() const { return endpoint_; }
   const std::string& api_host() const { return api_host_; }
   const TlsSettings& tls() const { return tls_; }
+  // "https://host" (or http) once a request has been sent: what relative Locations resolve against.
+  const std::string& origin() const { return base_; }
 
   // One request with authentication, redirects and retries. Returns the final answer (any
   // status the caller must judge) or an error for transport failures; an answer whose body was
@@ -95,6 +101,8 @@ class EndpointSession {
   Result<HttpResponse> send(const Exchange& x, RetryBudget& budget);
   // The error for an answer of status `r.status`, with what the registry said about it.
   Error status_error(const HttpResponse& r, std::string_view context, const RetryBudget& budget);
+  // Tokens for pushing from now on (RegistryClient::request_push).
+  void request_push() { auth_->request_push(); }
   // True the first time only: a warning about servers that ignore Range is given once.
   bool first_range_warning() { return !warned_no_ranges_.exchange(true); }
 

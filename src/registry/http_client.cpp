@@ -270,13 +270,17 @@ HttpResponse HttpClient::perform(const HttpRequest& request) {
 
   if (request.method == "HEAD") {
     curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-  } else if (request.method == "POST") {
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, request.post_body.c_str());
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, static_cast<long>(request.post_body.size()));
+  } else if (request.method == "POST" || request.method == "PUT") {
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, request.body.data());
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body.size()));
+    if (request.method == "PUT") curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "PUT");
   }
   for (const auto& line : request.headers)
     releaser.headers = curl_slist_append(releaser.headers, line.c_str());
-  if (request.method == "POST") releaser.headers = curl_slist_append(releaser.headers, "Expect:");
+  // No "Expect: 100-continue" round trip before a body.
+  if (request.method == "POST" || request.method == "PUT") {
+    releaser.headers = curl_slist_append(releaser.headers, "Expect:");
+  }
   if (releaser.headers) curl_easy_setopt(h, CURLOPT_HTTPHEADER, releaser.headers);
 
   const TlsSettings* tls = request.tls;

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "client_impl.hpp"
 #include "endpoint_session.hpp"
 #include "ocifs/oci/types.hpp"
 #include "ocifs/registry/credentials.hpp"
@@ -46,58 +47,6 @@ bool is_accepted_manifest(std::string_view t) {
 bool is_schema1(std::string_view t) { return t == mt::kDockerSchema1 || t == mt::kDockerSchema1Signed; }
 
 }  // namespace
-
-struct RegistryClient::Impl {
-  Impl(oci::Reference r, RegistryOptions options) : ref(std::move(r)), shared(std::move(options)) {}
-
-  oci::Reference ref;
-  ClientShared shared;
-  std::vector<std::unique_ptr<EndpointSession>> endpoints;
-  std::atomic<std::size_t> preferred{0};
-
-  // Runs `fn` on the endpoints that may serve the request: the one that answered last first, then
-  // the others in configured order (mirrors, then the primary). `fn` sets `final` for errors that
-  // another endpoint cannot fix (the caller's sink failed).
-  template <class T>
-  Result<T> over_endpoints(bool by_digest,
-                           const std::function<Result<T>(EndpointSession&, bool& final)>& fn) {
-    std::vector<std::size_t> order;
-    std::size_t first = preferred.load(std::memory_order_relaxed);
-    if (first < endpoints.size() && endpoints[first]->endpoint().serves(by_digest)) order.push_back(first);
-    for (std::size_t i = 0; i < endpoints.size(); ++i) {
-      if (i != first && endpoints[i]->endpoint().serves(by_digest)) order.push_back(i);
-    }
-    std::optional<Error> primary_error, last_error;
-    std::vector<std::string> failed;
-    for (std::size_t i : order) {
-      bool final = false;
-      auto r = fn(*endpoints[i], final);
-      if (r) {
-        preferred.store(i, std::memory_order_relaxed);
-        return r;
-      }
-      if (final) return r;
-      const auto& ep = endpoints[i]->endpoint();
-      if (order.size() > 1)
-        spdlog::info("{}: {}", ep.mirror ? "mirror failed" : "registry failed", r.error().message);
-      failed.push_back(ep.str());
-      if (!ep.mirror) primary_error = r.error();
-      last_error = std::move(r).error();
-    }
-    Error e = primary_error ? *primary_error : *last_error;
-    if (failed.size() > 1) e.message += fmt::format(" (tried {})", fmt::join(failed, ", "));
-    return e;
-  }
-
-  // ranged_get over the endpoints, each resuming where the one before stopped.
-  Result<std::uint64_t> ranged(const RangedGet& get) {
-    std::uint64_t pos = get.from;
-    std::function<Result<std::uint64_t>(EndpointSession&, bool&)> fn = [&](EndpointSession& ep, bool& final) {
-      return ranged_get(shared, ep, get, pos, final);
-    };
-    return over_endpoints(true, fn);
-  }
-};
 
 RegistryClient::RegistryClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 RegistryClient::~RegistryClient() = default;

@@ -38,13 +38,29 @@ spent at once.
                                         blob_at, the byte at that offset of the blob, in whichever
                                         answers carry it (counted in `flips`)
 
-Counters: request_count, blob_bytes (body bytes of blob GETs served, CDN included),
-records / cdn_records (one dict per request: via, peer (the client's port: same port, same
-connection), method, path, range, auth, status, bytes, fault), count(method, path, status,
-via).  shape(bandwidth_bps, latency_ms) limits the body bandwidth of both listeners together
-(one token bucket, like one link) and delays the start of every answer by latency_ms."""
+Referrers (FaultProxy(reg, referrers_api=True), or px.referrers_api = True): the OCI
+distribution-spec 1.1 referrers API, which docker-registry 2.8 lacks (its router answers 404
+text/plain and no OCI-Subject).  A manifest PUT whose JSON body has a "subject" goes to the
+registry as usual; on its 201 the proxy records the manifest's descriptor (mediaType, digest,
+size, artifactType (else config.mediaType), annotations) under (repository, subject digest) and
+adds `OCI-Subject: <subject digest>` to the answer, so the registry's tag `sha256-<hex>` is
+neither needed nor made.  `GET /v2/<name>/referrers/<digest>[?artifactType=X]` is answered by
+the proxy, never forwarded: 200 and an OCI image index of the recorded descriptors (filtered,
+with `OCI-Filters-Applied: artifactType`, when X is given; none recorded: an empty list), 400
+DIGEST_INVALID for a malformed digest.  Credentials are not checked there.  Faults apply to
+these answers as to forwarded ones (scope them with path=REFERRERS).  referrers(name, digest)
+lists what was recorded.
 
+Counters: request_count, blob_bytes (body bytes of blob GETs served, CDN included),
+referrers_requests (requests for a referrers path, emulated or forwarded), records /
+cdn_records (one dict per request: via, peer (the client's port: same port, same connection),
+method, path, range, auth, status, bytes, fault), count(method, path, status, via).
+shape(bandwidth_bps, latency_ms) limits the body bandwidth of both listeners together (one
+token bucket, like one link) and delays the start of every answer by latency_ms."""
+
+import hashlib
 import http.client
+import json
 import re
 import secrets
 import socket
@@ -56,7 +72,9 @@ from loopback import LoopbackServer, QuietHandler
 
 BLOBS = r'^/v2/.+/blobs/sha256:[0-9a-f]{64}$'
 MANIFESTS = r'^/v2/.+/manifests/[^/]+$'
+REFERRERS = r'^/v2/.+/referrers/[^/]+$'
 ANY = r''
+OCI_INDEX = 'application/vnd.oci.image.index.v1+json'
 
 HOP_BY_HOP = {'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te',
               'trailer', 'transfer-encoding', 'upgrade', 'expect', 'content-length'}
@@ -64,7 +82,12 @@ CHUNK = 64 * 1024
 SHAPED_CHUNK = 16 * 1024
 KINDS = {'status', 'status_429', 'status_503', 'expire_token', 'redirect_blobs_to_other_host',
          'ignore_range', 'reject_multirange', 'drop_mid_body', 'stall', 'corrupt_blob'}
-_REPO = re.compile(r'^/v2/(.+)/(?:blobs|manifests|tags)/')
+_REPO = re.compile(r'^/v2/(.+)/(?:blobs|manifests|tags|referrers)/')
+_REFERRERS = re.compile(r'^/v2/(.+)/referrers/([^/]*)$')
+_MANIFEST = re.compile(r'^/v2/(.+)/manifests/([^/]+)$')
+# distribution-spec digest grammar; the registered algorithms with their exact encodings
+_DIGEST = re.compile(r'[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+')
+_ENCODED = {'sha256': re.compile(r'[a-f0-9]{64}'), 'sha512': re.compile(r'[a-f0-9]{128}')}
 
 
 class Fault:
@@ -154,10 +177,14 @@ class _Handler(QuietHandler):
 
 class FaultProxy:
     """FaultProxy(upstream): upstream is a Registry (or anything with .host) or 'host:port'.
-    Properties host, url, ref(repo_tag), creds (the upstream's), cdn_host."""
+    Properties host, url, ref(repo_tag), creds (the upstream's), cdn_host.  referrers_api: emulate
+    the OCI 1.1 referrers API (see the module docstring); an attribute, may be switched later."""
 
-    def __init__(self, upstream, bandwidth_bps=None, latency_ms=0, upstream_timeout=120):
+    def __init__(self, upstream, bandwidth_bps=None, latency_ms=0, upstream_timeout=120,
+                 referrers_api=False):
         self.upstream = upstream
+        self.referrers_api = referrers_api
+        self._referrers = {}            # (repository, subject digest) -> [descriptor]
         self.upstream_host = upstream if isinstance(upstream, str) else upstream.host
         self.upstream_timeout = upstream_timeout
         self._lock = threading.Lock()
@@ -236,6 +263,7 @@ class FaultProxy:
         with self._lock:
             self.request_count = 0
             self.blob_bytes = 0
+            self.referrers_requests = 0
             self.records = []
             self.cdn_records = []
 
@@ -249,6 +277,12 @@ class FaultProxy:
                    and (rx is None or rx.search(urllib.parse.urlsplit(r['path']).path))
                    and (status is None or r['status'] == status)
                    and (via is None or r['via'] == via))
+
+    def referrers(self, name, digest):
+        """Copies of the descriptors recorded for manifests of repository `name` whose subject
+        is `digest` (referrers_api), in push order."""
+        with self._lock:
+            return [dict(d) for d in self._referrers.get((name, digest), ())]
 
     def _record(self, h, via):
         rec = {'via': via, 'time': time.time(), 'peer': h.client_address[1],
@@ -272,6 +306,11 @@ class FaultProxy:
         body = h.read_body()
         path = urllib.parse.urlsplit(h.path).path
         rec = self._record(h, 'proxy')
+        referrers = _REFERRERS.match(path)
+        if referrers:
+            with self._lock:
+                self.referrers_requests += 1
+        emulate = self.referrers_api
         if self.latency:
             self._server.stopping.wait(self.latency)
         f = self._match(h, path)
@@ -285,12 +324,20 @@ class FaultProxy:
                     return self._answer_status(h, f, rec)
             f = None
         drop = ('range',) if f and f.kind == 'ignore_range' else ()
+        conn, extra = None, []
         try:
-            conn, resp = self._upstream(h, h.path, body, drop=drop)
+            if emulate and referrers:
+                resp = self._referrers_answer(h, referrers)
+            else:
+                conn, resp = self._upstream(h, h.path, body, drop=drop)
         except OSError as e:
             rec['status'] = 502
             return h.send_registry_error(502, 'UNAVAILABLE', 'upstream: %s' % e)
         try:
+            if emulate and h.command == 'PUT' and resp.status == 201:
+                subject = self._note_referrer(h, path, body)
+                if subject:
+                    extra.append(('OCI-Subject', subject))
             if f and 200 <= resp.status < 300 and f.take():
                 rec['fault'] = f.kind
                 if f.kind == 'redirect_blobs_to_other_host':
@@ -306,9 +353,58 @@ class FaultProxy:
                         [('WWW-Authenticate', self._challenge(path))])
             else:
                 f = None
-            self._relay(h, resp, rec, f, blob=h.command == 'GET' and re.search(BLOBS, path))
+            self._relay(h, resp, rec, f, blob=h.command == 'GET' and re.search(BLOBS, path),
+                        extra=extra)
         finally:
-            conn.close()
+            if conn:
+                conn.close()
+
+    # ---- the referrers API (referrers_api)
+    def _note_referrer(self, h, path, body):
+        """Record the descriptor of a manifest just pushed (201) if it names a subject; returns
+        the subject's digest, else None."""
+        m = _MANIFEST.match(path)
+        try:
+            doc = json.loads(body) if m else None
+        except ValueError:
+            return None
+        subject = doc.get('subject') if isinstance(doc, dict) else None
+        digest = subject.get('digest') if isinstance(subject, dict) else None
+        if not isinstance(digest, str):
+            return None
+        desc = {'mediaType': doc.get('mediaType') or h.headers.get('Content-Type'),
+                'digest': 'sha256:' + hashlib.sha256(body).hexdigest(), 'size': len(body)}
+        config = doc.get('config')
+        kind = doc.get('artifactType') or (config.get('mediaType')
+                                           if isinstance(config, dict) else None)
+        if kind:
+            desc['artifactType'] = kind
+        if doc.get('annotations'):
+            desc['annotations'] = doc['annotations']
+        with self._lock:
+            known = self._referrers.setdefault((m.group(1), digest), [])
+            known[:] = [d for d in known if d['digest'] != desc['digest']] + [desc]
+        return digest
+
+    def _referrers_answer(self, h, m):
+        """The answer to GET /v2/<name>/referrers/<digest>, made here (an _Answer)."""
+        name, digest = m.group(1), m.group(2)
+        if h.command not in ('GET', 'HEAD'):
+            return _Answer.error(405, 'UNSUPPORTED', 'the referrers API takes GET and HEAD')
+        algo, _, encoded = digest.partition(':')
+        if not _DIGEST.fullmatch(digest) or (algo in _ENCODED
+                                             and not _ENCODED[algo].fullmatch(encoded)):
+            return _Answer.error(400, 'DIGEST_INVALID', 'invalid digest %r' % digest)
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(h.path).query)
+        want = query.get('artifactType', [None])[0]
+        found = self.referrers(name, digest)
+        headers = [('Content-Type', OCI_INDEX)]
+        if want is not None:
+            found = [d for d in found if d.get('artifactType') == want]
+            headers.append(('OCI-Filters-Applied', 'artifactType'))
+        body = json.dumps({'schemaVersion': 2, 'mediaType': OCI_INDEX,
+                           'manifests': found}).encode()
+        return _Answer(200, headers, body)
 
     def _answer_status(self, h, f, rec):
         p = f.params
@@ -397,8 +493,9 @@ class FaultProxy:
         """Wait f.params['seconds']; False when the proxy stops meanwhile."""
         return not h.server.stopping.wait(f.params.get('seconds', 5))
 
-    def _relay(self, h, resp, rec, f, blob):
-        """Send the upstream answer to the client, applying f (a body fault) if any."""
+    def _relay(self, h, resp, rec, f, blob, extra=()):
+        """Send the upstream answer to the client (plus headers `extra`), applying f (a body
+        fault) if any."""
         rec['status'] = resp.status
         no_body = h.command == 'HEAD' or resp.status in (204, 304) or resp.status < 200
         length = resp.getheader('Content-Length')
@@ -410,6 +507,8 @@ class FaultProxy:
         for k, v in resp.getheaders():
             if k.lower() not in HOP_BY_HOP and k.lower() not in ('date', 'server'):
                 h.send_header(k, v)
+        for k, v in extra:
+            h.send_header(k, v)
         if length is not None:
             h.send_header('Content-Length', str(length))
         h.end_headers()
@@ -484,3 +583,26 @@ class _Bytes:
         out = self.data[self.pos:self.pos + n]
         self.pos += len(out)
         return out
+
+
+class _Answer(_Bytes):
+    """An answer the proxy makes itself, shaped like the http.client response _relay reads."""
+
+    def __init__(self, status, headers, body):
+        super().__init__(body)
+        self.status, self.reason = status, http.client.responses.get(status, '')
+        self._headers = list(headers) + [('Content-Length', str(len(body)))]
+
+    @classmethod
+    def error(cls, status, code, message):
+        body = json.dumps({'errors': [{'code': code, 'message': message, 'detail': None}]})
+        return cls(status, [('Content-Type', 'application/json')], body.encode())
+
+    def getheader(self, name, default=None):
+        for k, v in self._headers:
+            if k.lower() == name.lower():
+                return v
+        return default
+
+    def getheaders(self):
+        return list(self._headers)

@@ -22,18 +22,21 @@ import sys
 import tempfile
 import time
 import traceback
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fixtures  # noqa: E402
 from common import Fail, check, log  # noqa: E402
+from faultproxy import REFERRERS  # noqa: E402
 from loopback import no_proxy_env  # noqa: E402
 from registry import (BLOBS, DOCKER_LIST, DOCKER_MANIFEST, MANIFEST_ACCEPT,  # noqa: E402
-                      MANIFESTS, OCI_INDEX, FaultProxy, Registry, RegistryClient, RegistryError,
-                      decode_token, digest_of, http_request, parse_challenge, pull_image,
-                      push_image, push_layout, push_manifest_list, require_registry_tools,
-                      skopeo)
+                      MANIFESTS, OCI_INDEX, OCI_MANIFEST, FaultProxy, Registry, RegistryClient,
+                      RegistryError, decode_token, digest_of, http_request, parse_challenge,
+                      pull_image, push_image, push_layout, push_manifest_list,
+                      require_registry_tools, skopeo)
 
 BIG = 640 * 1024
+EMPTY_DIGEST = 'sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a'
 
 
 def small_image(work):
@@ -410,6 +413,93 @@ def case_shape(work):
         log('  latency %.0f ms, %d bytes in %.2fs at 8 Mbit/s' % (lat * 1000, len(b), dt))
 
 
+def case_referrers(work):
+    """FaultProxy(referrers_api=True): a manifest with a subject gets OCI-Subject and is listed
+    by the emulated referrers API (filtered by artifactType or not); the registry keeps no
+    referrers tag.  Without the emulation the registry's own 404 comes through."""
+    empty = b'{}'
+    art_type = 'application/vnd.example.sig.v1'
+    with Registry() as reg, FaultProxy(reg, referrers_api=True) as px:
+        c = RegistryClient(px.host)
+        cfg, data = b'{"architecture":"amd64","os":"linux"}', b'not really a tar'
+        cfg_d, layer = c.put_blob('app', cfg), c.put_blob('app', data)
+        image = json.dumps({
+            'schemaVersion': 2, 'mediaType': OCI_MANIFEST,
+            'config': {'mediaType': 'application/vnd.oci.image.config.v1+json', 'digest': cfg_d,
+                       'size': len(cfg)},
+            'layers': [{'mediaType': 'application/vnd.oci.image.layer.v1.tar', 'digest': layer,
+                        'size': len(data)}]}).encode()
+        subject = c.put_manifest('app', 'v1', image, OCI_MANIFEST)
+        check(c.put_blob('app', empty) == EMPTY_DIGEST, 'the empty descriptor digest')
+        art = json.dumps({
+            'schemaVersion': 2, 'mediaType': OCI_MANIFEST, 'artifactType': art_type,
+            'config': {'mediaType': 'application/vnd.oci.empty.v1+json', 'digest': EMPTY_DIGEST,
+                       'size': 2},
+            'layers': [{'mediaType': 'application/vnd.example.sig.layer.v1', 'digest': layer,
+                        'size': len(data)}],
+            'subject': {'mediaType': OCI_MANIFEST, 'digest': subject, 'size': len(image)},
+            'annotations': {'dev.example.who': 'selftest'}}).encode()
+        s, h, b = c.request('PUT', '/v2/app/manifests/' + digest_of(art),
+                            {'Content-Type': OCI_MANIFEST}, data=art)
+        check(s == 201 and h.get('OCI-Subject') == subject,
+              'artifact PUT: %d OCI-Subject %s %r' % (s, h.get('OCI-Subject'), b[:200]))
+        # a second referrer without artifactType: its config's media type stands in
+        other = json.dumps({
+            'schemaVersion': 2, 'mediaType': OCI_MANIFEST,
+            'config': {'mediaType': 'application/vnd.example.other.config.v1+json',
+                       'digest': EMPTY_DIGEST, 'size': 2},
+            'layers': [], 'subject': {'mediaType': OCI_MANIFEST, 'digest': subject,
+                                      'size': len(image)}}).encode()
+        other_d = c.put_manifest('app', 'other', other, OCI_MANIFEST)
+        check(c.put_manifest('app', 'v2', image, OCI_MANIFEST) == subject,
+              'a manifest without a subject')
+        px.reset_counters()
+        want = {'mediaType': OCI_MANIFEST, 'digest': digest_of(art), 'size': len(art),
+                'artifactType': art_type, 'annotations': {'dev.example.who': 'selftest'}}
+        want_other = {'mediaType': OCI_MANIFEST, 'digest': other_d, 'size': len(other),
+                      'artifactType': 'application/vnd.example.other.config.v1+json'}
+        path = '/v2/app/referrers/' + subject
+
+        def referrers(query=''):
+            s, h, b = http_request(px.url + path + query, headers={'Accept': OCI_INDEX})
+            check(s == 200 and h.get('Content-Type') == OCI_INDEX,
+                  'referrers%s: %d %s %r' % (query, s, h.get('Content-Type'), b[:200]))
+            idx = json.loads(b)
+            check(idx['schemaVersion'] == 2 and idx['mediaType'] == OCI_INDEX, idx)
+            return h, idx['manifests']
+
+        h, got = referrers()
+        check(got == [want, want_other] and 'OCI-Filters-Applied' not in h, got)
+        h, got = referrers('?artifactType=' + urllib.parse.quote(art_type, safe=''))
+        check(got == [want] and h.get('OCI-Filters-Applied') == 'artifactType', got)
+        h, got = referrers('?artifactType=application%2Fvnd.example.none')
+        check(got == [] and h.get('OCI-Filters-Applied') == 'artifactType', got)
+        s, _, b = http_request(px.url + '/v2/app/referrers/sha256:' + '0' * 64)
+        check(s == 200 and json.loads(b)['manifests'] == [], 'unknown digest: %d %r' % (s, b))
+        s, _, b = http_request(px.url + '/v2/app/referrers/sha256:abc')
+        check(s == 400 and b'DIGEST_INVALID' in b, 'malformed digest: %d %r' % (s, b))
+        check(px.referrers_requests == 5 and px.count('GET', REFERRERS) == 5 and
+              px.count('GET', REFERRERS, 200) == 4, 'referrers counted: %d %s'
+              % (px.referrers_requests, px.records))
+        check(px.referrers('app', subject) == [want, want_other], 'px.referrers()')
+        # the registry itself made no referrers tag and has no referrers API
+        tag = 'sha256-' + subject.split(':', 1)[1]
+        s, _, _ = reg.client().get('/v2/app/manifests/' + tag, {'Accept': MANIFEST_ACCEPT})
+        check(s == 404, 'the registry has the tag %s: %d' % (tag, s))
+        s, _, _ = http_request(reg.url + path)
+        check(s == 404, 'docker-registry answered its referrers path: %d' % s)
+        # faults apply to the emulated answers; switched off, the registry's 404 comes through
+        with px.fault('status_503', path=REFERRERS) as f:
+            check(http_request(px.url + path)[0] == 503 and f.hits == 1, 'a fault on referrers')
+        px.referrers_api = False
+        s, h, _ = c.request('PUT', '/v2/app/manifests/' + digest_of(art),
+                            {'Content-Type': OCI_MANIFEST}, data=art)
+        check(s == 201 and 'OCI-Subject' not in h, 'OCI-Subject without the emulation')
+        check(http_request(px.url + path)[0] == 404 and px.referrers_requests == 7,
+              'forwarded referrers request')
+        log('  %d referrers recorded for %s' % (len(px.referrers('app', subject)), subject))
+
+
 CASES = {
     'auth_none': case_auth_none,
     'auth_htpasswd': case_auth_htpasswd,
@@ -421,6 +511,7 @@ CASES = {
     'expire_token': case_expire_token,
     'redirect_skopeo': case_redirect_skopeo,
     'shape': case_shape,
+    'referrers': case_referrers,
 }
 
 

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "ocifs/oci/docker_archive_manifest.hpp"
+#include "ocifs/oci/referrers.hpp"
 #include "ocifs/oci/types.hpp"
 
 using namespace ocifs;
@@ -364,4 +365,56 @@ TEST_CASE("parse_layout_version and docker-archive manifest.json") {
   REQUIRE_FALSE(empty.ok());
   CHECK_THAT(empty.error().message, Catch::Contains("[1].Config"));
   CHECK_FALSE(parse_docker_archive_manifest(R"({})", "m").ok());
+}
+
+TEST_CASE("referrers: artifact manifests, the tag schema's index, newest first") {
+  CHECK(referrers_tag("sha256:" + std::string(64, 'a')) == "sha256-" + std::string(64, 'a'));
+  auto empty = empty_config_descriptor();
+  CHECK(empty.digest == "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a");
+  CHECK(empty.size == 2);
+
+  // An artifact manifest writes and reads back its artifactType and subject.
+  Manifest artifact;
+  artifact.media_type = media_type::kOciManifest;
+  artifact.artifact_type = "application/x.test";
+  artifact.config = empty;
+  Descriptor subject{std::string(media_type::kOciManifest), "sha256:" + std::string(64, 'b'), 123, {}, {}, {}};
+  artifact.subject = subject;
+  auto parsed = parse_manifest(to_json(artifact), "artifact");
+  REQUIRE(parsed.ok());
+  CHECK(parsed->artifact_type == "application/x.test");
+  REQUIRE(parsed->subject);
+  CHECK(parsed->subject->digest == subject.digest);
+
+  auto entry = [](char c, std::string type, std::string created) {
+    Descriptor d{std::string(media_type::kOciManifest), "sha256:" + std::string(64, c), 10, {}, {}, {}, type};
+    if (!created.empty()) d.annotations[std::string(kAnnotationCreated)] = created;
+    return d;
+  };
+  // Pushing ours twice keeps one of our type (the newer), and keeps what others attached.
+  auto first = referrers_index_with(std::nullopt, entry('1', "ours", "2026-01-01T00:00:00Z"), true, "tag");
+  REQUIRE(first.ok());
+  auto signed_ = referrers_index_with(*first, entry('2', "signature", ""), false, "tag");
+  REQUIRE(signed_.ok());
+  auto second = referrers_index_with(*signed_, entry('3', "ours", "2026-02-01T00:00:00Z"), true, "tag");
+  REQUIRE(second.ok());
+  auto all = parse_referrers(*second, "", "tag");
+  REQUIRE(all.ok());
+  REQUIRE(all->size() == 2);
+  auto ours = parse_referrers(*second, "ours", "tag");
+  REQUIRE(ours.ok());
+  REQUIRE(ours->size() == 1);
+  CHECK((*ours)[0].digest == "sha256:" + std::string(64, '3'));
+
+  // Newest first, by the created annotation, whatever the order listed.
+  Index listed;
+  listed.media_type = media_type::kOciIndex;
+  listed.manifests = {entry('4', "ours", "2026-03-01T00:00:00Z"), entry('5', "ours", "2026-05-01T00:00:00Z"),
+                      entry('6', "ours", "2026-04-01T00:00:00Z")};
+  auto newest = parse_referrers(to_json(listed), "ours", "api");
+  REQUIRE(newest.ok());
+  REQUIRE(newest->size() == 3);
+  CHECK((*newest)[0].digest.back() == '5');
+  CHECK((*newest)[1].digest.back() == '6');
+  CHECK_FALSE(parse_referrers("{\"manifests\": 5}", "", "bad").ok());
 }

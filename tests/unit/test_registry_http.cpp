@@ -392,7 +392,7 @@ class FakeRegistry {
     req.method = "POST";
     req.url = fmt::format("{}://{}{}", tls_ ? "https" : "http", host(), path);
     req.tls = &control_tls_;
-    req.post_body = body;
+    req.body = body;
     auto r = http_.perform(req);
     REQUIRE(r.transport_ok());
     REQUIRE(r.status == 200);

@@ -4,7 +4,9 @@
 //   ROOT/decoded/sha256/<hex>        decoded streams of zstd layers that cannot be read per frame
 //                                    (part of the --cache-max budget: decoded_copies.hpp)
 //   ROOT/documents/sha256/<hex>      registry manifests, indexes and configs (checked on read)
-//   ROOT/refs/<host>/<repository>/<tag>  the manifest digest a registry tag last resolved to
+//   ROOT/refs/<host>/<repository>/<tag>  the manifest digest a registry tag last resolved to (under
+//                                    a referrers tag sha256-<hex>: the shared index artifact last
+//                                    used for that manifest, for --offline)
 //   ROOT/access/sha256/<hex>         files an image's first mount read, by manifest digest
 //   ROOT/tmp/                        temp files, renamed into place when complete; unnamed
 //                                    scratch files (ScratchFile: decompressed archives)

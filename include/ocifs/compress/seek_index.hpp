@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,6 +23,16 @@ struct GzipCheckpoint {
   std::string state;
 };
 
+// Inflate states kept outside the index: a shared index (layer/shared_index.hpp) carries only
+// where each checkpoint's state is, and a state is fetched the first time a read needs its span.
+class CheckpointStates {
+ public:
+  virtual ~CheckpointStates() = default;
+  // The packed state of gzip checkpoint `point` (what GzipCheckpoint::state would hold), checked;
+  // an error (EIO) when it cannot be fetched or does not match what the index recorded.
+  virtual Result<std::shared_ptr<const std::string>> state(std::size_t point) const = 0;
+};
+
 // One zstd frame: where it starts in the blob and in the decoded stream.
 struct ZstdFrame {
   std::uint64_t compressed_offset = 0;
@@ -39,6 +50,9 @@ struct SeekIndex {
   // zstd whose frames are too large to decode per read (one frame, or frames over
   // kSpillFrameSize): the decoded stream is kept in the cache and read with pread.
   bool zstd_spilled = false;
+  // Set when the checkpoints' states are not in gzip_points (their `state` is empty but at member
+  // starts): GzipCursor asks this for them. Not serialised.
+  std::shared_ptr<const CheckpointStates> remote_states;
 
   // Versioned binary form, documented in seek_index.cpp; embedded in the layer index file.
   std::string serialize() const;

@@ -30,6 +30,7 @@ struct LayerInfo {
   bool per_frame = false;  // zstd read frame by frame: sequential reads want a cursor per open file
   bool walked = false;     // shown from its tar headers; its bytes are verified in the background
   std::string toc_format;  // "estargz", "zstd:chunked": opened from its TOC, read chunk by chunk
+  std::string index_source;  // layer::OpenLayer::index_source: cache, scan, walk, toc, shared
 };
 
 struct OpenOptions {

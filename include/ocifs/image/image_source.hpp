@@ -20,6 +20,15 @@ class BlobCache;
 
 namespace ocifs::image {
 
+// What to do with a shared layer index found in the registry (--shared-index).
+enum class SharedIndexMode {
+  use,     // read the layers it covers lazily, trusting whoever could push to the repository
+  verify,  // the same, and stream and scan each such layer in the background: it fails unless
+           // the index describes it exactly
+  off,     // never look
+};
+Result<SharedIndexMode> parse_shared_index_mode(std::string_view text);
+
 struct ResolveOptions {
   std::optional<oci::Platform> platform;  // default: Platform::host()
   // Registry references only: the cache keeps documents and tag resolutions, the blob cache
@@ -28,6 +37,7 @@ struct ResolveOptions {
   bool offline = false;
   const cache::Cache* cache = nullptr;
   std::shared_ptr<cache::BlobCache> blob_cache;
+  SharedIndexMode shared_index = SharedIndexMode::use;
 };
 
 struct ResolvedImage {

@@ -13,4 +13,9 @@ namespace ocifs::image {
 // manifest every time (tags move) and everything else only when the cache lacks it.
 Result<ResolvedImage> resolve_registry(const oci::ImageRef& ref, const ResolveOptions& options);
 
+// Every artifact the registry lists as referring to manifest `digest` (shared indexes,
+// signatures, SBOMs: referrers API, else the referrers tag schema), newest first; empty offline.
+Result<std::vector<oci::Descriptor>> list_referrers(const oci::ImageRef& ref, const ResolveOptions& options,
+                                                    std::string_view digest);
+
 }  // namespace ocifs::image

@@ -17,6 +17,7 @@
 #include "ocifs/io/read_errors.hpp"
 #include "ocifs/layer/layer_index.hpp"
 #include "ocifs/layer/metadata_budget.hpp"
+#include "ocifs/layer/shared_index.hpp"
 
 namespace ocifs::layer {
 
@@ -42,6 +43,13 @@ struct LayerBlob {
   // What the image's layers may hold together (util/limits.hpp), shared by its layers; null:
   // the layer is held to the limits alone.
   std::shared_ptr<MetadataBudget> budget{};
+  // An index of this layer another machine pushed to the registry (shared_index.hpp): used when
+  // there is none in the cache, instead of reading the layer whole.
+  std::optional<SharedIndexRef> shared_index{};
+  // With shared_index: the whole blob is streamed in the background and scanned; the layer is
+  // failed (reads get EIO) unless its digest and the scan's entries, block digests and decoded
+  // bytes agree with the shared index (--shared-index=verify).
+  bool verify_shared_index = false;
 };
 
 // Called now and then with the raw blob bytes read so far.
@@ -71,6 +79,9 @@ struct OpenLayer {
   std::shared_ptr<const io::ReadErrors> read_errors{};
   // "estargz" or "zstd:chunked" when opened from its TOC (toc_layer.hpp); empty otherwise.
   std::string toc_format{};
+  // Where the index came from: "cache", "scan", "walk" (tar headers, verified in the background),
+  // "toc" or "shared" (a shared index from the registry), for status.
+  std::string index_source{};
   // eStargz `.prefetch.landmark`: the blob's bytes before this hold what the image's author
   // marked as needed first.
   std::optional<std::uint64_t> landmark_end{};

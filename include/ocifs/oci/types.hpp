@@ -29,6 +29,8 @@ inline constexpr std::string_view kDockerForeignLayerGzip = "application/vnd.doc
 inline constexpr std::string_view kOciLayerTar = "application/vnd.oci.image.layer.v1.tar";
 inline constexpr std::string_view kOciLayerGzip = "application/vnd.oci.image.layer.v1.tar+gzip";
 inline constexpr std::string_view kOciLayerZstd = "application/vnd.oci.image.layer.v1.tar+zstd";
+// The config of an artifact that needs none (image spec 1.1): the two bytes "{}".
+inline constexpr std::string_view kOciEmpty = "application/vnd.oci.empty.v1+json";
 }  // namespace media_type
 
 // True for every layer media type ocifs can mount (tar, gzip, zstd, nondistributable variants).
@@ -73,13 +75,16 @@ struct Descriptor {
   std::map<std::string, std::string> annotations;
   std::optional<Platform> platform;
   std::vector<std::string> urls;
+  std::string artifact_type;  // "artifactType" (image spec 1.1: descriptors of artifacts in indexes)
 };
 
 struct Manifest {
   int schema_version = 2;
   std::string media_type;
+  std::string artifact_type;  // image spec 1.1 artifacts
   Descriptor config;
   std::vector<Descriptor> layers;
+  std::optional<Descriptor> subject;  // the manifest an artifact refers to (referrers)
   std::map<std::string, std::string> annotations;
 };
 
@@ -115,5 +120,6 @@ Result<std::string> parse_layout_version(std::string_view json, std::string_view
 // JSON of a manifest (for synthesized manifests, e.g. of a docker-archive image); fields as the
 // image spec names them, empty optional fields left out.
 std::string to_json(const Manifest& manifest);
+std::string to_json(const Index& index);
 
 }  // namespace ocifs::oci

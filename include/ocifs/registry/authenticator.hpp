@@ -76,6 +76,9 @@ class Authenticator {
   // failed and widens the scope on error="insufficient_scope". False when a retry cannot help.
   bool on_unauthorized(const HttpResponse& answer, std::string_view sent);
 
+  // Tokens from now on are asked for pull and push on the repository (ocifs index --push).
+  void request_push();
+
   // Why a request stayed unauthorized, for the final error: which credentials were used.
   std::string unauthorized_reason();
 

@@ -49,10 +49,12 @@ struct HttpResponse {
 };
 
 struct HttpRequest {
-  std::string method = "GET";  // GET, HEAD or POST
+  std::string method = "GET";  // GET, HEAD, POST or PUT
   std::string url;
   std::vector<std::string> headers;  // "Name: value"
-  std::string post_body;             // POST: sent as application/x-www-form-urlencoded
+  // POST and PUT: sent as is, typed by a Content-Type header (a POST without one is sent as
+  // application/x-www-form-urlencoded).
+  std::string body;
   const TlsSettings* tls = nullptr;  // nullptr: verify against the system CAs
   std::chrono::milliseconds connect_timeout{10'000};
   Deadline deadline = kNoDeadline;  // the whole exchange, connection included

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -95,6 +96,27 @@ class RegistryClient {
   // deadline passed) naming the digest and offset.
   Result<std::size_t> read_blob_range(std::string_view digest, std::uint64_t offset,
                                       std::span<std::byte> buf);
+
+  // Pushing (ocifs index --push), always to the registry itself, never to a mirror.
+  // From now on tokens are asked for pull and push on the repository.
+  void request_push();
+  // Uploads a blob, unless the repository has it already (HEAD first): POST an upload, PUT the
+  // bytes with their digest.
+  Result<void> push_blob(std::string_view digest, std::string_view bytes);
+  // PUTs a manifest or index under a tag or its digest; `digest` is that of `bytes`. True when
+  // the registry answered with an OCI-Subject header: it keeps referrers itself, so the
+  // referrers tag schema needs no update.
+  Result<bool> push_manifest(std::string_view tag_or_digest, std::string_view media_type, std::string_view bytes);
+
+  // The referrers of manifest `digest` as an image index: from the referrers API (asked for
+  // `artifact_type` only, when not empty; the caller filters too, since a registry may ignore
+  // the filter), else, where the registry has no such API, from the referrers tag schema;
+  // nullopt when neither lists any. Mirrors are asked first, as for tags.
+  struct Referrers {
+    std::string index_json;
+    bool from_tag_schema = false;
+  };
+  Result<std::optional<Referrers>> get_referrers(std::string_view digest, std::string_view artifact_type);
 
   TransferStats stats() const;
   // "ghcr.io/owner/app" (the primary endpoint), for messages.

@@ -1,0 +1,41 @@
+// `ocifs index --push`: the indexes this machine built for an image's layers, shared through the
+// image's registry as an OCI 1.1 artifact whose subject is the image manifest (one blob per layer:
+// layer/shared_index.hpp), so that other machines mount it lazily. On registries without the
+// referrers API the referrers tag schema's index (`sha256-<hex>`) is updated too, last, so that
+// a push that fails leaves it as it was. Functions only.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "ocifs/cache/cache.hpp"
+#include "ocifs/image/image_source.hpp"
+#include "ocifs/layer/shared_index.hpp"
+#include "ocifs/registry/registry_client.hpp"
+
+namespace ocifs::image {
+
+struct SharedLayerReport {
+  std::string layer_digest;
+  std::string blob_digest;      // empty: not shared (`skipped` says why)
+  std::uint64_t blob_size = 0;  // the shared index blob
+  std::uint64_t head_size = 0;  // of which the head (what a mount fetches first)
+  std::size_t checkpoints = 0;
+  std::uint64_t spacing = 0;    // decoded bytes between them
+  std::string skipped;
+};
+
+struct SharedIndexPush {
+  std::string artifact_digest;
+  bool referrers_api = false;  // the registry keeps referrers itself (no tag schema update)
+  std::vector<SharedLayerReport> layers;
+};
+
+// Pushes the shared index of `image`, whose layers must have verified indexes in `cache` (an
+// image just opened with SharedIndexMode::off). Layers read by their TOC (eStargz,
+// zstd:chunked) are lazy already and are left out, as are zstd layers that need a decoded copy.
+Result<SharedIndexPush> push_shared_index(const ResolvedImage& image, const cache::Cache& cache,
+                                          registry::RegistryClient& client,
+                                          const layer::SharedIndexOptions& options = {});
+
+}  // namespace ocifs::image

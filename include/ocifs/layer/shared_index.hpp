@@ -1,0 +1,73 @@
+// A layer's index as a registry blob other machines use instead of reading the layer whole
+// (`ocifs index --push`, then any mount of the image): the entries, block digests and seek index
+// of a verified scan, laid out to be read by range. A small head comes first (everything but the
+// gzip checkpoints' inflate states, zstd-compressed), then each checkpoint's state on its own,
+// fetched only when a read needs its span. Byte table in shared_index.cpp.
+//
+// Trust: the head is checked against the sha256 the artifact manifest's annotation gives, each
+// state against the sha256 in the head, each blob byte a read uses against the head's block
+// digests. A shared index is still only as trustworthy as whoever can push to the repository
+// (ocifs(1), SHARED INDEXES): `--shared-index=verify` checks it against the layer.
+//
+// Functions and one thread-safe class (the states fetched on demand).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "ocifs/io/blob_source.hpp"
+#include "ocifs/layer/layer_index.hpp"
+#include "ocifs/layer/metadata_budget.hpp"
+
+namespace ocifs::layer {
+
+// The artifact a shared index travels in, and its annotations (one blob per layer).
+inline constexpr std::string_view kSharedIndexArtifactType = "application/vnd.ocifs.shared-index.v1";
+inline constexpr std::string_view kSharedIndexBlobType = "application/vnd.ocifs.shared-index.layer.v1";
+inline constexpr std::string_view kAnnotationLayerDigest = "dev.ocifs.layer.digest";
+inline constexpr std::string_view kAnnotationIndexVersion = "dev.ocifs.index.version";
+inline constexpr std::string_view kAnnotationHeadDigest = "dev.ocifs.index.head.digest";
+inline constexpr std::string_view kAnnotationHeadSize = "dev.ocifs.index.head.size";
+inline constexpr std::uint32_t kSharedIndexVersion = 1;
+
+struct SharedIndexOptions {
+  // Decoded bytes between the gzip checkpoints kept (at least; member starts are all kept, they
+  // cost no state). A read inflates on average half this from its checkpoint, fetching what
+  // that takes. 0: the smallest of 512 KiB, 1, 2, 4 … 32 MiB whose index is at most
+  // `max_share` of the layer's compressed size (the local index keeps one every 512 KiB, ~8% of
+  // a layer: states are 2-19 KiB each).
+  std::uint64_t checkpoint_spacing = 0;
+  double max_share = 0.018;
+};
+inline constexpr std::uint64_t kMinCheckpointSpacing = 512u << 10;
+inline constexpr std::uint64_t kMaxCheckpointSpacing = 32u << 20;  // well inside SeekIndex's 64 MiB spans
+
+struct SharedIndexBlob {
+  std::string bytes;             // the blob
+  std::uint64_t head_size = 0;   // [0, head_size) is the head
+  std::string head_digest;       // "sha256:<hex>" of the head
+  std::size_t checkpoints = 0;   // gzip checkpoints kept (member starts included)
+  std::uint64_t spacing = 0;     // the checkpoint spacing chosen
+  std::size_t states_bytes = 0;  // of those, bytes of inflate states
+};
+
+// The shared form of a verified layer index (one from a scan: its states are all there). A zstd
+// layer that needs a decoded copy in the cache cannot be read from a shared index: not_supported.
+Result<SharedIndexBlob> build_shared_index(const LayerIndex& index, const SharedIndexOptions& options = {});
+
+// Where a layer's shared index is, as its artifact manifest says.
+struct SharedIndexRef {
+  io::BlobSourcePtr blob;  // the index blob, read by range
+  std::string head_digest;
+  std::uint64_t head_size = 0;
+};
+
+// Reads and checks the head, and returns the index, its gzip states to be fetched from `ref.blob`
+// when first needed (SeekIndex::remote_states). Errors say what is wrong with the index (the
+// caller ignores it and indexes the layer itself); the counts are charged to `budget` as
+// LayerIndex::load does.
+Result<LayerIndex> load_shared_index(const SharedIndexRef& ref, MetadataBudget* budget = nullptr,
+                                     std::string_view layer_name = "layer");
+
+}  // namespace ocifs::layer
