@@ -7,14 +7,18 @@ behind the counting proxy (faultproxy.py); trees compared with `umoci unpack`.
 
 Run one case: OCIFS_BIN=build/ocifs /usr/bin/python3 shared_index_suite.py push_mount"""
 
+import errno
 import json
 import os
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fixtures  # noqa: E402
+import shared_index_forge as forge  # noqa: E402
+from faultproxy import REFERRERS  # noqa: E402
 from common import check, log, main  # noqa: E402
 from registry import (BLOBS, MANIFESTS, OCI_INDEX, OCI_MANIFEST, FaultProxy, Registry,  # noqa: E402
                       digest_of, push_image, skopeo)
@@ -67,6 +71,37 @@ def artifact_of(reg, repo, digest):
 
 def layer_sources(work, mnt):
     return [l.get('index_source') for l in status_of(work, mnt)['layers']]
+
+
+def publish(reg, repo, digest, man):
+    """Pushes artifact manifest `man` (a dict) and makes the referrers tag of image manifest
+    `digest` list it alone, as a forger with push rights could."""
+    raw = json.dumps(man).encode()
+    client = reg.client()
+    art = client.put_manifest(repo, digest_of(raw), raw, OCI_MANIFEST)
+    index = {'schemaVersion': 2, 'mediaType': OCI_INDEX,
+             'manifests': [{'mediaType': OCI_MANIFEST, 'digest': art, 'size': len(raw), 'artifactType': ARTIFACT_TYPE}]}
+    client.put_manifest(repo, digest.replace(':', '-'), json.dumps(index).encode(), OCI_INDEX)
+
+
+def read_fails(path):
+    """True when reading the file fails with EIO (never with other bytes)."""
+    try:
+        with open(path, 'rb') as f:
+            f.read()
+    except OSError as e:
+        check(e.errno == errno.EIO, 'reading %s: %s, want EIO' % (path, e))
+        return True
+    return False
+
+
+def wait_state(work, mnt, layer_index, states, timeout=120):
+    deadline = time.time() + timeout
+    while True:
+        layer = status_of(work, mnt)['layers'][layer_index]
+        if layer['state'] in states or time.time() > deadline:
+            return layer
+        time.sleep(0.2)
 
 
 # ------------------------------------------------------------------ cases
@@ -211,7 +246,7 @@ def case_push_rejected(work):
         with px.fault('status', code=403, path=MANIFESTS, methods=('PUT',)):
             r = oc(work, 'index', '--push', '--cache-dir', work('cache'), *FAST, px.ref(REPO + ':v1'), timeout=300)
         err = err_text(r)
-        log('  refused push: exit %d: %s' % (r.returncode, err.strip().splitlines()[-1][:300]))
+        log('  refused push: exit %d: %s' % (r.returncode, r.stderr.decode(errors='replace').strip()[-300:]))
         check(0 < r.returncode < 128, 'index --push against a refusing registry: exit %d' % r.returncode)
         check('cannot push manifest' in err and '403' in err, 'message: %r' % err[-1000:])
         check(referrers_tag_index(reg, REPO, digest) is None, 'a referrers tag was left after a refused push')
@@ -245,12 +280,101 @@ def case_bad_index_blob(work):
         check("head's digest" in err, 'no warning about the corrupt index: %r' % err[-2000:])
 
 
+def case_referrers_api(work):
+    """A registry with the referrers API (the proxy emulates distribution spec 1.1): the push
+    sees OCI-Subject and writes no referrers tag; mounts find the index through the API. With
+    --shared-index=verify every layer is streamed, checked and reported ready."""
+    layout, reference = umoci_image(work)
+    with Registry() as reg, FaultProxy(reg, referrers_api=True) as px:
+        push_image('oci:%s:%s' % (layout, TAG), reg, REPO + ':v1')
+        digest = image_digest(reg, REPO + ':v1')
+        out = push_index(work, px.ref(REPO + ':v1'), work('cache-pusher'))
+        check('referrers tag schema' not in out, 'pushed to a registry with the API, but: %r' % out)
+        check(referrers_tag_index(reg, REPO, digest) is None, 'a referrers tag on a registry with the API')
+        check(len(px.referrers('team/app', digest)) == 1, 'referrers: %r' % px.referrers('team/app', digest))
+        px.reset_counters()
+        mnt = work('mnt')
+        with mount(work, px.ref(REPO + ':v1'), mnt, work('cache-fresh'), extra=['--prefetch', 'none']):
+            check(set(layer_sources(work, mnt)) == {'shared'}, 'sources: %r' % layer_sources(work, mnt))
+            tree_equal(reference, mnt, 'shared index found through the referrers API')
+        check(px.count('GET', REFERRERS, 200) >= 1, 'no referrers API request')
+        check(px.count('GET', r'/manifests/sha256-') == 0, 'the tag schema was asked although the API answered')
+        with mount(work, px.ref(REPO + ':v1'), mnt, work('cache-verify'), extra=['--shared-index', 'verify']):
+            for i in range(len(reg.client().layers(REPO, 'v1'))):
+                layer = wait_state(work, mnt, i, ('ready', 'failed'))
+                check(layer['state'] == 'ready' and layer['index_source'] == 'shared', 'verify: %r' % layer)
+            tree_equal(reference, mnt, '--shared-index=verify')
+
+
+def case_forged(work):
+    """Indexes that lie, pushed by someone with push rights: a wrong block digest (the reads of
+    that block get EIO, never other bytes; with verify the layer is failed), an index of another
+    layer and an unknown format version (both ignored with a warning, the layers indexed the
+    normal way)."""
+    layout, reference = umoci_image(work)
+    with Registry() as reg, FaultProxy(reg) as px:
+        push_image('oci:%s:%s' % (layout, TAG), reg, REPO + ':v1')
+        digest = image_digest(reg, REPO + ':v1')
+        push_index(work, px.ref(REPO + ':v1'), work('cache-pusher'))
+        _, man = artifact_of(reg, REPO, digest)
+        layers = [l['digest'] for l in reg.client().layers(REPO, 'v1')]
+        big = max(range(len(man['layers'])), key=lambda i: man['layers'][i]['size'])
+        desc = man['layers'][big]
+        big_layer = layers.index(desc['annotations'][forge.ANN_LAYER])
+        _, _, blob = reg.client().blob(REPO, desc['digest'])
+        client = reg.client()
+
+        # 1. A block digest flipped in the middle of the layer holding data/large.
+        info = forge.parse(blob)
+        forged, head_digest, head_size = forge.with_block_digest_flipped(blob, info['B'] // 2)
+        client.put_blob(REPO, forged)
+        lie = json.loads(json.dumps(man))
+        lie['layers'][big] = forge.descriptor_for(desc, forged, head_digest, head_size)
+        publish(reg, REPO, digest, lie)
+        mnt = work('mnt')
+        with mount(work, px.ref(REPO + ':v1'), mnt, work('cache-1'), extra=['--prefetch', 'none']):
+            check(set(layer_sources(work, mnt)) == {'shared'}, 'sources: %r' % layer_sources(work, mnt))
+            check(read_fails(os.path.join(mnt, 'data/large')), 'data/large read despite a wrong block digest')
+            check(read_file(os.path.join(mnt, 'etc/os-release')) == read_file(os.path.join(reference, 'etc/os-release')),
+                  'etc/os-release differs')
+            layer = status_of(work, mnt)['layers'][big_layer]
+            check(layer['verify_errors'] > 0 and layer['state'] == 'failed', 'status after a bad block: %r' % layer)
+        with mount(work, px.ref(REPO + ':v1'), mnt, work('cache-2'), extra=['--shared-index', 'verify']):
+            layer = wait_state(work, mnt, big_layer, ('failed',))
+            check(layer['state'] == 'failed' and 'does not describe' in layer.get('error', ''),
+                  'verify of a forged index: %r' % layer)
+            check(read_fails(os.path.join(mnt, 'data/large')), 'data/large read from a failed layer')
+            others = [l for i, l in enumerate(status_of(work, mnt)['layers']) if i != big_layer]
+            check(all(l['state'] in ('ready', 'verifying') for l in others), 'the other layers: %r' % others)
+
+        # 2. One layer's index under another layer's name, and 3. an unknown format version.
+        small = next(i for i in range(len(man['layers'])) if i != big)
+        lie = json.loads(json.dumps(man))
+        for a, b in ((small, big), (big, small)):  # a's layer digest on b's blob (and head)
+            lie['layers'][a] = json.loads(json.dumps(man['layers'][b]))
+            lie['layers'][a]['annotations'][forge.ANN_LAYER] = man['layers'][a]['annotations'][forge.ANN_LAYER]
+        forged, head_digest, head_size = forge.with_version(blob, 2)
+        client.put_blob(REPO, forged)
+        third = next(i for i in range(len(man['layers'])) if i not in (big, small))
+        lie['layers'][third] = forge.descriptor_for(man['layers'][third], forged, head_digest, head_size)
+        publish(reg, REPO, digest, lie)
+        with mount(work, px.ref(REPO + ':v1'), mnt, work('cache-3')) as m:
+            err = m.result.stderr.decode(errors='replace')
+            sources = layer_sources(work, mnt)
+            tree_equal(reference, mnt, 'with lying shared indexes')
+        log('  sources with swapped and unknown indexes: %r' % sources)
+        check('describes' in err and 'format version 2' in err, 'warnings: %r' % err[-3000:])
+        check(sources.count('shared') == len(layers) - 3, 'sources: %r' % sources)
+
+
 CASES = {
     'push_mount': case_push_mount,
     'chroot_python': case_chroot_python,
     'mirror': case_mirror,
     'push_rejected': case_push_rejected,
     'bad_index_blob': case_bad_index_blob,
+    'referrers_api': case_referrers_api,
+    'forged': case_forged,
 }
 
 if __name__ == '__main__':
