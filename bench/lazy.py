@@ -17,12 +17,10 @@ Needs root, containerd and ctr-remote (stargz-snapshotter). Prints markdown; no 
 """
 
 import importlib.util
-import json
 import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 
@@ -30,6 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, 'tests', 'integration'))
 
+import benchutil  # noqa: E402
 import registry as R  # noqa: E402
 from lazy_fixtures import Containerd, convert_and_push  # noqa: E402
 
@@ -39,7 +38,6 @@ _spec.loader.exec_module(B)
 
 OCIFS = B.OCIFS
 WORK = os.environ.get('BENCH_WORK', '/tmp/ocifs-bench-lazy')
-B.WORK = WORK  # add_python_layer stages its files there
 RATE = int(os.environ.get('BENCH_RATE', '100'))
 LATENCY = int(os.environ.get('BENCH_LATENCY_MS', '5'))
 RUNS = int(os.environ.get('BENCH_RUNS', '3'))
@@ -61,7 +59,7 @@ def ocifs_cold(px, ref, then):
         then(mnt)
         return time.monotonic() - t0, px.blob_bytes
     finally:
-        B.umount(mnt)
+        benchutil.umount(OCIFS, mnt)
 
 
 def skopeo_cold(px, ref):
@@ -140,7 +138,7 @@ def main():
     image = os.path.join(WORK, 'image')
     log('copying %s:%s and adding a python3 layer' % (layout, tag))
     shutil.copytree(layout, image)
-    B.add_python_layer(image, tag)
+    benchutil.add_python_layer(image, tag, os.path.join(WORK, 'pystage'))
     rows, sizes = [], {}
     with R.Registry(workdir=os.path.join(WORK, 'registry')) as reg, R.FaultProxy(reg) as px:
         R.push_image('oci:%s:%s' % (image, tag), reg, 'bench/app:gzip')
@@ -171,7 +169,7 @@ def main():
                 os.makedirs(mnt, exist_ok=True)
                 B.sh([OCIFS, 'mount', '-q', '--cache-dir', os.path.join(WORK, 'cache'), ref, mnt])
                 files = file_list(mnt)
-                B.umount(mnt)
+                benchutil.umount(OCIFS, mnt)
             log('%s: random 4 KiB reads, cold' % name)
             rr = random_reads(files)
             ocifs_cold(px, ref, rr)

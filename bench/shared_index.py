@@ -60,7 +60,7 @@ def push_index(ref, spacing):
 
 def cold_mount(px, ref, extra=(), read_all=False):
     """Empty cache: (seconds to python's output, bytes when live, bytes after python, bytes after
-    reading every file or None)."""
+    reading every file or None, seconds until the mount was live)."""
     cache, mnt = os.path.join(WORK, 'cache'), os.path.join(WORK, 'mnt')
     shutil.rmtree(cache, ignore_errors=True)
     os.makedirs(mnt, exist_ok=True)
@@ -68,6 +68,7 @@ def cold_mount(px, ref, extra=(), read_all=False):
     px.reset_counters()
     t0 = time.monotonic()
     sh([OCIFS, 'mount', '-q', '--prefetch', 'none', '--cache-dir', cache, *extra, ref, mnt])
+    t_live = time.monotonic() - t0
     live = px.blob_bytes
     out = sh(['chroot', mnt] + PYCMD)
     seconds = time.monotonic() - t0
@@ -79,7 +80,7 @@ def cold_mount(px, ref, extra=(), read_all=False):
         everything = px.blob_bytes
     benchutil.umount(OCIFS, mnt)
     assert out.strip() == '1', out
-    return seconds, live, python, everything
+    return seconds, live, python, everything, t_live
 
 
 def skopeo_umoci(ref):
@@ -98,6 +99,12 @@ def skopeo_umoci(ref):
 
 def median(fn):
     return statistics.median(fn() for _ in range(RUNS))
+
+
+def medians(fn):
+    """Per position, the median over RUNS calls of fn (which returns a tuple)."""
+    runs = [fn() for _ in range(RUNS)]
+    return [statistics.median(col) for col in zip(*runs)]
 
 
 def main():
@@ -124,16 +131,16 @@ def main():
         for spacing in SPACINGS:
             log('spacing %s: push, cold mount + python3 + every file' % spacing)
             seconds, size, heads = push_index(ref, spacing)
-            _, live, python, everything = cold_mount(px, ref, read_all=True)
+            _, live, python, everything, _ = cold_mount(px, ref, read_all=True)
             spacing_rows.append((spacing, seconds, size, heads, live, python, everything))
         push_index(ref, 'auto')  # the default, for the timed runs
         rate_rows = []
         for rate in RATES:
             px.shape(rate * 1_000_000, LATENCY)
             log('%d Mbit/s: cold mount with the shared index' % rate)
-            shared = median(lambda: cold_mount(px, ref)[0])
+            shared = medians(lambda: (lambda r: (r[0], r[4]))(cold_mount(px, ref)))
             log('%d Mbit/s: cold mount without it' % rate)
-            plain = median(lambda: cold_mount(px, ref, extra=['--shared-index', 'off'])[0])
+            plain = medians(lambda: (lambda r: (r[0], r[4]))(cold_mount(px, ref, extra=['--shared-index', 'off'])))
             log('%d Mbit/s: skopeo copy + umoci unpack' % rate)
             skopeo = median(lambda: skopeo_umoci(ref))
             rate_rows.append((rate, shared, plain, skopeo))
@@ -149,12 +156,12 @@ def main():
         print('| %s | %.2f s | %.2f (%.2f%%) | %.2f | %.2f MB | %.2f MB (%.2f%%) | %.1f MB (%.3f×) |' % (
             spacing, seconds, mb(size), pct(size), mb(heads), mb(live), mb(python), pct(python), mb(everything),
             everything / total))
-    print('\n| bandwidth | ocifs cold, shared index | ocifs cold, --shared-index=off | skopeo copy + umoci unpack | '
-          'shared / skopeo | off / skopeo |')
+    print('\n| bandwidth | ocifs cold, shared index (live after) | ocifs cold, --shared-index=off (live after) | '
+          'skopeo copy + umoci unpack | shared / skopeo | off / skopeo |')
     print('|---|---|---|---|---|---|')
     for rate, shared, plain, skopeo in rate_rows:
-        print('| %d Mbit/s, %d ms | %.2f s | %.2f s | %.2f s | %.3f× | %.2f× |' % (
-            rate, LATENCY, shared, plain, skopeo, shared / skopeo, plain / skopeo))
+        print('| %d Mbit/s, %d ms | %.2f s (%.2f) | %.2f s (%.2f) | %.2f s | %.3f× | %.2f× |' % (
+            rate, LATENCY, shared[0], shared[1], plain[0], plain[1], skopeo, shared[0] / skopeo, plain[0] / skopeo))
     print('\n(medians of %d runs)' % RUNS)
     shutil.rmtree(WORK, ignore_errors=True)
 

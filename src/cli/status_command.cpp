@@ -57,14 +57,17 @@ void print_text(const nlohmann::json& status) {
   std::printf("%s (%s), prefetch %s%s\n", status["image"].get<std::string>().c_str(),
               status["manifest"].get<std::string>().c_str(), status.value("prefetch", "none").c_str(),
               status.value("writable", false) ? ", writable root (overlayfs)" : "");
-  std::printf("%-5s %-19s %-12s %-9s %-8s %10s %10s %10s %8s %8s %9s %8s %8s\n", "LAYER", "DIGEST", "FORMAT",
-              "STATE", "SOURCE", "SIZE", "CACHED", "FETCHED", "READS", "HITS", "FETCH-ERR", "READ-ERR", "TIMEOUTS");
+  std::printf("%-5s %-19s %-12s %-9s %-8s %-6s %10s %10s %10s %8s %8s %9s %8s %8s\n", "LAYER", "DIGEST", "FORMAT",
+              "STATE", "SOURCE", "INDEX", "SIZE", "CACHED", "FETCHED", "READS", "HITS", "FETCH-ERR", "READ-ERR",
+              "TIMEOUTS");
   for (const auto& layer : status["layers"]) {
     std::string digest = layer["digest"].get<std::string>().substr(0, 19);
-    std::printf("%-5llu %-19s %-12s %-9s %-8s %10s %10s %10s %8s %8s %9s %8s %8s\n",
+    // Where the layer's index came from: cache, scan, walk, toc, shared (the registry's).
+    const std::string index_source = layer.value("index_source", std::string("-"));
+    std::printf("%-5llu %-19s %-12s %-9s %-8s %-6s %10s %10s %10s %8s %8s %9s %8s %8s\n",
                 static_cast<unsigned long long>(layer["index"].get<std::uint64_t>()), digest.c_str(),
                 layer["format"].get<std::string>().c_str(), layer["state"].get<std::string>().c_str(),
-                layer["source"].get<std::string>().c_str(), bytes(layer, "size").c_str(),
+                layer["source"].get<std::string>().c_str(), index_source.c_str(), bytes(layer, "size").c_str(),
                 bytes(layer, "cached").c_str(), bytes(layer, "fetched").c_str(), count(layer, "reads").c_str(),
                 count(layer, "cache_hits").c_str(), count(layer, "fetch_errors").c_str(),
                 count(layer, "read_errors").c_str(), count(layer, "read_timeouts").c_str());

@@ -116,9 +116,16 @@ Result<void> GzipReader::read_span(std::size_t span, std::uint64_t offset, std::
     std::unique_lock lock(entry->mutex);
     OCIFS_TRY(fill_span(span, offset + out.size() - start, *entry, lock));
     std::memcpy(out.data(), entry->data.data() + (offset - start), out.size());
-    // The first read past the middle of a span that is being read in order (read before, or
-    // itself read ahead) asks for the spans after it.
-    bool in_order = ++entry->reads > 1 || entry->prefetched;
+    // The first read past the middle of a span that is being read in order (this read starts
+    // exactly where the last one of the span ended, or the span was itself read ahead) asks for
+    // the spans after it. Reads of files here and there in a span are not in order, even the
+    // next file of the tar (512 bytes of header further): inflating spans ahead for them only
+    // costs, and over a network fetches bytes nobody reads (a cold `chroot python3` from a
+    // shared index fetched 20.9 MB with any second read counted as in order, 13.8 MB so).
+    // A request of a sequential reader served out of order misses once; the next one resumes.
+    const std::uint64_t at = offset - start;
+    bool in_order = (entry->last_end != 0 && at == entry->last_end) || entry->prefetched;
+    entry->last_end = at + out.size();
     reading_on = in_order && offset + out.size() > middle && !entry->read_ahead;
     entry->read_ahead |= reading_on;
   }

@@ -114,30 +114,30 @@ Result<std::optional<RegistryClient::Referrers>> RegistryClient::get_referrers(
     const std::string context =
         fmt::format("cannot list the referrers of {} at {}", digest, ep.endpoint().str());
     RetryBudget budget(deadline, d.shared.options.max_attempts, &d.shared.retries);
-    Exchange x;
-    x.path = fmt::format("/v2/{}/referrers/{}", ep.endpoint().repository, digest);
-    if (!artifact_type.empty()) x.path += "?artifactType=" + percent_encode(artifact_type);
-    x.headers = {fmt::format("Accept: {}", oci::media_type::kOciIndex)};
-    x.max_body = kMaxManifestSize;
-    auto resp_sent = ep.send(x, budget);
-    if (!resp_sent) return std::move(resp_sent).error().with_context(context);
-    auto& resp = *resp_sent;
-    if (!resp.transport_ok()) return d.shared.transport_error(resp, budget).with_context(context);
-    if (resp.status == 200 && !resp.body_truncated) return std::optional(Referrers{std::move(resp.body), false});
+    // An image index at `path`: the answer (any status), or a transport error.
+    auto get_index = [&](std::string path) -> Result<HttpResponse> {
+      Exchange x;
+      x.path = std::move(path);
+      x.headers = {fmt::format("Accept: {}", oci::media_type::kOciIndex)};
+      x.max_body = kMaxManifestSize;
+      auto sent = ep.send(x, budget);
+      if (!sent) return std::move(sent).error().with_context(context);
+      if (!sent->transport_ok()) return d.shared.transport_error(*sent, budget).with_context(context);
+      return sent;
+    };
+    std::string api = fmt::format("/v2/{}/referrers/{}", ep.endpoint().repository, digest);
+    if (!artifact_type.empty()) api += "?artifactType=" + percent_encode(artifact_type);
+    OCIFS_ASSIGN(auto resp, get_index(std::move(api)));
+    if (resp.status == 200 && !resp.body_truncated)
+      return std::optional(Referrers{std::move(resp.body), false});
     if (resp.status != 404) {
       failed_somewhere = true;
       return ep.status_error(resp, context, budget);
     }
     // No referrers API here (distribution 2.8 answers its router's plain 404): the tag schema.
-    Exchange tagged;
-    tagged.path = manifest_path(ep.endpoint().repository, tag);
-    tagged.headers = {fmt::format("Accept: {}", oci::media_type::kOciIndex)};
-    tagged.max_body = kMaxManifestSize;
-    auto index_sent = ep.send(tagged, budget);
-    if (!index_sent) return std::move(index_sent).error().with_context(context);
-    auto& index = *index_sent;
-    if (!index.transport_ok()) return d.shared.transport_error(index, budget).with_context(context);
-    if (index.status == 200 && !index.body_truncated) return std::optional(Referrers{std::move(index.body), true});
+    OCIFS_ASSIGN(auto index, get_index(manifest_path(ep.endpoint().repository, tag)));
+    if (index.status == 200 && !index.body_truncated)
+      return std::optional(Referrers{std::move(index.body), true});
     if (index.status == 404) {
       // Not an error, but the next endpoint (the registry behind a mirror) may know more.
       return make_error(std::errc::no_such_file_or_directory, "{}: none listed", context);

@@ -15,34 +15,9 @@
 using namespace ocifs;
 using fuzz::check;
 
-namespace {
-
-constexpr std::size_t kHeader = 112;
-
-std::uint64_t le64(std::string_view s, std::size_t at) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= std::uint64_t{static_cast<unsigned char>(s[at + i])} << (8 * i);
-  return v;
-}
-
-// Where the seek index lies according to the header (the sizes of the sections before it).
-void fix_checksums(std::string& bytes) {
-  if (bytes.size() < kHeader + 32) return;
-  unsigned __int128 at = kHeader;
-  const std::size_t record[] = {53, 32, 16, 16, 1};  // entries, extras, xattrs, extents, pool bytes
-  for (int i = 0; i < 5; ++i) at += static_cast<unsigned __int128>(le64(bytes, 16 + 8 * i)) * record[i];
-  const std::uint64_t seek_size = le64(bytes, 56);
-  if (at + seek_size <= bytes.size() - 32) {
-    fuzz::fix_crc32_trailer(bytes, static_cast<std::size_t>(at), static_cast<std::size_t>(seek_size));
-  }
-  fuzz::fix_sha256_trailer(bytes, kHeader + 32);
-}
-
-}  // namespace
-
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string bytes(reinterpret_cast<const char*>(data), size);
-  fix_checksums(bytes);
+  fuzz::fix_layer_index_checksums(bytes);
   auto index = layer::LayerIndex::deserialize(bytes);
   if (!index.ok()) return 0;
 

@@ -22,6 +22,7 @@
 #include "ocifs/cache/chunk_map.hpp"
 #include "ocifs/compress/identity_decoder.hpp"
 #include "ocifs/layer/layer_scanner.hpp"
+#include "ocifs/layer/shared_index.hpp"
 #include "ocifs/layer/tar_walker.hpp"
 #include "ocifs/util/base64.hpp"
 #include "ocifs/util/sha256.hpp"
@@ -67,6 +68,12 @@ std::string le(std::uint64_t v, int bytes) {
   std::string s;
   for (int i = 0; i < bytes; ++i) s += static_cast<char>((v >> (8 * i)) & 0xff);
   return s;
+}
+
+std::uint64_t le_get(std::string_view s, std::size_t at) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= std::uint64_t{static_cast<unsigned char>(s[at + i])} << (8 * i);
+  return v;
 }
 
 std::string digest_of(std::string_view data) { return "sha256:" + util::sha256_hex(data); }
@@ -382,6 +389,18 @@ int main(int argc, char** argv) {
       if (bytes.size() <= (1u << 20)) put("layer_index", name + ".idx", bytes);
       const std::string seek = index->seek_index().serialize();
       if (seek.size() <= (256u << 10)) put("seek_index", name + ".seek", seek);
+      // Its shared form as fuzz_shared_index takes it: the head's payload decoded, then the states.
+      layer::SharedIndexOptions share;
+      share.checkpoint_spacing = layer::kMinCheckpointSpacing;
+      if (auto shared = layer::build_shared_index(*index, share); shared && shared->bytes.size() >= 32) {
+        const std::string& b = shared->bytes;
+        const std::uint64_t unpacked = le_get(b, 24);
+        std::string payload(static_cast<std::size_t>(unpacked), '\0');
+        const std::size_t n = ZSTD_decompress(payload.data(), payload.size(), b.data() + 32, shared->head_size - 32);
+        if (!ZSTD_isError(n) && n == unpacked && payload.size() + b.size() <= (1u << 20)) {
+          put("shared_index", name + ".shx", le(payload.size(), 8) + payload + b.substr(shared->head_size));
+        }
+      }
     }
   }
 

@@ -65,6 +65,25 @@ void fix_sha256_trailer(std::string& bytes, std::size_t min_size) {
   bytes.replace(bytes.size() - 32, 32, reinterpret_cast<const char*>(digest.data()), digest.size());
 }
 
+void fix_layer_index_checksums(std::string& bytes) {
+  constexpr std::size_t kHeader = 112;
+  if (bytes.size() < kHeader + 32) return;
+  auto le64 = [&](std::size_t at) {
+    std::uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v |= std::uint64_t{static_cast<unsigned char>(bytes[at + i])} << (8 * i);
+    return v;
+  };
+  // The sections before the seek index: entries, extras, xattrs, extents, pool bytes.
+  unsigned __int128 at = kHeader;
+  const std::size_t record[] = {53, 32, 16, 16, 1};
+  for (int i = 0; i < 5; ++i) at += static_cast<unsigned __int128>(le64(16 + 8 * i)) * record[i];
+  const std::uint64_t seek_size = le64(56);
+  if (at + seek_size <= bytes.size() - 32) {
+    fix_crc32_trailer(bytes, static_cast<std::size_t>(at), static_cast<std::size_t>(seek_size));
+  }
+  fix_sha256_trailer(bytes, kHeader + 32);
+}
+
 void fix_crc32_trailer(std::string& bytes, std::size_t at, std::size_t size) {
   if (size < 4 || at > bytes.size() || size > bytes.size() - at) return;
   uLong crc = crc32_z(0, reinterpret_cast<const Bytef*>(bytes.data() + at), size - 4);

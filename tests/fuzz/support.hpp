@@ -81,6 +81,9 @@ void write_file(const std::filesystem::path& path, std::string_view data);
 // more than `min_size` bytes), and the last 4 of `bytes.substr(at, size)` with its zlib CRC-32.
 void fix_sha256_trailer(std::string& bytes, std::size_t min_size);
 void fix_crc32_trailer(std::string& bytes, std::size_t at, std::size_t size);
+// A layer index file (layer_index.cpp): the embedded seek index's CRC-32, where the header says
+// it lies, and the trailing sha256.
+void fix_layer_index_checksums(std::string& bytes);
 
 std::span<const std::byte> as_bytes(std::string_view s);
 

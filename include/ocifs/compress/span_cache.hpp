@@ -42,7 +42,9 @@ class SpanCache {
     std::size_t filled = 0;               // bytes of `data` decoded so far
     std::unique_ptr<ReadCursor> cursor;   // live stream at `filled`; only the filling thread uses it
     bool charged = false;                 // its full size has been charged to the budget
-    unsigned reads = 0;                   // reads served: more than one means someone reads on
+    // Where the last read served from it ended (decoded offset in the span; 0 before any): a
+    // read that starts there continues a read in order.
+    std::uint64_t last_end = 0;
     bool prefetched = false;              // filled by read-ahead: its reader reads in order
     bool read_ahead = false;              // read-ahead past it has been asked for
   };
