@@ -149,7 +149,7 @@ def main():
     print('## ocifs shared index — %s:%s plus a python3 layer: %.1f MB of layers\n' % (layout, tag, mb(total)))
     print('- first `ocifs index --push` (scans every layer, then pushes): %.1f s' % first_push)
     print('- bytes are the blob bytes the proxy served; mounts on an empty cache, `--prefetch none`\n')
-    print('| spacing | push | index MB (%% of image) | heads MB | mount live | + `chroot python3` | '
+    print('| spacing | push | index MB (% of image) | heads MB | mount live | + `chroot python3` | '
           '+ every file (× image) |')
     print('|---|---|---|---|---|---|---|')
     for spacing, seconds, size, heads, live, python, everything in spacing_rows:

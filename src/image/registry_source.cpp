@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "ocifs/cache/blob_cache.hpp"
 #include "ocifs/cache/cache.hpp"
 #include "ocifs/cache/cached_blob_source.hpp"
@@ -133,7 +135,11 @@ Result<ResolvedImage> resolve_registry(const oci::ImageRef& ref, const ResolveOp
     if (stream_layers) blob.prefetch = [source] { source->start_stream(); };
     image.layers.push_back(std::move(blob));
   }
-  if (options.shared_index != SharedIndexMode::off) {
+  // A shared index is looked for only when some layer has no index here yet: a warm mount asks
+  // the registry nothing more.
+  const bool all_indexed = std::all_of(image.layers.begin(), image.layers.end(),
+                                       [&](const layer::LayerBlob& blob) { return ctx.cache.has_index(blob.digest); });
+  if (options.shared_index != SharedIndexMode::off && !all_indexed) {
     auto shared = find_shared_indexes({ctx.name, ctx.ref, image.manifest_descriptor.digest, ctx.cache,
                                        options.blob_cache, client, blob_options});
     for (auto& blob : image.layers) {
