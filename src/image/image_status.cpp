@@ -22,11 +22,11 @@ std::string Image::status_json() const {
         {"index_source", info.index_source},
         {"state", "ready"},
     };
-    if (const auto& gate = gates_[i]) {
+    if (const auto& gate = gates_[i]; gate && !gate->is_open()) {
       if (auto failure = gate->failure()) {
         layer["state"] = "failed";
         layer["error"] = failure->message;
-      } else if (!gate->is_open() || gate->checking()) {
+      } else {
         layer["state"] = "verifying";
       }
     }

@@ -22,32 +22,6 @@ void GatedSource::fail(Error error) {
   cv_.notify_all();
 }
 
-void GatedSource::open_unchecked(BlobSourcePtr inner) {
-  {
-    std::lock_guard lock(mu_);
-    if (inner_ || error_) return;
-    inner_ = std::move(inner);
-    unchecked_ = true;
-  }
-  cv_.notify_all();
-}
-
-void GatedSource::confirm() {
-  std::lock_guard lock(mu_);
-  unchecked_ = false;
-}
-
-void GatedSource::revoke(Error error) {
-  std::lock_guard lock(mu_);
-  if (!error_) error_ = std::move(error);
-  unchecked_ = false;
-}
-
-bool GatedSource::checking() const {
-  std::lock_guard lock(mu_);
-  return unchecked_;
-}
-
 BlobSourcePtr GatedSource::opened() const {
   std::lock_guard lock(mu_);
   return inner_;

@@ -436,8 +436,9 @@ Result<void> check_shared(const LayerBlob& layer, const cache::Cache& cache, con
 }
 
 // A layer opened from its shared index: like one indexed here, its reads by range checked
-// against the index's block digests. With verify_shared_index the layer is scanned in the
-// background too (OpenLayer::verify), and fails if the index turns out not to describe it.
+// against the index's block digests. With verify_shared_index its tree is shown at once but its
+// reads wait, as a walked layer's do, until a scan in the background (OpenLayer::verify) has
+// found that the index describes it exactly; otherwise they fail.
 Result<OpenLayer> open_shared(const LayerBlob& layer, const cache::Cache& cache,
                               const std::shared_ptr<compress::SpanCache>& spans) {
   OCIFS_ASSIGN(auto loaded, load_shared_index(*layer.shared_index, layer.budget.get(), layer.name));
@@ -462,24 +463,23 @@ Result<OpenLayer> open_shared(const LayerBlob& layer, const cache::Cache& cache,
   }
   auto errors = std::make_shared<io::ReadErrors>();
   auto gate = std::make_shared<io::GatedSource>(layer.blob->size(), layer.blob->describe());
-  gate->open_unchecked(std::make_shared<io::VerifiedSource>(layer.blob, index->blob_blocks(), errors));
   auto reader = compress::make_seekable_reader(index->seek_index(), gate, nullptr, spans);
   if (!reader) return refuse(std::move(reader).error());
   OpenLayer opened{index, std::move(reader).value(), false};
   opened.index_source = "shared";
   opened.gate = gate;
   opened.read_errors = errors;
-  opened.verify = [layer, cache, gate, index](std::stop_token stop) -> Result<void> {
+  opened.verify = [layer, cache, gate, index, errors](std::stop_token stop) -> Result<void> {
     Result<void> checked = util::success();
     if (auto escaped = util::catch_all(fmt::format("verify {}", layer.name),
                                        [&] { checked = check_shared(layer, cache, *index, stop); })) {
       checked = std::move(*escaped);
     }
     if (!checked) {
-      if (checked.error().code != std::errc::operation_canceled) gate->revoke(checked.error());
+      gate->fail(checked.error());
       return checked;
     }
-    gate->confirm();
+    gate->open(std::make_shared<io::VerifiedSource>(layer.blob, index->blob_blocks(), errors));
     return util::success();
   };
   return opened;

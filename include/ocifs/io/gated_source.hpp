@@ -26,15 +26,8 @@ class GatedSource final : public BlobSource {
   void open(BlobSourcePtr inner);
   // Every read, waiting or to come, gets `error`. Ignored after open() or fail().
   void fail(Error error);
-  // A blob served before it is checked (a layer with a shared index, --shared-index=verify):
-  // reads go through `inner` at once, and the check that runs meanwhile ends with confirm(), or
-  // revoke(): every read from then on gets `error`. Each is ignored after a failure.
-  void open_unchecked(BlobSourcePtr inner);
-  void confirm();
-  void revoke(Error error);
   bool is_open() const;
-  bool checking() const;  // open_unchecked(), and neither confirm() nor revoke() yet
-  // The error given to fail() or revoke(), if one was called.
+  // The error given to fail(), if it was called.
   std::optional<Error> failure() const;
 
   std::uint64_t size() const override { return size_; }
@@ -59,7 +52,6 @@ class GatedSource final : public BlobSource {
   mutable std::condition_variable cv_;
   BlobSourcePtr inner_;         // under mu_
   std::optional<Error> error_;  // under mu_
-  bool unchecked_ = false;      // under mu_
 };
 
 class StoppableSource final : public BlobSource {
