@@ -35,11 +35,15 @@ bool valid_component(std::string_view s) {
 }
 
 // "v7" -> 7, "7" -> 7; nullopt for anything else ("v8.2", "").
+// "v8" -> 8. Variants in use are single digits; a larger number (a manifest list may say
+// anything) is no known variant, rather than a number whose differences overflow the scores.
 std::optional<int> variant_number(std::string_view variant) {
+  constexpr int kMaxVariant = 99;
   if (!variant.empty() && variant.front() == 'v') variant.remove_prefix(1);
   int n = 0;
   auto [ptr, ec] = std::from_chars(variant.data(), variant.data() + variant.size(), n);
   if (variant.empty() || ec != std::errc() || ptr != variant.data() + variant.size()) return std::nullopt;
+  if (n < 0 || n > kMaxVariant) return std::nullopt;
   return n;
 }
 
@@ -48,7 +52,7 @@ std::optional<int> variant_number(std::string_view variant) {
 int arm_score(int wanted, std::string_view candidate_variant, int base) {
   auto have = variant_number(candidate_variant);
   if (!have || *have > wanted || *have < 5) return 0;
-  return base - 10 * (wanted - *have);
+  return std::max(1, base - 10 * (wanted - *have));  // runs, however far down
 }
 
 }  // namespace
@@ -175,13 +179,13 @@ int platform_match_score(const Platform& wanted_in, const Platform& candidate_in
       // amd64 micro-architecture levels v1..v4: a lower level runs on a higher one.
       int w = variant_number(wanted.variant).value_or(1);
       int c = variant_number(cand.variant).value_or(1);
-      return c <= w ? 100 - 10 * (w - c) : 0;
+      return c <= w ? std::max(1, 100 - 10 * (w - c)) : 0;
     }
     if (wa == "arm64") {
       // arm64 v9 runs v8 images; variants beyond the base are rarely published.
       int w = variant_number(wanted.variant).value_or(8);
       int c = variant_number(cand.variant).value_or(8);
-      return c <= w && c >= 8 ? 100 - 10 * (w - c) : 0;
+      return c <= w && c >= 8 ? std::max(1, 100 - 10 * (w - c)) : 0;
     }
     return cand.variant.empty() ? 90 : 0;  // a variant-less image runs on any variant
   }

@@ -108,6 +108,12 @@ TEST_CASE("platform_match_score: exact beats fallbacks, os must match") {
       {P("linux", "amd64", "v3"), P("linux", "amd64", "v2"), true},
       {P("linux", "amd64"), P("linux", "amd64", "v3"), false},
       {P("linux", "s390x"), P("linux", "s390x"), true},
+      // Variants no CPU has (a manifest list may say anything; found by fuzz_image_ref: the
+      // differences overflowed): unknown variants, never a negative or overflowed score.
+      {P("linux", "amd64", "v630265938"), P("linux", "amd64", "v1"), true},
+      {P("linux", "amd64", "v99"), P("linux", "amd64", "v1"), true},
+      {P("linux", "amd64"), P("linux", "amd64", "v-5"), true},
+      {P("linux", "arm", "v99"), P("linux", "arm", "v5"), true},
   };
   for (const auto& c : cases) {
     INFO(c.wanted.str() << " <- " << c.candidate.str());
