@@ -442,8 +442,9 @@ Result<void> check_shared(const LayerBlob& layer, const cache::Cache& cache, con
 Result<OpenLayer> open_shared(const LayerBlob& layer, const cache::Cache& cache,
                               const std::shared_ptr<compress::SpanCache>& spans) {
   OCIFS_ASSIGN(auto loaded, load_shared_index(*layer.shared_index, layer.budget.get(), layer.name));
+  const MetadataUse use = loaded.use();  // charged by the load; given back if the layer is indexed here instead
   auto refuse = [&](Error error) {
-    if (layer.budget) layer.budget->release(loaded.use());
+    if (layer.budget) layer.budget->release(use);
     return error;
   };
   if (loaded.digest() != layer.digest) {

@@ -214,7 +214,8 @@ Result<LayerIndex> load_shared_index(const SharedIndexRef& ref, MetadataBudget* 
                      fmt::format("format version {} (this ocifs reads {})", version, kSharedIndexVersion));
   }
   const std::uint64_t packed = get(head, 16, 8), unpacked = get(head, 24, 8);
-  if (packed != ref.head_size - kPrefixSize || unpacked > kMaxHeadBytes) {
+  if (packed != ref.head_size - kPrefixSize || unpacked > kMaxHeadBytes ||
+      ZSTD_getFrameContentSize(head.data() + kPrefixSize, packed) != unpacked) {
     return bad_index(describe, "its head's sizes do not add up");
   }
   std::string payload(static_cast<std::size_t>(unpacked), '\0');
