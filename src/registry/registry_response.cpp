@@ -88,11 +88,15 @@ std::optional<ContentRange> parse_content_range(std::string_view v) {
     if (!cr.total) return std::nullopt;
   }
   auto range = v.substr(0, slash);
-  if (range == "*") return cr;
+  if (range == "*") {
+    if (!cr.total) return std::nullopt;
+    return cr;
+  }
   auto dash = range.find('-');
   if (dash == std::string_view::npos) return std::nullopt;
   auto first = num(range.substr(0, dash)), last = num(range.substr(dash + 1));
-  if (!first || !last || *last < *first) return std::nullopt;
+  if (!first || !last || *last < *first || (cr.total && *last >= *cr.total)) return std::nullopt;
+  cr.has_range = true;
   cr.first = *first;
   cr.last = *last;
   return cr;
@@ -105,7 +109,7 @@ std::optional<Error> accept_range_head(const HttpResponse& head, std::uint64_t p
     return std::nullopt;
   }
   auto cr = parse_content_range(head.header("content-range"));
-  if (!cr || cr->first != pos) {
+  if (!cr || !cr->has_range || cr->first != pos) {
     return make_error(std::errc::io_error, "{}: the registry answered range \"{}\"", context,
                       sanitize(head.header("content-range"), 80));
   }

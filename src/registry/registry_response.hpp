@@ -26,10 +26,12 @@ std::string error_detail(const HttpResponse& r);
 std::errc errc_for_status(long status);
 
 struct ContentRange {
+  bool has_range = false;  // false for "bytes */N": no range, only the total
   std::uint64_t first = 0, last = 0;
   std::optional<std::uint64_t> total;
 };
-// "bytes 100-199/1000", "bytes 100-199/*"; for 416 "bytes */1000" gives only the total.
+// "bytes 100-199/1000", "bytes 100-199/*"; for 416 "bytes */1000" gives only the total. A range
+// that ends at or past its total, or that gives neither range nor total, is no Content-Range.
 std::optional<ContentRange> parse_content_range(std::string_view value);
 
 // The head of the answer to a GET with `Range: bytes=pos-…`. A 206 must start at pos (its

@@ -49,9 +49,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           "'{}' keeps its query when redacted: '{}'", *location, redacted);
   }
   if (auto range = registry::parse_content_range(header)) {
-    check(range->first <= range->last || (range->first == 0 && range->last == 0 && range->total),
-          "range {}-{} of '{}'", range->first, range->last, header);
-    if (range->total && range->first <= range->last) {
+    check(range->has_range ? range->first <= range->last : range->total.has_value(), "range {}-{} of '{}'",
+          range->first, range->last, header);
+    if (range->has_range && range->total) {
       check(range->last < *range->total, "range {}-{} of {} bytes", range->first, range->last, *range->total);
     }
   }

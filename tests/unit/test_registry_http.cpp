@@ -27,6 +27,7 @@
 #include "ocifs/registry/http_client.hpp"
 #include "ocifs/registry/registry_client.hpp"
 #include "ocifs/registry/tls_settings.hpp"
+#include "../../src/registry/registry_response.hpp"
 #include "ocifs/util/deadline.hpp"
 #include "ocifs/util/sha256.hpp"
 #include "temp_dir.hpp"
@@ -1138,4 +1139,36 @@ TEST_CASE("registry: TLS — certs.d CAs and client certificates, --tls-verify=f
   auto with_cert = make_client(mtls, mopts)->get_blob(d2, 100);
   if (!with_cert) FAIL(with_cert.error().message);
   CHECK(*with_cert == "mutual");
+}
+
+TEST_CASE("registry: Content-Range values, and the head of a ranged answer") {
+  using registry::parse_content_range;
+  auto r = parse_content_range("bytes 100-199/1000");
+  REQUIRE(r);
+  CHECK((r->has_range && r->first == 100 && r->last == 199 && r->total == std::uint64_t{1000}));
+  r = parse_content_range("bytes 100-199/*");
+  REQUIRE(r);
+  CHECK((r->has_range && !r->total));
+  r = parse_content_range("bytes */1000");  // a 416's: the total alone
+  REQUIRE(r);
+  CHECK((!r->has_range && r->total == std::uint64_t{1000}));
+  // Found by fuzz_registry_answers: "bytes */0" read as the range 0-0, which a 206 for offset 0
+  // then passed for. And a range at or past its own total is no range either.
+  r = parse_content_range("bytes */0");
+  REQUIRE(r);
+  CHECK(!r->has_range);
+  CHECK_FALSE(parse_content_range("bytes 0-20/10"));
+  CHECK_FALSE(parse_content_range("bytes 10-10/10"));
+  CHECK_FALSE(parse_content_range("bytes */*"));
+  CHECK_FALSE(parse_content_range("bytes 5-3/10"));
+
+  registry::HttpResponse head;
+  head.status = 206;
+  head.headers = {{"content-range", "bytes */0"}};
+  std::optional<std::uint64_t> total;
+  std::uint64_t skip = 0;
+  CHECK(registry::accept_range_head(head, 0, "read", total, skip));  // refused: an error
+  head.headers = {{"content-range", "bytes 0-9/10"}};
+  CHECK_FALSE(registry::accept_range_head(head, 0, "read", total, skip));
+  CHECK(total == std::uint64_t{10});
 }
