@@ -22,6 +22,20 @@ std::string with_digest(std::string_view location, std::string_view digest) {
                      percent_encode(digest));
 }
 
+// Sends a PUT of `body` (typed `content_type`) to `put.path` or `put.url`; the answer when the
+// registry says 201 Created, else the error, prefixed with `context`.
+Result<HttpResponse> put_created(ClientShared& shared, EndpointSession& ep, Exchange put, std::string_view content_type,
+                                 std::string_view body, RetryBudget& budget, const std::string& context) {
+  put.method = "PUT";
+  put.headers = {fmt::format("Content-Type: {}", content_type)};
+  put.body = std::string(body);
+  auto sent = ep.send(put, budget);
+  if (!sent) return std::move(sent).error().with_context(context);
+  if (!sent->transport_ok()) return shared.transport_error(*sent, budget).with_context(context);
+  if (sent->status != 201) return ep.status_error(*sent, context, budget);
+  return sent;
+}
+
 }  // namespace
 
 void RegistryClient::request_push() {
@@ -65,15 +79,8 @@ Result<void> RegistryClient::push_blob(std::string_view digest_text, std::string
   OCIFS_ASSIGN(auto upload, resolve_location(ep.origin(), location));
 
   Exchange put;
-  put.method = "PUT";
   put.url = with_digest(upload, digest);
-  put.headers = {"Content-Type: application/octet-stream"};
-  put.body = std::string(bytes);
-  auto done_sent = ep.send(put, budget);
-  if (!done_sent) return std::move(done_sent).error().with_context(context);
-  auto& done = *done_sent;
-  if (!done.transport_ok()) return d.shared.transport_error(done, budget).with_context(context);
-  if (done.status != 201) return ep.status_error(done, context, budget);
+  OCIFS_TRY(put_created(d.shared, ep, std::move(put), "application/octet-stream", bytes, budget, context));
   return util::success();
 }
 
@@ -89,15 +96,8 @@ Result<bool> RegistryClient::push_manifest(std::string_view reference, std::stri
   RetryBudget budget(Clock::now() + d.shared.options.request_deadline, d.shared.options.max_attempts,
                      &d.shared.retries);
   Exchange put;
-  put.method = "PUT";
   put.path = manifest_path(ep.endpoint().repository, reference);
-  put.headers = {fmt::format("Content-Type: {}", media_type)};
-  put.body = std::string(bytes);
-  auto done_sent = ep.send(put, budget);
-  if (!done_sent) return std::move(done_sent).error().with_context(context);
-  auto& done = *done_sent;
-  if (!done.transport_ok()) return d.shared.transport_error(done, budget).with_context(context);
-  if (done.status != 201) return ep.status_error(done, context, budget);
+  OCIFS_ASSIGN(auto done, put_created(d.shared, ep, std::move(put), media_type, bytes, budget, context));
   return !done.header("oci-subject").empty();
 }
 
