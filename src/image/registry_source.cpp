@@ -141,7 +141,8 @@ Result<ResolvedImage> resolve_registry(const oci::ImageRef& ref, const ResolveOp
                                        [&](const layer::LayerBlob& blob) { return ctx.cache.has_index(blob.digest); });
   if (options.shared_index != SharedIndexMode::off && !all_indexed) {
     auto shared = find_shared_indexes({ctx.name, ctx.ref, image.manifest_descriptor.digest, ctx.cache,
-                                       options.blob_cache, client, blob_options});
+                                       options.blob_cache, client, blob_options,
+                                       [&](const oci::Descriptor& d) { return fetch(d, "shared index manifest"); }});
     for (auto& blob : image.layers) {
       auto it = shared.find(blob.digest);
       if (it == shared.end()) continue;

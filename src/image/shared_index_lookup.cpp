@@ -12,19 +12,6 @@ namespace ocifs::image {
 
 namespace {
 
-// An artifact manifest by digest: from the cache, else from the registry (checked against the
-// digest there), then kept.
-Result<std::string> artifact_manifest(const SharedIndexLookup& in, const std::string& digest) {
-  OCIFS_ASSIGN(auto cached, in.cache.read_document(digest));
-  if (cached) return std::move(*cached);
-  if (!in.client) return make_error(std::errc::no_such_file_or_directory, "{} is not in the cache", digest);
-  OCIFS_ASSIGN(auto fetched, in.client->get_manifest(digest));
-  if (auto stored = in.cache.write_document(digest, fetched.bytes); !stored) {
-    spdlog::info("{}", stored.error().message);
-  }
-  return std::move(fetched.bytes);
-}
-
 // The artifacts that may hold the image's shared index, newest first: the registry's referrers
 // (the digest of the one used is remembered in the cache, under the referrers tag, for
 // --offline), or, offline, the one remembered.
@@ -59,7 +46,9 @@ std::string annotation(const oci::Descriptor& d, std::string_view key) {
 // The layers an artifact manifest has shared indexes for; errors when it is not one of ours.
 Result<std::map<std::string, layer::SharedIndexRef>> read_artifact(const SharedIndexLookup& in,
                                                                    const std::string& digest) {
-  OCIFS_ASSIGN(auto json, artifact_manifest(in, digest));
+  oci::Descriptor descriptor;
+  descriptor.digest = digest;
+  OCIFS_ASSIGN(auto json, in.fetch_manifest(descriptor));
   OCIFS_ASSIGN(auto manifest, oci::parse_manifest(json, fmt::format("shared index {}", digest)));
   if (manifest.artifact_type != layer::kSharedIndexArtifactType) {
     return make_error(std::errc::invalid_argument, "{} is not a shared index (artifact type \"{}\")", digest,

@@ -4,6 +4,7 @@
 // not cover are indexed the normal way. Functions only.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 
@@ -12,6 +13,7 @@
 #include "ocifs/cache/cached_blob_source.hpp"
 #include "ocifs/layer/shared_index.hpp"
 #include "ocifs/oci/image_ref.hpp"
+#include "ocifs/oci/types.hpp"
 #include "ocifs/registry/registry_client.hpp"
 
 namespace ocifs::image {
@@ -24,6 +26,9 @@ struct SharedIndexLookup {
   std::shared_ptr<cache::BlobCache> blob_cache;
   std::shared_ptr<registry::RegistryClient> client;  // null: --offline (only what the cache remembers)
   cache::CachedBlobSource::Options blob_options;
+  // A manifest by digest, as the image's own are fetched: from the cache, else from the registry
+  // (checked against the digest), then kept.
+  std::function<Result<std::string>(const oci::Descriptor&)> fetch_manifest;
 };
 
 // By layer digest: where each layer's shared index is. Its blobs are read through the blob cache.
