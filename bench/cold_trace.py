@@ -10,6 +10,9 @@ Env:   OCIFS=PATH            the binary (default <repo>/build/ocifs)
        BENCH_LATENCY_MS=N    added per request (default 5)
        BENCH_SPACING=SIZE    checkpoint spacing for the push (default: ocifs's choice)
        BENCH_MOUNT_ARGS=...  more `ocifs mount` arguments
+       BENCH_RECORD=1        before pushing, the pusher mounts the image and runs python3 once,
+                             so that the index lists what that read as read first
+       BENCH_PREFETCH=MODE   --prefetch of the traced mount (default none)
 
 Prints the timeline (seconds from the mount command) of the proxy's requests and, from strace,
 of the files python opened, then totals per layer blob. Needs root and strace. No assertions.
@@ -19,7 +22,6 @@ import collections
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 
@@ -37,6 +39,8 @@ RATE = int(os.environ.get('BENCH_RATE', '100'))
 LATENCY = int(os.environ.get('BENCH_LATENCY_MS', '5'))
 SPACING = os.environ.get('BENCH_SPACING', '')
 MOUNT_ARGS = os.environ.get('BENCH_MOUNT_ARGS', '').split()
+RECORD = os.environ.get('BENCH_RECORD', '') == '1'
+PREFETCH = os.environ.get('BENCH_PREFETCH', 'none')
 REF = 'bench/app:v1'
 
 
@@ -54,10 +58,18 @@ def main():
         R.push_image('oci:%s:%s' % (image, tag), reg, REF)
         layers = reg.client().layers(*REF.split(':'))
         ref = px.ref(REF)
-        push = [OCIFS, 'index', '--push', '-q', '--cache-dir', os.path.join(WORK, 'cache-pusher')]
+        pusher_cache = os.path.join(WORK, 'cache-pusher')
+        push = [OCIFS, 'index', '--push', '-q', '--cache-dir', pusher_cache]
         if SPACING:
             push += ['--checkpoint-spacing', SPACING]
         log(sh(push + [ref]).strip().splitlines()[-1])
+        if RECORD:
+            mnt = os.path.join(WORK, 'mnt-pusher')
+            os.makedirs(mnt)
+            sh([OCIFS, 'mount', '-q', '--cache-dir', pusher_cache, ref, mnt])
+            sh(['chroot', mnt, 'python3', '-c', 'print(1)'])
+            benchutil.umount(OCIFS, mnt)
+            log(sh(push + [ref]).strip())
         if RATE:
             px.shape(RATE * 1_000_000, LATENCY)
         cache, mnt = os.path.join(WORK, 'cache'), os.path.join(WORK, 'mnt')
@@ -65,7 +77,7 @@ def main():
         drop_caches()
         px.reset_counters()
         t0 = time.time()
-        sh([OCIFS, 'mount', '-q', '--prefetch', 'none', '--cache-dir', cache, *MOUNT_ARGS, ref, mnt])
+        sh([OCIFS, 'mount', '-q', '--prefetch', PREFETCH, '--cache-dir', cache, *MOUNT_ARGS, ref, mnt])
         t_live = time.time() - t0
         strace_out = os.path.join(WORK, 'strace')
         sh(['strace', '-f', '-ttt', '-e', 'trace=execve,openat', '-o', strace_out,

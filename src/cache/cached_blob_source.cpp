@@ -241,6 +241,14 @@ bool CachedBlobSource::fetching() const {
   return !in_flight_.empty();
 }
 
+bool CachedBlobSource::present(std::uint64_t offset, std::uint64_t length) const {
+  const std::uint64_t end = std::min(entry_->size(), offset + std::min(length, entry_->size()));
+  for (std::uint64_t c = offset / kChunk; c * kChunk < end; ++c) {
+    if (!entry_->chunk_present(c)) return false;
+  }
+  return true;
+}
+
 CachedBlobSource::Progress CachedBlobSource::progress() const {
   Progress p;
   p.size = entry_->size();

@@ -455,7 +455,15 @@ int run_index(CommonOptions common, const std::string& ref, const PushOptions& p
   auto client = registry::RegistryClient::create(parsed->reference, (*resolution)->options.registry);
   if (!client) return fail(client.error());
   const auto start = std::chrono::steady_clock::now();
-  auto pushed = image::push_shared_index(resolved, (*resolution)->cache, **client, share);
+  // What this machine's first mount of the image read goes with it: other machines fetch that
+  // first, and the index keeps checkpoints for it.
+  std::vector<std::vector<layer::ReadFirst>> read_first;
+  if (auto record = (*resolution)->cache.read_access_record(resolved.manifest_descriptor.digest); !record) {
+    spdlog::warn("cannot read the access record of {}: {}", resolved.name, record.error().message);
+  } else if (*record) {
+    read_first = image::read_first_of((*image)->tree(), **record, resolved.layers.size());
+  }
+  auto pushed = image::push_shared_index(resolved, (*resolution)->cache, **client, share, read_first);
   if (!pushed) return fail(pushed.error());
   std::uint64_t total = 0, heads = 0, layers = 0;
   for (const auto& layer : pushed->layers) {
@@ -463,10 +471,11 @@ int run_index(CommonOptions common, const std::string& ref, const PushOptions& p
       std::printf("%s not shared: %s\n", layer.layer_digest.c_str(), layer.skipped.c_str());
       continue;
     }
-    std::printf("%s shared index %s: %llu bytes (head %llu), %zu checkpoints %llu KiB apart\n",
+    std::printf("%s shared index %s: %llu bytes (head %llu), %zu checkpoints %llu KiB apart, %zu ranges read "
+                "first (%zu checkpoints)\n",
                 layer.layer_digest.c_str(), layer.blob_digest.c_str(), static_cast<unsigned long long>(layer.blob_size),
                 static_cast<unsigned long long>(layer.head_size), layer.checkpoints,
-                static_cast<unsigned long long>(layer.spacing >> 10));
+                static_cast<unsigned long long>(layer.spacing >> 10), layer.read_first, layer.read_first_checkpoints);
     total += layer.blob_size;
     heads += layer.head_size;
     layers += 1;

@@ -93,7 +93,14 @@ Result<void> GzipReader::fill_span(std::size_t span, std::uint64_t need, SpanCac
 }
 
 void GzipReader::read_ahead(std::size_t span) const {
-  for (std::size_t next = span + 1; next <= span + kReadAheadSpans && next < index_->gzip_points.size(); ++next) {
+  const auto& points = index_->gzip_points;
+  for (std::size_t next = span + 1; next <= span + kReadAheadSpans && next < points.size(); ++next) {
+    // Not over bytes still to be fetched: a reader in order through one file reads on past its end
+    // only here, and over a network that fetches (serially, ahead of the reads that do need the
+    // link) what may never be read. Sequential reads of a remote file fetch as they go instead.
+    const std::uint64_t from = points[next].compressed_offset;
+    const std::uint64_t to = next + 1 < points.size() ? points[next + 1].compressed_offset : index_->compressed_size;
+    if (!blob_->present(from, to - from)) return;
     spans_->prefetch([weak = weak_from_this(), next] {
       auto self = weak.lock();
       if (!self) return;
@@ -160,6 +167,15 @@ void GzipReader::blob_ranges(std::uint64_t offset, std::uint64_t length, std::ve
                                 [](std::uint64_t off, const GzipCheckpoint& p) { return off < p.decoded_offset; });
   auto last = std::lower_bound(points.begin(), points.end(), std::min(size, offset + length),
                                [](const GzipCheckpoint& p, std::uint64_t off) { return p.decoded_offset < off; });
+  // The states of the checkpoints the reads will start from, when they are fetched from elsewhere
+  // (a shared index): before the blob bytes, which are of no use without them.
+  if (const auto& remote = index_->remote_states) {
+    for (auto point = std::prev(first); point != last; ++point) {
+      if (auto where = remote->location(static_cast<std::size_t>(point - points.begin()))) {
+        out.push_back({where->blob, where->offset, where->length, true});
+      }
+    }
+  }
   const std::uint64_t from = std::prev(first)->compressed_offset;
   // Inflating up to the next checkpoint reads the blob up to its offset (and a little past:
   // ISA-L takes input in blocks).

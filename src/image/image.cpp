@@ -103,10 +103,14 @@ Result<std::unique_ptr<Image>> Image::open(const oci::ImageRef& ref, const cache
   if (options.record_access && !record) image->record_to_ = cache;
   if (options.prefetch != PrefetchMode::none) {
     std::vector<std::optional<std::uint64_t>> landmarks;
-    for (auto& layer : opened) landmarks.push_back(layer->value().landmark_end);
+    std::vector<std::vector<layer::ReadFirst>> read_first;
+    for (auto& layer : opened) {
+      landmarks.push_back(layer->value().landmark_end);
+      read_first.push_back(std::move(layer->value().read_first));
+    }
     const auto& blob_cache = options.resolve.blob_cache;
     auto ranges = prefetch_plan(image->tree_, *image->content_, record.value_or(std::vector<std::uint32_t>{}),
-                                image->resolved_.layers, landmarks, options.prefetch,
+                                read_first, image->resolved_.layers, landmarks, options.prefetch,
                                 blob_cache ? blob_cache->max_bytes() : 0);
     if (!ranges.empty()) image->prefetcher_ = std::make_unique<Prefetcher>(std::move(ranges));
   }

@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 
 namespace ocifs::image {
@@ -26,6 +27,7 @@ Result<PrefetchMode> parse_prefetch_mode(std::string_view text) {
 
 std::vector<Prefetcher::Range> prefetch_plan(const Tree& tree, const ContentReader& content,
                                              const std::vector<std::uint32_t>& record,
+                                             const std::vector<std::vector<layer::ReadFirst>>& read_first,
                                              const std::vector<layer::LayerBlob>& blobs,
                                              const std::vector<std::optional<std::uint64_t>>& landmarks,
                                              PrefetchMode mode, std::uint64_t budget) {
@@ -33,6 +35,43 @@ std::vector<Prefetcher::Range> prefetch_plan(const Tree& tree, const ContentRead
   for (std::uint32_t inode : record) {
     if (inode < tree.inode_count()) content.blob_ranges(inode, ranges);
   }
+  if (record.empty()) {
+    struct Ranked {
+      std::uint32_t rank;
+      std::size_t layer;
+      const layer::ReadFirst* range;
+    };
+    std::vector<Ranked> ranked;
+    for (std::size_t i = 0; i < read_first.size() && i < content.layer_count(); ++i) {
+      for (const auto& r : read_first[i]) ranked.push_back({r.rank, i, &r});
+    }
+    std::stable_sort(ranked.begin(), ranked.end(), [](const Ranked& a, const Ranked& b) { return a.rank < b.rank; });
+    for (const auto& r : ranked) {
+      const std::size_t before = ranges.size();
+      content.layer_blob_ranges(r.layer, r.range->offset, r.range->length, ranges);
+      // The blob ranges run to the next checkpoint the index kept; decoding the range stops sooner.
+      if (const std::uint64_t end = r.range->compressed_end) {
+        for (std::size_t j = before; j < ranges.size(); ++j) {
+          auto& b = ranges[j];
+          if (!b.index && b.offset < end) b.length = std::min(b.length, end - b.offset);
+        }
+      }
+    }
+  }
+  // Index bytes first (nothing decodes without them), then ranges that touch merged.
+  std::stable_partition(ranges.begin(), ranges.end(), [](const Prefetcher::Range& r) { return r.index; });
+  std::vector<Prefetcher::Range> merged;
+  for (auto& r : ranges) {
+    if (!merged.empty()) {
+      auto& last = merged.back();
+      if (last.blob == r.blob && r.offset >= last.offset && r.offset <= last.offset + last.length) {
+        last.length = std::max(last.length, r.offset + r.length - last.offset);
+        continue;
+      }
+    }
+    merged.push_back(std::move(r));
+  }
+  ranges = std::move(merged);
   for (std::size_t i = 0; i < blobs.size(); ++i) {
     if (landmarks[i] && !blobs[i].blob->stable()) ranges.push_back({blobs[i].blob, 0, *landmarks[i]});
   }

@@ -21,9 +21,8 @@ std::string now_rfc3339() {
                      std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now()));
 }
 
-// The layer's verified index from the cache, as its shared blob.
-Result<layer::SharedIndexBlob> shared_blob(const layer::LayerBlob& blob, const cache::Cache& cache,
-                                           const layer::SharedIndexOptions& options) {
+// The layer's verified index from the cache.
+Result<layer::LayerIndex> cached_index(const layer::LayerBlob& blob, const cache::Cache& cache) {
   OCIFS_ASSIGN(auto file, cache.open_index(blob.digest));
   if (!file) {
     return make_error(std::errc::no_such_file_or_directory, "no index of {} in the cache (it was not scanned here)",
@@ -33,13 +32,33 @@ Result<layer::SharedIndexBlob> shared_blob(const layer::LayerBlob& blob, const c
   if (index.digest() != blob.digest) {
     return make_error(std::errc::invalid_argument, "the cached index of {} describes {}", blob.name, index.digest());
   }
-  return layer::build_shared_index(index, options);
+  return index;
 }
 
 }  // namespace
 
+std::vector<std::vector<layer::ReadFirst>> read_first_of(const Tree& tree, const std::vector<std::uint32_t>& record,
+                                                         std::size_t layers) {
+  std::vector<std::vector<layer::ReadFirst>> out(layers);
+  std::uint32_t rank = 0;
+  for (std::uint32_t inode : record) {
+    if (inode >= tree.inode_count()) continue;
+    const Inode& node = tree.inode(inode);
+    if (!node.is_regular() || node.size == 0 || node.layer >= layers) continue;
+    std::uint64_t stored = node.size;
+    if (auto extents = tree.sparse(node); !extents.empty()) {
+      stored = 0;
+      for (const auto& e : extents) stored += e.length;
+    }
+    if (stored == 0 || out[node.layer].size() >= layer::kMaxReadFirst) continue;
+    out[node.layer].push_back({node.data_offset, stored, rank++});
+  }
+  return out;
+}
+
 Result<SharedIndexPush> push_shared_index(const ResolvedImage& image, const cache::Cache& cache,
-                                          registry::RegistryClient& client, const layer::SharedIndexOptions& options) {
+                                          registry::RegistryClient& client, const layer::SharedIndexOptions& options,
+                                          const std::vector<std::vector<layer::ReadFirst>>& read_first) {
   client.request_push();
   SharedIndexPush out;
   oci::Manifest artifact;
@@ -53,35 +72,62 @@ Result<SharedIndexPush> push_shared_index(const ResolvedImage& image, const cach
   subject.size = static_cast<std::int64_t>(image.manifest_json.size());
   artifact.subject = subject;
 
-  for (const auto& blob : image.layers) {
+  // The layers to share, then what to list as read first in them: the states of the checkpoints
+  // that needs get half of the share, across the image.
+  std::vector<std::optional<layer::LayerIndex>> indexes(image.layers.size());
+  std::vector<const layer::LayerIndex*> shared(image.layers.size(), nullptr);
+  std::vector<std::string> skipped(image.layers.size());
+  std::uint64_t shared_bytes = 0;
+  for (std::size_t i = 0; i < image.layers.size(); ++i) {
+    const auto& blob = image.layers[i];
+    if (layer::toc_format_of(blob) != layer::TocFormat::none) {
+      skipped[i] = "read by its TOC already";
+      continue;
+    }
+    OCIFS_ASSIGN(indexes[i], cached_index(blob, cache));
+    if (indexes[i]->seek_index().zstd_spilled) continue;  // build_shared_index says why
+    shared[i] = &*indexes[i];
+    shared_bytes += indexes[i]->seek_index().compressed_size;
+  }
+  const auto read_first_budget = static_cast<std::uint64_t>(options.max_share / 2 * static_cast<double>(shared_bytes));
+  const auto selected = layer::select_read_first(shared, read_first, read_first_budget);
+
+  for (std::size_t i = 0; i < image.layers.size(); ++i) {
+    const auto& blob = image.layers[i];
     SharedLayerReport report;
     report.layer_digest = blob.digest;
-    if (layer::toc_format_of(blob) != layer::TocFormat::none) {
-      report.skipped = "read by its TOC already";
+    if (!indexes[i]) {
+      report.skipped = skipped[i];
       out.layers.push_back(std::move(report));
       continue;
     }
-    auto shared = shared_blob(blob, cache, options);
-    if (!shared) {
-      if (shared.error().code != std::errc::not_supported) return std::move(shared).error();
-      report.skipped = shared.error().message;
+    auto layer_options = options;
+    layer_options.read_first = selected[i];
+    auto shared_blob = layer::build_shared_index(*indexes[i], layer_options);
+    indexes[i].reset();
+    if (!shared_blob) {
+      if (shared_blob.error().code != std::errc::not_supported) return std::move(shared_blob).error();
+      report.skipped = shared_blob.error().message;
       out.layers.push_back(std::move(report));
       continue;
     }
-    report.blob_digest = "sha256:" + util::sha256_hex(shared->bytes);
-    report.blob_size = shared->bytes.size();
-    report.head_size = shared->head_size;
-    report.checkpoints = shared->checkpoints;
-    report.spacing = shared->spacing;
-    OCIFS_TRY(client.push_blob(report.blob_digest, shared->bytes));
+    auto& sblob = *shared_blob;
+    report.blob_digest = "sha256:" + util::sha256_hex(sblob.bytes);
+    report.blob_size = sblob.bytes.size();
+    report.head_size = sblob.head_size;
+    report.checkpoints = sblob.checkpoints;
+    report.spacing = sblob.spacing;
+    report.read_first = sblob.read_first;
+    report.read_first_checkpoints = sblob.read_first_checkpoints;
+    OCIFS_TRY(client.push_blob(report.blob_digest, sblob.bytes));
     oci::Descriptor d;
     d.media_type = layer::kSharedIndexBlobType;
     d.digest = report.blob_digest;
     d.size = static_cast<std::int64_t>(report.blob_size);
     d.annotations[std::string(layer::kAnnotationLayerDigest)] = blob.digest;
     d.annotations[std::string(layer::kAnnotationIndexVersion)] = std::to_string(layer::kSharedIndexVersion);
-    d.annotations[std::string(layer::kAnnotationHeadDigest)] = shared->head_digest;
-    d.annotations[std::string(layer::kAnnotationHeadSize)] = std::to_string(shared->head_size);
+    d.annotations[std::string(layer::kAnnotationHeadDigest)] = sblob.head_digest;
+    d.annotations[std::string(layer::kAnnotationHeadSize)] = std::to_string(sblob.head_size);
     artifact.layers.push_back(std::move(d));
     out.layers.push_back(std::move(report));
   }

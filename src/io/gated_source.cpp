@@ -63,6 +63,11 @@ bool GatedSource::fetching() const {
   return inner && inner->fetching();
 }
 
+bool GatedSource::present(std::uint64_t offset, std::uint64_t length) const {
+  auto inner = opened();
+  return inner && inner->present(offset, length);
+}
+
 Result<std::size_t> StoppableSource::read_at(std::uint64_t offset, std::span<std::byte> buf) const {
   if (stop_.stop_requested()) {
     return make_error(std::errc::operation_canceled, "cannot read {}: stopped", inner_->describe());

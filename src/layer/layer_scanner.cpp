@@ -441,7 +441,8 @@ Result<void> check_shared(const LayerBlob& layer, const cache::Cache& cache, con
 // found that the index describes it exactly; otherwise they fail.
 Result<OpenLayer> open_shared(const LayerBlob& layer, const cache::Cache& cache,
                               const std::shared_ptr<compress::SpanCache>& spans) {
-  OCIFS_ASSIGN(auto loaded, load_shared_index(*layer.shared_index, layer.budget.get(), layer.name));
+  std::vector<ReadFirst> read_first;
+  OCIFS_ASSIGN(auto loaded, load_shared_index(*layer.shared_index, layer.budget.get(), layer.name, &read_first));
   const MetadataUse use = loaded.use();  // charged by the load; given back if the layer is indexed here instead
   auto refuse = [&](Error error) {
     if (layer.budget) layer.budget->release(use);
@@ -460,6 +461,7 @@ Result<OpenLayer> open_shared(const LayerBlob& layer, const cache::Cache& cache,
     auto opened = open_reader(layer, cache, index, false, spans);
     if (!opened) return refuse(std::move(opened).error());
     opened->index_source = "shared";
+    opened->read_first = std::move(read_first);
     return opened;
   }
   auto errors = std::make_shared<io::ReadErrors>();

@@ -3,16 +3,20 @@
 //   offset  size  field
 //   0       8     magic "OCIFSSHI"
 //   8       4     u32 format version (kSharedIndexVersion)
-//   12      4     u32 reserved, 0
+//   12      4     u32 R: ranges listed as read first (ReadFirst)
 //   16      8     u64 H: size of the compressed head
 //   24      8     u64 U: its decoded size (at most kMaxHeadBytes)
 //   32      H     one zstd frame holding LayerIndex::serialize() of the layer, its seek index cut
 //                 to the checkpoints kept, and each gzip state (but at member starts) replaced
-//                 by a 44-byte reference: u64 offset into the states, u32 size, 32-byte sha256
-//   32+H    …     the states: the packed inflate states (GzipCheckpoint::state) back to back
+//                 by a 44-byte reference: u64 offset into the states, u32 size, 32-byte sha256;
+//                 then R read-first ranges of 28 bytes: u64 decoded offset, u64 length, u64
+//                 compressed end (decoding the range reads no blob byte past it), u32 rank
+//   32+H    …     the states: the packed inflate states (GzipCheckpoint::state) back to back,
+//                 first those kept for the read-first ranges (in their order), then the others
 //
 // The head is [0, 32+H): its size and sha256 are the blob descriptor's annotations, so a reader
-// fetches it with one range request and checks it before parsing a byte.
+// fetches it with one range request and checks it before parsing a byte. The states a mount
+// needs first follow it, so one request (or the head's own, a blob cache chunk) brings them.
 #include "ocifs/layer/shared_index.hpp"
 
 #include <zstd.h>
@@ -32,6 +36,7 @@ namespace {
 constexpr std::string_view kMagic = "OCIFSSHI";
 constexpr std::size_t kPrefixSize = 32;
 constexpr std::size_t kStateRefSize = 44;
+constexpr std::size_t kReadFirstSize = 28;
 // A head holds a LayerIndex, which the limits bound (2 Mi entries of 53 bytes, 64 MiB of names,
 // block digests): 512 MiB is far above any index they allow and keeps a forged size from
 // allocating more.
@@ -98,6 +103,11 @@ class FetchedStates final : public compress::CheckpointStates {
     return states_[point];
   }
 
+  std::optional<Location> location(std::size_t point) const override {
+    if (point >= refs_.size() || refs_[point].size == 0) return std::nullopt;
+    return Location{blob_, refs_[point].offset, refs_[point].size};
+  }
+
  private:
   io::BlobSourcePtr blob_;
   std::vector<StateRef> refs_;
@@ -109,8 +119,17 @@ class FetchedStates final : public compress::CheckpointStates {
 
 namespace {
 
-// The shared blob with checkpoints every `spacing` decoded bytes; `index` keeps its own.
-Result<SharedIndexBlob> build_spaced(const LayerIndex& index, std::uint64_t spacing);
+// The checkpoints (indexes into the seek index's points) kept for the read-first ranges, in their
+// order, and the ranges, with their compressed ends.
+struct ReadFirstPlan {
+  std::vector<std::size_t> points;
+  std::vector<ReadFirst> ranges;
+};
+ReadFirstPlan plan_read_first(const compress::SeekIndex& seek, std::vector<ReadFirst> ranges);
+
+// The shared blob with checkpoints every `spacing` decoded bytes plus those of `plan`; `index`
+// keeps its own.
+Result<SharedIndexBlob> build_spaced(const LayerIndex& index, std::uint64_t spacing, const ReadFirstPlan& plan);
 
 }  // namespace
 
@@ -121,52 +140,162 @@ Result<SharedIndexBlob> build_shared_index(const LayerIndex& index, const Shared
                       "another machine would have to make by reading the whole layer",
                       index.digest());
   }
-  if (options.checkpoint_spacing != 0) {
-    return build_spaced(index, std::clamp(options.checkpoint_spacing, kMinCheckpointSpacing, kMaxCheckpointSpacing));
-  }
   const auto budget = static_cast<std::uint64_t>(options.max_share * static_cast<double>(index.seek_index().compressed_size));
+  const auto plan = plan_read_first(index.seek_index(), options.read_first);
+  if (options.checkpoint_spacing != 0) {
+    return build_spaced(index, std::clamp(options.checkpoint_spacing, kMinCheckpointSpacing, kMaxCheckpointSpacing),
+                        plan);
+  }
   for (std::uint64_t spacing = kMinCheckpointSpacing;; spacing *= 2) {
-    OCIFS_ASSIGN(auto blob, build_spaced(index, spacing));
+    OCIFS_ASSIGN(auto blob, build_spaced(index, spacing, plan));
     if (blob.bytes.size() <= budget || spacing >= kMaxCheckpointSpacing) return blob;
   }
 }
 
 namespace {
 
-Result<SharedIndexBlob> build_spaced(const LayerIndex& original, std::uint64_t spacing) {
+// The points a read of `range` starts from: the last one at or before it, and those inside it,
+// but member starts (they need no state) and those `taken` already.
+std::vector<std::size_t> points_for(const compress::SeekIndex& seek, const ReadFirst& range,
+                                    const std::vector<bool>& taken) {
+  std::vector<std::size_t> out;
+  const auto& points = seek.gzip_points;
+  const std::uint64_t end = range.offset + range.length;
+  auto after = std::upper_bound(points.begin(), points.end(), range.offset,
+                                [](std::uint64_t off, const compress::GzipCheckpoint& p) { return off < p.decoded_offset; });
+  if (after == points.begin()) return out;
+  for (auto i = static_cast<std::size_t>(after - points.begin()) - 1;
+       i < points.size() && (points[i].decoded_offset <= range.offset || points[i].decoded_offset < end); ++i) {
+    if (!points[i].member_start && !taken[i]) out.push_back(i);
+  }
+  return out;
+}
+
+// The ranges that lie in the layer, cut to it.
+std::vector<ReadFirst> in_layer(const compress::SeekIndex& seek, std::vector<ReadFirst> ranges) {
+  std::vector<ReadFirst> out;
+  for (auto& r : ranges) {
+    if (r.length == 0 || r.offset >= seek.decoded_size || out.size() == kMaxReadFirst) continue;
+    r.length = std::min(r.length, seek.decoded_size - r.offset);
+    out.push_back(r);
+  }
+  return out;
+}
+
+ReadFirstPlan plan_read_first(const compress::SeekIndex& seek, std::vector<ReadFirst> ranges) {
+  ReadFirstPlan plan;
+  const auto& points = seek.gzip_points;
+  if (points.empty()) return plan;
+  ranges = in_layer(seek, std::move(ranges));
+  std::stable_sort(ranges.begin(), ranges.end(), [](const ReadFirst& a, const ReadFirst& b) { return a.rank < b.rank; });
+  std::vector<bool> taken(points.size());
+  for (auto range : ranges) {
+    for (auto i : points_for(seek, range, taken)) {
+      taken[i] = true;
+      plan.points.push_back(i);
+    }
+    // Decoding up to the range's end reads the blob no further than the first checkpoint at or
+    // past it (and a little past that: ISA-L takes input in blocks).
+    const std::uint64_t end = range.offset + range.length;
+    auto next = std::lower_bound(points.begin(), points.end(), end,
+                                 [](const compress::GzipCheckpoint& p, std::uint64_t off) { return p.decoded_offset < off; });
+    range.compressed_end = next == points.end() ? seek.compressed_size
+                                                : std::min(seek.compressed_size, next->compressed_offset + (64u << 10));
+    plan.ranges.push_back(range);
+  }
+  return plan;
+}
+
+}  // namespace
+
+std::vector<std::vector<ReadFirst>> select_read_first(const std::vector<const LayerIndex*>& layers,
+                                                      const std::vector<std::vector<ReadFirst>>& ranges,
+                                                      std::uint64_t budget) {
+  struct Ranked {
+    ReadFirst range;
+    std::size_t layer;
+  };
+  std::vector<Ranked> all;
+  std::vector<std::vector<bool>> taken(layers.size());
+  for (std::size_t i = 0; i < layers.size() && i < ranges.size(); ++i) {
+    if (!layers[i]) continue;
+    taken[i].resize(layers[i]->seek_index().gzip_points.size());
+    for (const auto& r : in_layer(layers[i]->seek_index(), ranges[i])) all.push_back({r, i});
+  }
+  std::stable_sort(all.begin(), all.end(), [](const Ranked& a, const Ranked& b) { return a.range.rank < b.range.rank; });
+  std::vector<std::vector<ReadFirst>> out(layers.size());
+  std::uint64_t used = 0;
+  for (const auto& [range, i] : all) {
+    const auto& seek = layers[i]->seek_index();
+    auto points = points_for(seek, range, taken[i]);
+    std::uint64_t more = 0;
+    for (auto p : points) more += seek.gzip_points[p].state.size();
+    if (used + more > budget) break;  // what was read later is served by the spacing
+    used += more;
+    for (auto p : points) taken[i][p] = true;
+    out[i].push_back(range);
+  }
+  return out;
+}
+
+namespace {
+
+Result<SharedIndexBlob> build_spaced(const LayerIndex& original, std::uint64_t spacing, const ReadFirstPlan& plan) {
   LayerIndex index = original;
   auto& seek = index.seek_index();
   SharedIndexBlob out;
   out.spacing = spacing;
+  out.read_first = plan.ranges.size();
+  out.read_first_checkpoints = plan.points.size();
+  auto& points = seek.gzip_points;
+  std::vector<bool> keep(points.size());
+  for (auto i : plan.points) keep[i] = true;
+  std::uint64_t last_kept = 0;
+  for (std::size_t i = 0; i < points.size(); ++i) {
+    if (i == 0 || points[i].member_start || points[i].decoded_offset - last_kept >= spacing) keep[i] = true;
+    if (keep[i]) last_kept = points[i].decoded_offset;
+  }
+  // Each kept state's place among the states: the read-first ones first, in their order.
   std::string states;
+  std::vector<std::string> refs(points.size());
+  auto place = [&](std::size_t i) -> Result<void> {
+    auto& point = points[i];
+    if (point.state.empty()) {
+      return make_error(std::errc::invalid_argument,
+                        "cannot share the index of {}: checkpoint at decoded offset {} has no state", index.digest(),
+                        point.decoded_offset);
+    }
+    std::string& ref = refs[i];
+    put(ref, states.size(), 8);
+    put(ref, point.state.size(), 4);
+    util::Sha256 sum;
+    sum.update(point.state);
+    auto digest = sum.digest();
+    ref.append(reinterpret_cast<const char*>(digest.data()), digest.size());
+    states += point.state;
+    return util::success();
+  };
+  for (auto i : plan.points) OCIFS_TRY(place(i));
+  for (std::size_t i = 0; i < points.size(); ++i) {
+    if (keep[i] && !points[i].member_start && refs[i].empty()) OCIFS_TRY(place(i));
+  }
   std::vector<compress::GzipCheckpoint> kept;
-  for (auto& point : seek.gzip_points) {
-    if (!kept.empty() && !point.member_start && point.decoded_offset - kept.back().decoded_offset < spacing) {
-      continue;
-    }
-    if (!point.member_start) {
-      if (point.state.empty()) {
-        return make_error(std::errc::invalid_argument,
-                          "cannot share the index of {}: checkpoint at decoded offset {} has no state",
-                          index.digest(), point.decoded_offset);
-      }
-      std::string ref;
-      put(ref, states.size(), 8);
-      put(ref, point.state.size(), 4);
-      util::Sha256 sum;
-      sum.update(point.state);
-      auto digest = sum.digest();
-      ref.append(reinterpret_cast<const char*>(digest.data()), digest.size());
-      states += point.state;
-      point.state = std::move(ref);
-    }
-    kept.push_back(std::move(point));
+  for (std::size_t i = 0; i < points.size(); ++i) {
+    if (!keep[i]) continue;
+    if (!points[i].member_start) points[i].state = std::move(refs[i]);
+    kept.push_back(std::move(points[i]));
   }
   seek.gzip_points = std::move(kept);
   out.checkpoints = seek.gzip_points.size();
   out.states_bytes = states.size();
 
-  const std::string payload = index.serialize();
+  std::string payload = index.serialize();
+  for (const auto& range : plan.ranges) {
+    put(payload, range.offset, 8);
+    put(payload, range.length, 8);
+    put(payload, range.compressed_end, 8);
+    put(payload, range.rank, 4);
+  }
   std::string head(ZSTD_compressBound(payload.size()), '\0');
   const std::size_t packed =
       ZSTD_compress(head.data(), head.size(), payload.data(), payload.size(), kHeadCompressionLevel);
@@ -178,7 +307,7 @@ Result<SharedIndexBlob> build_spaced(const LayerIndex& original, std::uint64_t s
   out.bytes.reserve(kPrefixSize + head.size() + states.size());
   out.bytes += kMagic;
   put(out.bytes, kSharedIndexVersion, 4);
-  put(out.bytes, 0, 4);
+  put(out.bytes, plan.ranges.size(), 4);
   put(out.bytes, head.size(), 8);
   put(out.bytes, payload.size(), 8);
   out.bytes += head;
@@ -191,7 +320,7 @@ Result<SharedIndexBlob> build_spaced(const LayerIndex& original, std::uint64_t s
 }  // namespace
 
 Result<LayerIndex> load_shared_index(const SharedIndexRef& ref, MetadataBudget* budget,
-                                     std::string_view layer_name) {
+                                     std::string_view layer_name, std::vector<ReadFirst>* read_first) {
   const std::string describe = ref.blob->describe();
   const std::uint64_t blob_size = ref.blob->size();
   if (ref.head_size < kPrefixSize || ref.head_size > kPrefixSize + kMaxHeadBytes ||
@@ -213,15 +342,24 @@ Result<LayerIndex> load_shared_index(const SharedIndexRef& ref, MetadataBudget* 
     return bad_index(describe,
                      fmt::format("format version {} (this ocifs reads {})", version, kSharedIndexVersion));
   }
-  const std::uint64_t packed = get(head, 16, 8), unpacked = get(head, 24, 8);
+  const std::uint64_t packed = get(head, 16, 8), unpacked = get(head, 24, 8), listed = get(head, 12, 4);
   if (packed != ref.head_size - kPrefixSize || unpacked > kMaxHeadBytes ||
-      ZSTD_getFrameContentSize(head.data() + kPrefixSize, packed) != unpacked) {
+      ZSTD_getFrameContentSize(head.data() + kPrefixSize, packed) != unpacked || listed > kMaxReadFirst ||
+      listed * kReadFirstSize > unpacked) {
     return bad_index(describe, "its head's sizes do not add up");
   }
   std::string payload(static_cast<std::size_t>(unpacked), '\0');
   const std::size_t n = ZSTD_decompress(payload.data(), payload.size(), head.data() + kPrefixSize, packed);
   if (ZSTD_isError(n) || n != unpacked) return bad_index(describe, "its head does not decompress");
   head = std::string();
+  const std::size_t index_bytes = payload.size() - static_cast<std::size_t>(listed * kReadFirstSize);
+  std::vector<ReadFirst> ranges(static_cast<std::size_t>(listed));
+  for (std::size_t i = 0; i < ranges.size(); ++i) {
+    const std::size_t at = index_bytes + i * kReadFirstSize;
+    ranges[i] = {get(payload, at, 8), get(payload, at + 8, 8), static_cast<std::uint32_t>(get(payload, at + 24, 4)),
+                 get(payload, at + 16, 8)};
+  }
+  payload.resize(index_bytes);
 
   OCIFS_ASSIGN(LayerIndex index,
                LayerIndex::load(io::MemorySource(std::move(payload), describe), budget, layer_name));
@@ -247,7 +385,15 @@ Result<LayerIndex> load_shared_index(const SharedIndexRef& ref, MetadataBudget* 
     r.offset = ref.head_size + offset;
     point.state = std::string();
   }
+  const std::uint64_t decoded_size = index.seek_index().decoded_size;
+  for (const auto& range : ranges) {
+    if (range.length == 0 || range.offset > decoded_size || range.length > decoded_size - range.offset) {
+      return refuse(fmt::format("a range it lists as read first ({} bytes at {}) is not in the layer", range.length,
+                                range.offset));
+    }
+  }
   index.seek_index().remote_states = std::make_shared<FetchedStates>(ref.blob, std::move(refs));
+  if (read_first) *read_first = std::move(ranges);
   return index;
 }
 

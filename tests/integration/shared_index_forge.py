@@ -7,8 +7,8 @@ whose blob block digests lie, a format version this ocifs does not read.
     desc = descriptor_for(layer_desc, bad, head_digest, head_size)   # for the artifact manifest
 
 The blob (src/layer/shared_index.cpp; little-endian): a 32-byte prefix (magic "OCIFSSHI", u32
-version, u32 reserved 0, u64 H compressed head size, u64 U its decoded size), H bytes holding one
-zstd frame of a LayerIndex (src/layer/layer_index.cpp: a 112-byte header of counts, the tables,
+version, u32 R read-first ranges, u64 H compressed head size, u64 U its decoded size), H bytes
+holding one zstd frame of a LayerIndex (then R read-first ranges of 28 bytes) (src/layer/layer_index.cpp: a 112-byte header of counts, the tables,
 string pool, seek index, the layer's digest, the blob and decoded block digests, then a sha256
 of everything before it), then the gzip checkpoint states.  The head is [0, 32+H): its sha256
 and size are the annotations dev.ocifs.index.head.digest / .head.size.  A state's offset is
@@ -24,6 +24,7 @@ MAGIC = b'OCIFSSHI'
 PREFIX_SIZE = 32
 INDEX_MAGIC = b'OCIFSIDX'
 INDEX_HEADER_SIZE = 112
+READ_FIRST_SIZE = 28
 DIGEST_SIZE = 32
 ENTRY_SIZE, EXTRA_SIZE, XATTR_SIZE, EXTENT_SIZE = 53, 32, 16, 16
 KINDS = ('regular', 'directory', 'symlink', 'hardlink', 'char_device', 'block_device', 'fifo')
@@ -55,8 +56,9 @@ def sha256_digest(data):
 
 def parse(blob):
     """The parts of a shared index blob, as a dict:
-    version, reserved, packed_size (H), unpacked_size (U), head_size (32+H), head (its bytes),
-    index (the decoded LayerIndex), states (the bytes after the head); from the LayerIndex:
+    version, reserved (R), packed_size (H), unpacked_size (U), head_size (32+H), head (its bytes),
+    index (the decoded LayerIndex), read_first (the R ranges' bytes after it), states (the bytes
+    after the head); from the LayerIndex:
     index_version, the counts E W X S P K D block_size blob_size B decoded_size Z, the offsets
     in `index` of each section (entries_at, extras_at, xattrs_at, sparse_at, pool_at, seek_at,
     digest_at, blob_digests_at, decoded_digests_at, checksum_at), layer_digest (the D bytes),
@@ -68,12 +70,14 @@ def parse(blob):
     head_size = PREFIX_SIZE + packed
     if head_size > len(blob):
         raise ForgeError('head of %d bytes in a blob of %d' % (head_size, len(blob)))
-    index = _zstd(['-d'], blob[PREFIX_SIZE:head_size])
-    if len(index) != unpacked:
-        raise ForgeError('head decodes to %d bytes, the prefix says %d' % (len(index), unpacked))
+    payload = _zstd(['-d'], blob[PREFIX_SIZE:head_size])
+    if len(payload) != unpacked or READ_FIRST_SIZE * reserved > unpacked:
+        raise ForgeError('head decodes to %d bytes, the prefix says %d' % (len(payload), unpacked))
+    cut = len(payload) - READ_FIRST_SIZE * reserved
+    index = payload[:cut]
     out = {'version': version, 'reserved': reserved, 'packed_size': packed,
            'unpacked_size': unpacked, 'head_size': head_size, 'head': blob[:head_size],
-           'index': index, 'states': blob[head_size:]}
+           'index': index, 'read_first': payload[cut:], 'states': blob[head_size:]}
     out.update(_parse_index(index))
     return out
 
@@ -131,10 +135,11 @@ def rebuild(blob, index, version=None, level=19):
     edit), compressed anew, the prefix's H and U and (when given) version set, the states of
     `blob` carried over.  Returns (new blob, "sha256:<hex>" of its head, head size)."""
     info = parse(blob)
-    packed = _zstd(['-%d' % level, '--stream-size=%d' % len(index)]
-                   + (['--ultra'] if level > 19 else []), bytes(index))
+    payload = bytes(index) + info['read_first']
+    packed = _zstd(['-%d' % level, '--stream-size=%d' % len(payload)]
+                   + (['--ultra'] if level > 19 else []), payload)
     head = (MAGIC + struct.pack('<IIQQ', info['version'] if version is None else version,
-                                info['reserved'], len(packed), len(index)) + packed)
+                                info['reserved'], len(packed), len(payload)) + packed)
     return head + info['states'], sha256_digest(head), len(head)
 
 

@@ -239,7 +239,7 @@ struct PlanFixture {
                                 const std::vector<std::optional<std::uint64_t>>& landmarks, image::PrefetchMode mode,
                                 std::uint64_t budget = 0) const {
     std::vector<std::string> out;
-    for (const auto& r : image::prefetch_plan(tree, *content, record, blobs, landmarks, mode, budget)) {
+    for (const auto& r : image::prefetch_plan(tree, *content, record, {}, blobs, landmarks, mode, budget)) {
       out.push_back(piece(r.blob->describe(), r.offset, r.length));
     }
     return out;
@@ -288,4 +288,25 @@ TEST_CASE_METHOD(PlanFixture, "prefetch plan: at most half the blob cache budget
   CHECK(plan(record, landmarks, mode, 1).empty());
   // Room for everything: unchanged.
   CHECK(plan(record, landmarks, mode, 1u << 30).size() == 5);
+}
+
+TEST_CASE_METHOD(PlanFixture, "prefetch plan: without a record, what shared indexes list as read first, by rank") {
+  std::vector<std::vector<layer::ReadFirst>> read_first(3);
+  read_first[0] = {{100, 50, 2}, {5000, 300, 0, 5100}};  // the second known to need only 100 blob bytes
+  read_first[2] = {{0, 10, 1}};
+  auto plan_of = [&](const std::vector<std::uint32_t>& record) {
+    std::vector<std::string> out;
+    for (const auto& r : image::prefetch_plan(tree, *content, record, read_first, blobs, kNoLandmarks,
+                                              image::PrefetchMode::landmark, 0)) {
+      out.push_back(piece(r.blob->describe(), r.offset, r.length));
+    }
+    return out;
+  };
+  CHECK(plan_of({}) == Plan{"L0:5000+100", "L2:0+10", "L0:100+50"});
+  // This machine's own record wins: the ranges another machine read are not fetched.
+  CHECK(plan_of({inode("c")}) == Plan{"L1:64+700"});
+  // Ranges that touch are fetched as one.
+  read_first[0] = {{0, 100, 0}, {100, 100, 1}, {150, 10, 2}, {400, 10, 3}};
+  read_first[2].clear();
+  CHECK(plan_of({}) == Plan{"L0:0+200", "L0:400+10"});
 }

@@ -3,6 +3,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <random>
@@ -82,19 +83,33 @@ std::string read_all(const compress::SeekableReader& reader, std::uint64_t offse
   return out;
 }
 
+// A gzip layer of three files (3 MiB of text, a small file, 5 MiB of text), scanned.
+struct ScannedLayer {
+  test::TempDir dir;
+  std::vector<std::pair<std::string, std::string>> files = {
+      {"a.txt", text(3u << 20, 1)}, {"etc/hostname", "box\n"}, {"b.txt", text(5u << 20, 2)}};
+  std::string blob = gzip_layer(files);
+  layer::LayerBlob layer{std::make_shared<io::MemorySource>(blob, "layer"), "sha256:" + util::sha256_hex(blob), false,
+                         "layer 1", {}};
+  Result<layer::LayerIndex> scanned = scan();
+
+  Result<layer::LayerIndex> scan() {
+    auto cache = cache::Cache::open(dir.path);
+    REQUIRE(cache);
+    auto index = layer::scan_layer(layer, *cache);
+    REQUIRE(index);
+    return index;
+  }
+};
+
 }  // namespace
 
 TEST_CASE("a shared index reads a gzip layer by range, fetching states as reads need them") {
-  test::TempDir dir;
-  auto cache = cache::Cache::open(dir.path);
-  REQUIRE(cache);
-  std::vector<std::pair<std::string, std::string>> files = {
-      {"a.txt", text(3u << 20, 1)}, {"etc/hostname", "box\n"}, {"b.txt", text(5u << 20, 2)}};
-  const std::string blob = gzip_layer(files);
-  const std::string digest = "sha256:" + util::sha256_hex(blob);
-  layer::LayerBlob layer{std::make_shared<io::MemorySource>(blob, "layer"), digest, false, "layer 1", {}};
-  auto scanned = layer::scan_layer(layer, *cache);
-  REQUIRE(scanned);
+  ScannedLayer scan;
+  const auto& files = scan.files;
+  const auto& layer = scan.layer;
+  const std::string& digest = layer.digest;
+  auto& scanned = scan.scanned;
   const std::size_t local_points = scanned->seek_index().gzip_points.size();
   REQUIRE(local_points >= 12);  // 8 MiB decoded at 512 KiB
   auto local = compress::make_seekable_reader(scanned->seek_index(), layer.blob, nullptr, nullptr);
@@ -185,4 +200,79 @@ TEST_CASE("a zstd layer that needs a decoded copy is not shared") {
   auto shared = layer::build_shared_index(std::move(index));
   REQUIRE(!shared);
   CHECK(shared.error().code == std::errc::not_supported);
+}
+
+TEST_CASE("a shared index lists what the pushing machine read first, with checkpoints and states for it") {
+  ScannedLayer scan;
+  const auto& layer = scan.layer;
+  auto& scanned = scan.scanned;
+  const auto& local = scanned->seek_index();
+  const auto& hostname = scanned->entries()[1];
+  const auto& b = scanned->entries()[2];
+
+  layer::SharedIndexOptions options;
+  options.checkpoint_spacing = 32u << 20;  // no checkpoint but for the ranges
+  options.read_first = {{b.data_offset + (1u << 20), 1u << 20, 7}, {hostname.data_offset, hostname.size, 3}};
+  auto shared = layer::build_shared_index(*scanned, options);
+  REQUIRE(shared);
+  CHECK(shared->read_first == 2);
+  // hostname: the checkpoint before it; 1 MiB of b: the one before it and one or two inside.
+  CHECK(shared->read_first_checkpoints >= 3);
+  CHECK(shared->read_first_checkpoints <= 4);
+  CHECK(shared->checkpoints == shared->read_first_checkpoints + 1);  // and the member start
+
+  std::vector<layer::ReadFirst> listed;
+  auto index = layer::load_shared_index({std::make_shared<io::MemorySource>(shared->bytes, "shared index"),
+                                         shared->head_digest, shared->head_size},
+                                        nullptr, "layer 1", &listed);
+  if (!index) FAIL(index.error().message);
+  REQUIRE(listed.size() == 2);
+  // In rank order, each with a compressed end at or past the first local checkpoint after it.
+  CHECK(listed[0].offset == hostname.data_offset);
+  CHECK(listed[0].rank == 3);
+  CHECK(listed[1].offset == b.data_offset + (1u << 20));
+  CHECK(listed[1].length == 1u << 20);
+  CHECK(listed[1].rank == 7);
+  for (const auto& r : listed) {
+    auto next = std::find_if(local.gzip_points.begin(), local.gzip_points.end(),
+                             [&](const auto& p) { return p.decoded_offset >= r.offset + r.length; });
+    REQUIRE(next != local.gzip_points.end());
+    CHECK(r.compressed_end >= next->compressed_offset);
+    CHECK(r.compressed_end < local.compressed_size);
+  }
+  // The states read first lie first, together, right after the head.
+  const auto& points = index->seek_index().gzip_points;
+  const auto& states = index->seek_index().remote_states;
+  REQUIRE(states);
+  auto hostname_point = std::prev(std::upper_bound(points.begin(), points.end(), hostname.data_offset,
+                                                   [](std::uint64_t off, const auto& p) { return off < p.decoded_offset; }));
+  auto first = states->location(static_cast<std::size_t>(hostname_point - points.begin()));
+  REQUIRE(first);
+  CHECK(first->offset == shared->head_size);
+  // A reader's blob ranges put the state a read needs before the layer bytes.
+  auto reader = compress::make_seekable_reader(index->seek_index(), layer.blob, nullptr, nullptr);
+  REQUIRE(reader);
+  std::vector<compress::BlobRange> ranges;
+  (*reader)->blob_ranges(hostname.data_offset, hostname.size, ranges);
+  REQUIRE(ranges.size() == 2);
+  CHECK(ranges[0].index);
+  CHECK(ranges[0].offset == first->offset);
+  CHECK(ranges[0].length == first->length);
+  CHECK(!ranges[1].index);
+  CHECK(read_all(**reader, hostname.data_offset, hostname.size) == "box\n");
+
+  SECTION("across layers, ranges are taken by rank while their states fit the budget") {
+    const std::vector<const layer::LayerIndex*> layers{&*scanned, nullptr, &*scanned};
+    const std::vector<std::vector<layer::ReadFirst>> ranges{
+        {{hostname.data_offset, hostname.size, 5}}, {{0, 10, 0}}, {{b.data_offset, 100, 1}}};
+    auto all = layer::select_read_first(layers, ranges, 1u << 30);
+    CHECK(all[0].size() == 1);
+    CHECK(all[1].empty());  // not a shared layer
+    CHECK(all[2].size() == 1);
+    // b (rank 1) needs the state of the checkpoint before it; with no budget for any state,
+    // neither range is taken, and the later one is not taken past the first that did not fit.
+    auto none = layer::select_read_first(layers, ranges, 0);
+    CHECK(none[0].empty());
+    CHECK(none[2].empty());
+  }
 }

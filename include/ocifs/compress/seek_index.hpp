@@ -4,11 +4,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "ocifs/compress/encoding.hpp"
+#include "ocifs/io/blob_source.hpp"
 
 namespace ocifs::compress {
 
@@ -31,6 +33,14 @@ class CheckpointStates {
   // The packed state of gzip checkpoint `point` (what GzipCheckpoint::state would hold), checked;
   // an error (EIO) when it cannot be fetched or does not match what the index recorded.
   virtual Result<std::shared_ptr<const std::string>> state(std::size_t point) const = 0;
+  // Where that state lies (blob, offset, length), to fetch it ahead of the read that needs it;
+  // nothing when it is not fetched from anywhere.
+  struct Location {
+    io::BlobSourcePtr blob;
+    std::uint64_t offset = 0;
+    std::uint64_t length = 0;
+  };
+  virtual std::optional<Location> location(std::size_t point) const = 0;
 };
 
 // One zstd frame: where it starts in the blob and in the decoded stream.

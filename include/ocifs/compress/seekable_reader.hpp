@@ -25,6 +25,9 @@ struct BlobRange {
   io::BlobSourcePtr blob;
   std::uint64_t offset = 0;
   std::uint64_t length = 0;
+  // Bytes of an index (a checkpoint's state in a shared index) that reading the layer's bytes
+  // needs first.
+  bool index = false;
 };
 
 class SeekableReader {

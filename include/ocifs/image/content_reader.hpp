@@ -56,6 +56,12 @@ class ContentReader {
   Failures failures(std::size_t layer) const;
   // Appends the blob ranges holding the file's data (compress::SeekableReader::blob_ranges).
   void blob_ranges(std::uint32_t inode, std::vector<compress::BlobRange>& out) const;
+  // The same for decoded bytes [offset, offset + length) of layer `layer`.
+  void layer_blob_ranges(std::size_t layer, std::uint64_t offset, std::uint64_t length,
+                         std::vector<compress::BlobRange>& out) const {
+    layers_.at(layer)->blob_ranges(offset, length, out);
+  }
+  std::size_t layer_count() const { return layers_.size(); }
 
  private:
   // A regular file's bytes [offset, offset + buf.size()), within its size: its sparse extents,

@@ -17,6 +17,7 @@
 
 namespace ocifs::layer {
 struct LayerBlob;
+struct ReadFirst;
 }  // namespace ocifs::layer
 
 namespace ocifs::image {
@@ -56,13 +57,17 @@ class Prefetcher {
 };
 
 // What a mount fetches in the background once live, in order: the files the image's first mount
-// read (`record`, inode indexes of `tree`; others are ignored), the ranges eStargz layers mark as
-// needed first (`landmarks`, per layer of `blobs`), then (all) every registry layer. Stable
-// (local) blobs are never fetched whole. At most half the blob cache's budget (0: none), as for
-// the first mount's streams: a plan that does not fit evicts its own start, and the chunks reads
-// are waiting for. (Image::open's plan, a function of its own for the tests.)
+// read (`record`, inode indexes of `tree`; others are ignored) or, without a record, the ranges
+// shared indexes list as read first on the machine that pushed them (`read_first`, per layer of
+// `blobs`, by rank), the ranges eStargz layers mark as needed first (`landmarks`, per layer), then
+// (all) every registry layer. Of the first part, the index bytes (checkpoint states) come before
+// the layer bytes, and ranges that touch are fetched as one. Stable (local) blobs are never
+// fetched whole. At most half the blob cache's budget (0: none), as for the first mount's
+// streams: a plan that does not fit evicts its own start, and the chunks reads are waiting for.
+// (Image::open's plan, a function of its own for the tests.)
 std::vector<Prefetcher::Range> prefetch_plan(const Tree& tree, const ContentReader& content,
                                              const std::vector<std::uint32_t>& record,
+                                             const std::vector<std::vector<layer::ReadFirst>>& read_first,
                                              const std::vector<layer::LayerBlob>& blobs,
                                              const std::vector<std::optional<std::uint64_t>>& landmarks,
                                              PrefetchMode mode, std::uint64_t budget);

@@ -38,6 +38,8 @@ class BlobSource {
   virtual Result<void> prefetch(std::uint64_t /*offset*/, std::uint64_t /*length*/) const { return {}; }
   // Whether reads are waiting on fetches right now: a prefetcher lets them have the link.
   virtual bool fetching() const { return false; }
+  // Whether reading [offset, offset + length) needs no fetch now (the bytes are local).
+  virtual bool present(std::uint64_t /*offset*/, std::uint64_t /*length*/) const { return true; }
 };
 
 using BlobSourcePtr = std::shared_ptr<const BlobSource>;

@@ -56,6 +56,7 @@ class VerifiedSource final : public BlobSource {
     return inner_->prefetch(offset, length);
   }
   bool fetching() const override { return inner_->fetching(); }
+  bool present(std::uint64_t offset, std::uint64_t length) const override { return inner_->present(offset, length); }
 
  private:
   bool is_verified(std::uint64_t block) const;

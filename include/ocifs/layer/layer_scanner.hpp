@@ -85,6 +85,9 @@ struct OpenLayer {
   // eStargz `.prefetch.landmark`: the blob's bytes before this hold what the image's author
   // marked as needed first.
   std::optional<std::uint64_t> landmark_end{};
+  // From a shared index (`use`): the decoded ranges the pushing machine's first mount read, in
+  // that order (ReadFirst::rank), for the prefetcher when this machine has no record of its own.
+  std::vector<ReadFirst> read_first{};
 };
 
 // How a layer without a stored index is opened.

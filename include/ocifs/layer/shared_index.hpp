@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "ocifs/io/blob_source.hpp"
 #include "ocifs/layer/layer_index.hpp"
@@ -29,7 +30,21 @@ inline constexpr std::string_view kAnnotationLayerDigest = "dev.ocifs.layer.dige
 inline constexpr std::string_view kAnnotationIndexVersion = "dev.ocifs.index.version";
 inline constexpr std::string_view kAnnotationHeadDigest = "dev.ocifs.index.head.digest";
 inline constexpr std::string_view kAnnotationHeadSize = "dev.ocifs.index.head.size";
-inline constexpr std::uint32_t kSharedIndexVersion = 1;
+inline constexpr std::uint32_t kSharedIndexVersion = 2;
+
+// A part of the layer the image's first mount read (on the machine that pushed): its decoded
+// range and its place in that mount's read order. A shared index keeps checkpoints for these
+// (and their states first, together), and lists them so that a mount elsewhere fetches them at
+// once, in that order, instead of one read after another as the workload asks.
+struct ReadFirst {
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
+  std::uint32_t rank = 0;
+  // In a shared index: decoding the range reads no blob byte at or past this (0: not known).
+  std::uint64_t compressed_end = 0;
+};
+// At most this many per layer (what an access record holds, Cache::kMaxAccessRecord).
+inline constexpr std::size_t kMaxReadFirst = 1u << 20;
 
 struct SharedIndexOptions {
   // Decoded bytes between the gzip checkpoints kept (at least; member starts are all kept, they
@@ -39,6 +54,10 @@ struct SharedIndexOptions {
   // a layer: states are 2-19 KiB each).
   std::uint64_t checkpoint_spacing = 0;
   double max_share = 0.018;
+  // What the first mount read of this layer, in its read order (by rank; select_read_first).
+  // The checkpoint before each range and those inside it are kept whatever the spacing, and
+  // the spacing chosen is the smallest that keeps the whole within `max_share`.
+  std::vector<ReadFirst> read_first;
 };
 inline constexpr std::uint64_t kMinCheckpointSpacing = 512u << 10;
 inline constexpr std::uint64_t kMaxCheckpointSpacing = 32u << 20;  // well inside SeekIndex's 64 MiB spans
@@ -50,11 +69,20 @@ struct SharedIndexBlob {
   std::size_t checkpoints = 0;   // gzip checkpoints kept (member starts included)
   std::uint64_t spacing = 0;     // the checkpoint spacing chosen
   std::size_t states_bytes = 0;  // of those, bytes of inflate states
+  std::size_t read_first = 0;    // ranges listed as read first
+  std::size_t read_first_checkpoints = 0;  // checkpoints kept for them
 };
 
 // The shared form of a verified layer index (one from a scan: its states are all there). A zstd
 // layer that needs a decoded copy in the cache cannot be read from a shared index: not_supported.
 Result<SharedIndexBlob> build_shared_index(const LayerIndex& index, const SharedIndexOptions& options = {});
+
+// Of the ranges an image's first mount read (per layer of `layers`: their verified indexes, null
+// for a layer not shared), those to list as read first: by rank while the states of the
+// checkpoints they need fit `budget` bytes (across all layers).
+std::vector<std::vector<ReadFirst>> select_read_first(const std::vector<const LayerIndex*>& layers,
+                                                      const std::vector<std::vector<ReadFirst>>& ranges,
+                                                      std::uint64_t budget);
 
 // Where a layer's shared index is, as its artifact manifest says.
 struct SharedIndexRef {
@@ -64,10 +92,11 @@ struct SharedIndexRef {
 };
 
 // Reads and checks the head, and returns the index, its gzip states to be fetched from `ref.blob`
-// when first needed (SeekIndex::remote_states). Errors say what is wrong with the index (the
-// caller ignores it and indexes the layer itself); the counts are charged to `budget` as
-// LayerIndex::load does.
+// when first needed (SeekIndex::remote_states), and in `read_first` (if given) the ranges the
+// head lists as read first. Errors say what is wrong with the index (the caller ignores it and
+// indexes the layer itself); the counts are charged to `budget` as LayerIndex::load does.
 Result<LayerIndex> load_shared_index(const SharedIndexRef& ref, MetadataBudget* budget = nullptr,
-                                     std::string_view layer_name = "layer");
+                                     std::string_view layer_name = "layer",
+                                     std::vector<ReadFirst>* read_first = nullptr);
 
 }  // namespace ocifs::layer
