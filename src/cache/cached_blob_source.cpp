@@ -243,10 +243,8 @@ bool CachedBlobSource::fetching() const {
 
 bool CachedBlobSource::present(std::uint64_t offset, std::uint64_t length) const {
   const std::uint64_t end = std::min(entry_->size(), offset + std::min(length, entry_->size()));
-  for (std::uint64_t c = offset / kChunk; c * kChunk < end; ++c) {
-    if (!entry_->chunk_present(c)) return false;
-  }
-  return true;
+  if (offset >= end) return true;
+  return entry_->next_absent(offset / kChunk) * kChunk >= end;  // one lock, not one per chunk
 }
 
 CachedBlobSource::Progress CachedBlobSource::progress() const {

@@ -17,6 +17,8 @@ constexpr std::size_t kInputChunk = 64u << 10;
 // Bytes before the offset asked for are decoded here and dropped. Large, because every
 // isal_inflate() call also saves 32 KiB of history.
 constexpr std::size_t kScratch = 512u << 10;
+// The smallest blob read when only part of kInputChunk is local.
+constexpr std::size_t kMinInput = 4u << 10;
 
 }  // namespace
 
@@ -40,7 +42,13 @@ Result<void> GzipCursor::refill() {
   if (s.avail_in > 0 || eof_) return util::success();
   in_offset_ += in_size_;
   in_size_ = 0;
-  OCIFS_ASSIGN(std::size_t n, blob_->read_at(in_offset_, in_));
+  // Read on only as far as the bytes are local, when some are: decoding that stops short of
+  // the end of this read would otherwise have fetched the rest over a network for nothing.
+  std::size_t want = in_.size();
+  if (!blob_->present(in_offset_, want) && blob_->present(in_offset_, kMinInput)) {
+    while (want > kMinInput && !blob_->present(in_offset_, want)) want /= 2;
+  }
+  OCIFS_ASSIGN(std::size_t n, blob_->read_at(in_offset_, std::span(in_).first(want)));
   in_size_ = n;
   eof_ = n == 0;
   s.next_in = reinterpret_cast<std::uint8_t*>(in_.data());
@@ -136,6 +144,25 @@ Result<std::size_t> GzipCursor::read_at(std::uint64_t offset, std::span<std::byt
   if (position_ == size) OCIFS_TRY(check_trailer());
   live_ = true;
   return length;
+}
+
+Result<std::optional<GzipCheckpoint>> GzipCursor::checkpoint_at(std::uint64_t offset, int level) {
+  if (offset == 0 || offset >= index_->decoded_size) return std::optional<GzipCheckpoint>();
+  std::byte last;
+  OCIFS_TRY(read_at(offset - 1, std::span(&last, 1)));
+  // Between two isal_inflate() calls, the last of which filled its output: where a scan takes its
+  // checkpoints too.
+  if (!inflater_->resumable()) return std::optional<GzipCheckpoint>();
+  const std::string state = inflater_->snapshot();
+  std::string packed(ZSTD_compressBound(state.size()), '\0');
+  const std::size_t n = ZSTD_compress(packed.data(), packed.size(), state.data(), state.size(), level);
+  if (ZSTD_isError(n)) return error(fmt::format("cannot pack a checkpoint state: {}", ZSTD_getErrorName(n)));
+  packed.resize(n);
+  GzipCheckpoint point;
+  point.decoded_offset = offset;
+  point.compressed_offset = consumed();
+  point.state = std::move(packed);
+  return std::optional<GzipCheckpoint>(std::move(point));
 }
 
 // A read that reaches the end of the stream also reads the last member's trailer, so that its

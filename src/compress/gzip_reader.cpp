@@ -43,6 +43,13 @@ GzipReader::GzipReader(std::shared_ptr<const SeekIndex> index, io::BlobSourcePtr
                        std::shared_ptr<SpanCache> spans)
     : index_(std::move(index)), blob_(std::move(blob)), spans_(std::move(spans)), owner_(spans_->new_owner()) {}
 
+bool GzipReader::span_local(std::size_t span) const {
+  const auto& points = index_->gzip_points;
+  const std::uint64_t from = points[span].compressed_offset;
+  const std::uint64_t to = span + 1 < points.size() ? points[span + 1].compressed_offset : index_->compressed_size;
+  return blob_->present(from, to - from);
+}
+
 std::uint64_t GzipReader::span_end(std::size_t span) const {
   const auto& points = index_->gzip_points;
   return span + 1 < points.size() ? points[span + 1].decoded_offset : index_->decoded_size;
@@ -72,7 +79,9 @@ Result<void> GzipReader::fill_span(std::size_t span, std::uint64_t need, SpanCac
     }
     if (!entry.cursor) entry.cursor = std::make_unique<GzipCursor>(index_, blob_);
     const std::uint64_t have = entry.filled;
-    const std::uint64_t target = std::min(length, std::max(need, have + kMinExtend));
+    // Past what was asked for only over local blob bytes: over a network the extension would
+    // fetch input nobody asked for (a cold mount fetched a chunk past the end of many a file).
+    const std::uint64_t target = span_local(span) ? std::min(length, std::max(need, have + kMinExtend)) : need;
     if (entry.data.size() < target) entry.data.resize(target);  // within the reserved capacity
     auto* cursor = entry.cursor.get();
     auto out = std::span(entry.data).subspan(have, target - have);
@@ -98,9 +107,7 @@ void GzipReader::read_ahead(std::size_t span) const {
     // Not over bytes still to be fetched: a reader in order through one file reads on past its end
     // only here, and over a network that fetches (serially, ahead of the reads that do need the
     // link) what may never be read. Sequential reads of a remote file fetch as they go instead.
-    const std::uint64_t from = points[next].compressed_offset;
-    const std::uint64_t to = next + 1 < points.size() ? points[next + 1].compressed_offset : index_->compressed_size;
-    if (!blob_->present(from, to - from)) return;
+    if (!span_local(next)) return;
     spans_->prefetch([weak = weak_from_this(), next] {
       auto self = weak.lock();
       if (!self) return;

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <optional>
 
+#include "ocifs/io/block_digests.hpp"
 #include "ocifs/layer/layer_index.hpp"
 #include "ocifs/layer/toc_layer.hpp"
 #include "ocifs/oci/referrers.hpp"
@@ -103,6 +104,11 @@ Result<SharedIndexPush> push_shared_index(const ResolvedImage& image, const cach
     }
     auto layer_options = options;
     layer_options.read_first = selected[i];
+    // Exact checkpoints for what is read first are decoded from the layer (the cache's copy, or
+    // fetched), each block checked against the index's digests.
+    if (!selected[i].empty()) {
+      layer_options.blob = std::make_shared<io::VerifiedSource>(blob.blob, indexes[i]->blob_blocks());
+    }
     auto shared_blob = layer::build_shared_index(*indexes[i], layer_options);
     indexes[i].reset();
     if (!shared_blob) {

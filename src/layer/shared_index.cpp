@@ -27,6 +27,7 @@
 #include <mutex>
 #include <vector>
 
+#include "ocifs/compress/gzip_cursor.hpp"
 #include "ocifs/util/sha256.hpp"
 
 namespace ocifs::layer {
@@ -45,6 +46,15 @@ constexpr std::uint64_t kMaxHeadBytes = 512u << 20;
 constexpr std::uint32_t kMaxStateSize = 128u << 10;
 // Heads of real layers (entries, names) compress ~4:1 at this level, at ~60 MB/s.
 constexpr int kHeadCompressionLevel = 12;
+// Checkpoints taken where read-first ranges start: packed harder than the scan's (level 1),
+// there are few of them.
+constexpr int kStateCompressionLevel = 9;
+// A read-first range gets a checkpoint of its own unless one lies at most this far before it.
+constexpr std::uint64_t kExactSlack = 16u << 10;
+// Inside a read-first range, a checkpoint at most this often.
+constexpr std::uint64_t kReadFirstInnerSpacing = 4u << 20;
+// Past where decoding a range stopped taking input: ISA-L may ask for a few bytes more.
+constexpr std::uint64_t kEndSlack = 1u << 10;
 
 void put(std::string& out, std::uint64_t value, int bytes) {
   for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
@@ -127,6 +137,11 @@ struct ReadFirstPlan {
 };
 ReadFirstPlan plan_read_first(const compress::SeekIndex& seek, std::vector<ReadFirst> ranges);
 
+// `index` with a checkpoint where each of `ranges` starts (unless one is near enough before
+// it), decoded from `blob`; each range's compressed end set to where decoding it stopped.
+Result<LayerIndex> with_exact_read_first(const LayerIndex& index, const io::BlobSourcePtr& blob,
+                                         std::vector<ReadFirst>& ranges);
+
 // The shared blob with checkpoints every `spacing` decoded bytes plus those of `plan`; `index`
 // keeps its own.
 Result<SharedIndexBlob> build_spaced(const LayerIndex& index, std::uint64_t spacing, const ReadFirstPlan& plan);
@@ -141,21 +156,29 @@ Result<SharedIndexBlob> build_shared_index(const LayerIndex& index, const Shared
                       index.digest());
   }
   const auto budget = static_cast<std::uint64_t>(options.max_share * static_cast<double>(index.seek_index().compressed_size));
-  const auto plan = plan_read_first(index.seek_index(), options.read_first);
+  std::optional<LayerIndex> exact;
+  auto read_first = options.read_first;
+  if (options.blob && !read_first.empty() && index.seek_index().encoding == compress::Encoding::gzip) {
+    OCIFS_ASSIGN(exact, with_exact_read_first(index, options.blob, read_first));
+  }
+  const LayerIndex& source = exact ? *exact : index;
+  const auto plan = plan_read_first(source.seek_index(), read_first);
   if (options.checkpoint_spacing != 0) {
-    return build_spaced(index, std::clamp(options.checkpoint_spacing, kMinCheckpointSpacing, kMaxCheckpointSpacing),
+    return build_spaced(source, std::clamp(options.checkpoint_spacing, kMinCheckpointSpacing, kMaxCheckpointSpacing),
                         plan);
   }
   for (std::uint64_t spacing = kMinCheckpointSpacing;; spacing *= 2) {
-    OCIFS_ASSIGN(auto blob, build_spaced(index, spacing, plan));
+    OCIFS_ASSIGN(auto blob, build_spaced(source, spacing, plan));
     if (blob.bytes.size() <= budget || spacing >= kMaxCheckpointSpacing) return blob;
   }
 }
 
 namespace {
 
-// The points a read of `range` starts from: the last one at or before it, and those inside it,
-// but member starts (they need no state) and those `taken` already.
+// The points reads of `range` start from: the last one at or before it, and inside it one at
+// most every kReadFirstInnerSpacing (the range is fetched whole: what lies between two is
+// decoded once into the span cache), but member starts (they need no state) and those `taken`
+// already.
 std::vector<std::size_t> points_for(const compress::SeekIndex& seek, const ReadFirst& range,
                                     const std::vector<bool>& taken) {
   std::vector<std::size_t> out;
@@ -164,8 +187,12 @@ std::vector<std::size_t> points_for(const compress::SeekIndex& seek, const ReadF
   auto after = std::upper_bound(points.begin(), points.end(), range.offset,
                                 [](std::uint64_t off, const compress::GzipCheckpoint& p) { return off < p.decoded_offset; });
   if (after == points.begin()) return out;
+  std::uint64_t last = 0;
   for (auto i = static_cast<std::size_t>(after - points.begin()) - 1;
        i < points.size() && (points[i].decoded_offset <= range.offset || points[i].decoded_offset < end); ++i) {
+    const bool first = points[i].decoded_offset <= range.offset;
+    if (!first && points[i].decoded_offset - last < kReadFirstInnerSpacing) continue;
+    last = points[i].decoded_offset;
     if (!points[i].member_start && !taken[i]) out.push_back(i);
   }
   return out;
@@ -199,8 +226,10 @@ ReadFirstPlan plan_read_first(const compress::SeekIndex& seek, std::vector<ReadF
     const std::uint64_t end = range.offset + range.length;
     auto next = std::lower_bound(points.begin(), points.end(), end,
                                  [](const compress::GzipCheckpoint& p, std::uint64_t off) { return p.decoded_offset < off; });
-    range.compressed_end = next == points.end() ? seek.compressed_size
-                                                : std::min(seek.compressed_size, next->compressed_offset + (64u << 10));
+    if (range.compressed_end == 0) {
+      range.compressed_end = next == points.end() ? seek.compressed_size
+                                                  : std::min(seek.compressed_size, next->compressed_offset + (64u << 10));
+    }
     plan.ranges.push_back(range);
   }
   return plan;
@@ -239,6 +268,45 @@ std::vector<std::vector<ReadFirst>> select_read_first(const std::vector<const La
 }
 
 namespace {
+
+Result<LayerIndex> with_exact_read_first(const LayerIndex& index, const io::BlobSourcePtr& blob,
+                                         std::vector<ReadFirst>& ranges) {
+  auto seek = std::make_shared<compress::SeekIndex>(index.seek_index());
+  compress::GzipCursor cursor(seek, blob);
+  std::vector<compress::GzipCheckpoint> added;
+  for (auto& range : in_layer(*seek, ranges)) {
+    const auto& points = seek->gzip_points;
+    auto before = std::prev(std::upper_bound(points.begin(), points.end(), range.offset,
+                                             [](std::uint64_t off, const compress::GzipCheckpoint& p) {
+                                               return off < p.decoded_offset;
+                                             }));
+    if (range.offset - before->decoded_offset > kExactSlack) {
+      OCIFS_ASSIGN(auto point, cursor.checkpoint_at(range.offset, kStateCompressionLevel));
+      if (point) added.push_back(std::move(*point));
+    }
+    // Decoding the range reads its blob no further than this (and a little past: a bit buffer).
+    std::byte last;
+    OCIFS_ASSIGN(std::size_t n, cursor.read_at(range.offset + range.length - 1, std::span(&last, 1)));
+    if (n != 1) return make_error(std::errc::io_error, "cannot decode {} to offset {}", blob->describe(), range.offset + range.length);
+    range.compressed_end = std::min(seek->compressed_size, cursor.input_position() + kEndSlack);
+    for (auto& r : ranges) {
+      if (r.offset == range.offset && r.rank == range.rank) r.compressed_end = range.compressed_end;
+    }
+  }
+  LayerIndex out = index;
+  auto& points = out.seek_index().gzip_points;
+  for (auto& point : added) points.push_back(std::move(point));
+  std::stable_sort(points.begin(), points.end(),
+                   [](const compress::GzipCheckpoint& a, const compress::GzipCheckpoint& b) {
+                     return a.decoded_offset < b.decoded_offset;
+                   });
+  points.erase(std::unique(points.begin(), points.end(),
+                           [](const compress::GzipCheckpoint& a, const compress::GzipCheckpoint& b) {
+                             return a.decoded_offset == b.decoded_offset;
+                           }),
+               points.end());
+  return out;
+}
 
 Result<SharedIndexBlob> build_spaced(const LayerIndex& original, std::uint64_t spacing, const ReadFirstPlan& plan) {
   LayerIndex index = original;

@@ -392,13 +392,18 @@ int main(int argc, char** argv) {
       // Its shared form as fuzz_shared_index takes it: the head's payload decoded, then the states.
       layer::SharedIndexOptions share;
       share.checkpoint_spacing = layer::kMinCheckpointSpacing;
+      const std::uint64_t decoded = index->seek_index().decoded_size;
+      if (decoded > 1) share.read_first = {{decoded / 2, (decoded + 1) / 2 - 1, 1}, {0, 1, 0}};
       if (auto shared = layer::build_shared_index(*index, share); shared && shared->bytes.size() >= 32) {
         const std::string& b = shared->bytes;
-        const std::uint64_t unpacked = le_get(b, 24);
+        const std::uint64_t unpacked = le_get(b, 24), listed = le_get(b, 12) & 0xffffffffu;
         std::string payload(static_cast<std::size_t>(unpacked), '\0');
         const std::size_t n = ZSTD_decompress(payload.data(), payload.size(), b.data() + 32, shared->head_size - 32);
-        if (!ZSTD_isError(n) && n == unpacked && payload.size() + b.size() <= (1u << 20)) {
-          put("shared_index", name + ".shx", le(payload.size(), 8) + payload + b.substr(shared->head_size));
+        if (!ZSTD_isError(n) && n == unpacked && listed <= 255 && listed * 28 <= unpacked &&
+            payload.size() + b.size() <= (1u << 20)) {
+          const std::size_t index_bytes = payload.size() - static_cast<std::size_t>(listed * 28);
+          put("shared_index", name + ".shx",
+              le(index_bytes, 8) + std::string(1, static_cast<char>(listed)) + payload + b.substr(shared->head_size));
         }
       }
     }

@@ -546,16 +546,18 @@ class FaultProxy:
                 chunk = bytes(b)
             if self._bucket:
                 self._bucket.take(len(chunk), h.server.stopping)
+            # Counted before the write: the client may look at the counters as soon as it has
+            # the bytes (with TCP_NODELAY, before this thread runs again).
+            rec['bytes'] += len(chunk)
+            if blob:
+                with self._lock:
+                    self.blob_bytes += len(chunk)
             try:
                 h.wfile.write(chunk)
             except OSError:
                 h.close_connection = True
                 return
             sent += len(chunk)
-            rec['bytes'] += len(chunk)
-            if blob:
-                with self._lock:
-                    self.blob_bytes += len(chunk)
             if cut is not None and sent >= cut:
                 return self._hang_up(h)
             if stall_at is not None and sent >= stall_at:

@@ -212,14 +212,15 @@ TEST_CASE("a shared index lists what the pushing machine read first, with checkp
 
   layer::SharedIndexOptions options;
   options.checkpoint_spacing = 32u << 20;  // no checkpoint but for the ranges
-  options.read_first = {{b.data_offset + (1u << 20), 1u << 20, 7}, {hostname.data_offset, hostname.size, 3}};
+  const std::uint64_t in_b = b.data_offset + (1u << 20) + 200000;  // not near a scan checkpoint
+  options.read_first = {{in_b, 1u << 20, 7}, {hostname.data_offset, hostname.size, 3}};
   auto shared = layer::build_shared_index(*scanned, options);
   REQUIRE(shared);
   CHECK(shared->read_first == 2);
-  // hostname: the checkpoint before it; 1 MiB of b: the one before it and one or two inside.
-  CHECK(shared->read_first_checkpoints >= 3);
-  CHECK(shared->read_first_checkpoints <= 4);
-  CHECK(shared->checkpoints == shared->read_first_checkpoints + 1);  // and the member start
+  // hostname: the checkpoint before it; 1 MiB of b: the one before it (none inside: a range is
+  // fetched whole, and one inside is kept only every 4 MiB).
+  CHECK(shared->read_first_checkpoints == 2);
+  CHECK(shared->checkpoints == 3);  // and the member start
 
   std::vector<layer::ReadFirst> listed;
   auto index = layer::load_shared_index({std::make_shared<io::MemorySource>(shared->bytes, "shared index"),
@@ -230,7 +231,7 @@ TEST_CASE("a shared index lists what the pushing machine read first, with checkp
   // In rank order, each with a compressed end at or past the first local checkpoint after it.
   CHECK(listed[0].offset == hostname.data_offset);
   CHECK(listed[0].rank == 3);
-  CHECK(listed[1].offset == b.data_offset + (1u << 20));
+  CHECK(listed[1].offset == in_b);
   CHECK(listed[1].length == 1u << 20);
   CHECK(listed[1].rank == 7);
   for (const auto& r : listed) {
@@ -260,6 +261,35 @@ TEST_CASE("a shared index lists what the pushing machine read first, with checkp
   CHECK(ranges[0].length == first->length);
   CHECK(!ranges[1].index);
   CHECK(read_all(**reader, hostname.data_offset, hostname.size) == "box\n");
+
+  SECTION("with the layer's blob, checkpoints exactly where the ranges start, and exact ends") {
+    options.blob = layer.blob;
+    auto exact = layer::build_shared_index(*scanned, options);
+    REQUIRE(exact);
+    CHECK(exact->read_first_checkpoints == 2);
+    std::vector<layer::ReadFirst> exact_listed;
+    auto loaded = layer::load_shared_index({std::make_shared<io::MemorySource>(exact->bytes, "shared index"),
+                                            exact->head_digest, exact->head_size},
+                                           nullptr, "layer 1", &exact_listed);
+    REQUIRE(loaded);
+    // b's range gets a checkpoint of its own; hostname, just after a scan checkpoint, uses that.
+    const auto& exact_points = loaded->seek_index().gzip_points;
+    CHECK(std::any_of(exact_points.begin(), exact_points.end(), [&](const auto& p) { return p.decoded_offset == in_b; }));
+    CHECK(std::any_of(exact_points.begin(), exact_points.end(), [&](const auto& p) {
+      return p.decoded_offset <= hostname.data_offset && hostname.data_offset - p.decoded_offset <= (16u << 10);
+    }));
+    REQUIRE(exact_listed.size() == 2);
+    for (std::size_t i = 0; i < 2; ++i) CHECK(exact_listed[i].compressed_end <= listed[i].compressed_end);
+    // Decoding a range from its own checkpoint reads no blob byte at or past its end.
+    auto reader = compress::make_seekable_reader(loaded->seek_index(), layer.blob, nullptr, nullptr);
+    REQUIRE(reader);
+    CHECK(read_all(**reader, hostname.data_offset, hostname.size) == "box\n");
+    CHECK(read_all(**reader, in_b, 1u << 20) == scan.files[2].second.substr(in_b - b.data_offset, 1u << 20));
+    std::vector<compress::BlobRange> ranges;
+    (*reader)->blob_ranges(in_b, 1u << 20, ranges);
+    REQUIRE(!ranges.empty());
+    CHECK(ranges.back().offset < exact_listed[1].compressed_end);
+  }
 
   SECTION("across layers, ranges are taken by rank while their states fit the budget") {
     const std::vector<const layer::LayerIndex*> layers{&*scanned, nullptr, &*scanned};

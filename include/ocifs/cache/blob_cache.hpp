@@ -2,7 +2,7 @@
 // mount and ocifs process using one cache directory:
 //
 //   ROOT/blobs/sha256/<hex>       sparse data file of the blob's full size (holes = absent)
-//   ROOT/blobs/sha256/<hex>.map   which 256 KiB chunks are present + per-chunk last use
+//   ROOT/blobs/sha256/<hex>.map   which 64 KiB chunks are present + per-chunk last use
 //                                 (byte table in chunk_map.hpp; locking in blob_entry.hpp)
 //
 // A complete blob is simply one whose map is full. The chunk size equals the VerifiedSource

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "ocifs/compress/seekable_reader.hpp"
@@ -20,6 +21,14 @@ class GzipCursor final : public ReadCursor {
   ~GzipCursor() override;
 
   Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) override;
+
+  // Decodes up to `offset` and returns a checkpoint there, as a scan would have taken it (its
+  // state packed with zstd at `level`), or nullopt where none can be taken (at a member's end).
+  // For `ocifs index --push`: checkpoints exactly where reads will start.
+  Result<std::optional<GzipCheckpoint>> checkpoint_at(std::uint64_t offset, int level);
+  // The blob offset of the first byte the decoding has not consumed: decoding as far as it has
+  // come read nothing at or past it.
+  std::uint64_t input_position() const { return consumed(); }
 
  private:
   Result<void> restart(const GzipCheckpoint& point);

@@ -4,7 +4,9 @@
 // once, and a random read costs on average half a span of inflate (~0.5 ms at 512 KiB spans).
 // Once a span has served several reads and one passes its middle (files read in layer order),
 // the next two spans are inflated on the cache's read-ahead thread, so inflate runs ahead of
-// whoever consumes the bytes instead of in turn with them.
+// whoever consumes the bytes instead of in turn with them. Both only over blob bytes that are
+// local: where the span's bytes are still to be fetched (a registry layer read by range), a read
+// inflates what it asked for and nothing more, so that it fetches nothing nobody asked for.
 // Concurrent reads of one span share one inflate: a reader whose bytes are not there yet waits
 // for it, at most until its own deadline; reads of different spans run in parallel. The index and blob are shared read-only: safe to call from many threads at once.
 #pragma once
@@ -42,6 +44,8 @@ class GzipReader final : public SeekableReader, public std::enable_shared_from_t
                          std::unique_lock<std::mutex>& lock) const;
   void read_ahead(std::size_t span) const;
   std::uint64_t span_end(std::size_t span) const;
+  // Whether the blob bytes span `span` decodes from are all local (inflating it fetches nothing).
+  bool span_local(std::size_t span) const;
 
   std::shared_ptr<const SeekIndex> index_;
   io::BlobSourcePtr blob_;

@@ -58,6 +58,10 @@ struct SharedIndexOptions {
   // The checkpoint before each range and those inside it are kept whatever the spacing, and
   // the spacing chosen is the smallest that keeps the whole within `max_share`.
   std::vector<ReadFirst> read_first;
+  // The layer's blob (verified reads): with it, each read-first range gets a checkpoint exactly
+  // where it starts and its exact compressed end, decoded here; without, the scan's checkpoints
+  // bound them (up to 512 KiB of decoded bytes before and after each).
+  io::BlobSourcePtr blob;
 };
 inline constexpr std::uint64_t kMinCheckpointSpacing = 512u << 10;
 inline constexpr std::uint64_t kMaxCheckpointSpacing = 32u << 20;  // well inside SeekIndex's 64 MiB spans
