@@ -133,6 +133,7 @@ Result<std::size_t> GzipCursor::read_at(std::uint64_t offset, std::span<std::byt
     if (!restarted) return std::move(restarted).error();
   }
   live_ = false;  // until this read has succeeded: a failed stream is never continued
+  fetch_ahead(*it, offset + length);
   if (offset > position_) {
     if (scratch_.empty()) scratch_.resize(kScratch);
     while (offset > position_) {
@@ -144,6 +145,24 @@ Result<std::size_t> GzipCursor::read_at(std::uint64_t offset, std::span<std::byt
   if (position_ == size) OCIFS_TRY(check_trailer());
   live_ = true;
   return length;
+}
+
+void GzipCursor::fetch_ahead(const GzipCheckpoint& point, std::uint64_t target) {
+  if (target <= position_) return;
+  const std::uint64_t from = in_offset_ + in_size_;  // the next byte refill() reads
+  // The compressed bytes per decoded byte of the span the read is in, from its checkpoints.
+  const auto& points = index_->gzip_points;
+  const auto next = static_cast<std::size_t>(&point - points.data()) + 1;
+  const std::uint64_t c1 = next < points.size() ? points[next].compressed_offset : index_->compressed_size;
+  const std::uint64_t d1 = next < points.size() ? points[next].decoded_offset : index_->decoded_size;
+  if (d1 <= point.decoded_offset || c1 <= point.compressed_offset) return;
+  const double ratio = static_cast<double>(c1 - point.compressed_offset) / static_cast<double>(d1 - point.decoded_offset);
+  // A little more than the estimate: what it misses is fetched as decoding asks, one request
+  // for each 64 KiB of input.
+  const auto estimate = static_cast<std::uint64_t>(static_cast<double>(target - position_) * ratio * 1.1) + kMinInput;
+  const std::uint64_t to = std::min({index_->compressed_size, c1 + kInputChunk, from + estimate});
+  // Only what is missing is fetched; a failure shows on the reads.
+  if (to > from && !blob_->present(from, to - from)) (void)blob_->prefetch(from, to - from);
 }
 
 Result<std::optional<GzipCheckpoint>> GzipCursor::checkpoint_at(std::uint64_t offset, int level) {

@@ -282,7 +282,13 @@ Result<LayerIndex> with_exact_read_first(const LayerIndex& index, const io::Blob
                                              }));
     if (range.offset - before->decoded_offset > kExactSlack) {
       OCIFS_ASSIGN(auto point, cursor.checkpoint_at(range.offset, kStateCompressionLevel));
-      if (point) added.push_back(std::move(*point));
+      // Kept where the compressed offsets still grow with the decoded ones (a seek index must):
+      // a scan checkpoint a few bytes on may have read less input ahead than this one.
+      auto after = std::next(before);
+      if (point && point->compressed_offset >= before->compressed_offset &&
+          (after == points.end() || point->compressed_offset <= after->compressed_offset)) {
+        added.push_back(std::move(*point));
+      }
     }
     // Decoding the range reads its blob no further than this (and a little past: a bit buffer).
     std::byte last;
@@ -305,6 +311,13 @@ Result<LayerIndex> with_exact_read_first(const LayerIndex& index, const io::Blob
                              return a.decoded_offset == b.decoded_offset;
                            }),
                points.end());
+  // Two new ones a few compressed bytes apart may not be in order either: the later one goes.
+  std::vector<compress::GzipCheckpoint> ordered;
+  for (auto& point : points) {
+    if (!ordered.empty() && point.compressed_offset < ordered.back().compressed_offset) continue;
+    ordered.push_back(std::move(point));
+  }
+  points = std::move(ordered);
   return out;
 }
 

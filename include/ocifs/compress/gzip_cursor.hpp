@@ -36,6 +36,10 @@ class GzipCursor final : public ReadCursor {
   Result<void> inflate_into(std::span<std::byte> out);
   Result<void> check_trailer();
   Result<void> refill();
+  // Over a network: fetches, in one request, the input that decoding from here to `target`
+  // (decoded) will need, as estimated from the compression ratio of the span starting at `point`,
+  // rather than one request per input block as decoding asks for them.
+  void fetch_ahead(const GzipCheckpoint& point, std::uint64_t target);
   std::uint64_t consumed() const;
   Error error(std::string_view reason) const;
 
