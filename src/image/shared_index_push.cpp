@@ -73,44 +73,42 @@ Result<SharedIndexPush> push_shared_index(const ResolvedImage& image, const cach
   subject.size = static_cast<std::int64_t>(image.manifest_json.size());
   artifact.subject = subject;
 
-  // The layers to share, then what to list as read first in them: the states of the checkpoints
-  // that needs get half of the share, across the image.
-  std::vector<std::optional<layer::LayerIndex>> indexes(image.layers.size());
-  std::vector<const layer::LayerIndex*> shared(image.layers.size(), nullptr);
-  std::vector<std::string> skipped(image.layers.size());
+  // What to list as read first in the layers shared: the states of the checkpoints that needs get
+  // half of the share, across the image (weighed one layer at a time: indexes hold ~8% of their
+  // layers in states, too much to keep them all at once).
+  std::vector<std::optional<layer::CheckpointCosts>> costs(image.layers.size());
+  std::vector<const layer::CheckpointCosts*> weighed(image.layers.size(), nullptr);
   std::uint64_t shared_bytes = 0;
   for (std::size_t i = 0; i < image.layers.size(); ++i) {
-    const auto& blob = image.layers[i];
-    if (layer::toc_format_of(blob) != layer::TocFormat::none) {
-      skipped[i] = "read by its TOC already";
-      continue;
-    }
-    OCIFS_ASSIGN(indexes[i], cached_index(blob, cache));
-    if (indexes[i]->seek_index().zstd_spilled) continue;  // build_shared_index says why
-    shared[i] = &*indexes[i];
-    shared_bytes += indexes[i]->seek_index().compressed_size;
+    if (layer::toc_format_of(image.layers[i]) != layer::TocFormat::none) continue;
+    OCIFS_ASSIGN(auto index, cached_index(image.layers[i], cache));
+    if (index.seek_index().zstd_spilled) continue;  // not shared: build_shared_index says why
+    costs[i] = layer::checkpoint_costs(index);
+    weighed[i] = &*costs[i];
+    shared_bytes += index.seek_index().compressed_size;
   }
   const auto read_first_budget = static_cast<std::uint64_t>(options.max_share / 2 * static_cast<double>(shared_bytes));
-  const auto selected = layer::select_read_first(shared, read_first, read_first_budget);
+  const auto selected = layer::select_read_first(weighed, read_first, read_first_budget);
+  costs.clear();
 
   for (std::size_t i = 0; i < image.layers.size(); ++i) {
     const auto& blob = image.layers[i];
     SharedLayerReport report;
     report.layer_digest = blob.digest;
-    if (!indexes[i]) {
-      report.skipped = skipped[i];
+    if (layer::toc_format_of(blob) != layer::TocFormat::none) {
+      report.skipped = "read by its TOC already";
       out.layers.push_back(std::move(report));
       continue;
     }
+    OCIFS_ASSIGN(auto index, cached_index(blob, cache));
     auto layer_options = options;
     layer_options.read_first = selected[i];
     // Exact checkpoints for what is read first are decoded from the layer (the cache's copy, or
     // fetched), each block checked against the index's digests.
     if (!selected[i].empty()) {
-      layer_options.blob = std::make_shared<io::VerifiedSource>(blob.blob, indexes[i]->blob_blocks());
+      layer_options.blob = std::make_shared<io::VerifiedSource>(blob.blob, index.blob_blocks());
     }
-    auto shared_blob = layer::build_shared_index(*indexes[i], layer_options);
-    indexes[i].reset();
+    auto shared_blob = layer::build_shared_index(index, layer_options);
     if (!shared_blob) {
       if (shared_blob.error().code != std::errc::not_supported) return std::move(shared_blob).error();
       report.skipped = shared_blob.error().message;

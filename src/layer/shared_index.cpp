@@ -137,6 +137,17 @@ struct ReadFirstPlan {
 };
 ReadFirstPlan plan_read_first(const compress::SeekIndex& seek, std::vector<ReadFirst> ranges);
 
+CheckpointCosts costs_of(const compress::SeekIndex& seek) {
+  CheckpointCosts costs;
+  costs.decoded_size = seek.decoded_size;
+  for (const auto& p : seek.gzip_points) {
+    costs.offsets.push_back(p.decoded_offset);
+    // A state without bytes (a shared index's reference was never kept here) still costs one.
+    costs.state_sizes.push_back(p.member_start ? 0 : static_cast<std::uint32_t>(std::max<std::size_t>(1, p.state.size())));
+  }
+  return costs;
+}
+
 // `index` with a checkpoint where each of `ranges` starts (unless one is near enough before
 // it), decoded from `blob`; each range's compressed end set to where decoding it stopped.
 Result<LayerIndex> with_exact_read_first(const LayerIndex& index, const io::BlobSourcePtr& blob,
@@ -179,31 +190,30 @@ namespace {
 // most every kReadFirstInnerSpacing (the range is fetched whole: what lies between two is
 // decoded once into the span cache), but member starts (they need no state) and those `taken`
 // already.
-std::vector<std::size_t> points_for(const compress::SeekIndex& seek, const ReadFirst& range,
+std::vector<std::size_t> points_for(const CheckpointCosts& costs, const ReadFirst& range,
                                     const std::vector<bool>& taken) {
   std::vector<std::size_t> out;
-  const auto& points = seek.gzip_points;
+  const auto& offsets = costs.offsets;
   const std::uint64_t end = range.offset + range.length;
-  auto after = std::upper_bound(points.begin(), points.end(), range.offset,
-                                [](std::uint64_t off, const compress::GzipCheckpoint& p) { return off < p.decoded_offset; });
-  if (after == points.begin()) return out;
+  auto after = std::upper_bound(offsets.begin(), offsets.end(), range.offset);
+  if (after == offsets.begin()) return out;
   std::uint64_t last = 0;
-  for (auto i = static_cast<std::size_t>(after - points.begin()) - 1;
-       i < points.size() && (points[i].decoded_offset <= range.offset || points[i].decoded_offset < end); ++i) {
-    const bool first = points[i].decoded_offset <= range.offset;
-    if (!first && points[i].decoded_offset - last < kReadFirstInnerSpacing) continue;
-    last = points[i].decoded_offset;
-    if (!points[i].member_start && !taken[i]) out.push_back(i);
+  for (auto i = static_cast<std::size_t>(after - offsets.begin()) - 1;
+       i < offsets.size() && (offsets[i] <= range.offset || offsets[i] < end); ++i) {
+    const bool first = offsets[i] <= range.offset;
+    if (!first && offsets[i] - last < kReadFirstInnerSpacing) continue;
+    last = offsets[i];
+    if (costs.state_sizes[i] != 0 && !taken[i]) out.push_back(i);
   }
   return out;
 }
 
-// The ranges that lie in the layer, cut to it.
-std::vector<ReadFirst> in_layer(const compress::SeekIndex& seek, std::vector<ReadFirst> ranges) {
+// The ranges that lie in a layer of `decoded_size` bytes, cut to it.
+std::vector<ReadFirst> in_layer(std::uint64_t decoded_size, std::vector<ReadFirst> ranges) {
   std::vector<ReadFirst> out;
   for (auto& r : ranges) {
-    if (r.length == 0 || r.offset >= seek.decoded_size || out.size() == kMaxReadFirst) continue;
-    r.length = std::min(r.length, seek.decoded_size - r.offset);
+    if (r.length == 0 || r.offset >= decoded_size || out.size() == kMaxReadFirst) continue;
+    r.length = std::min(r.length, decoded_size - r.offset);
     out.push_back(r);
   }
   return out;
@@ -213,11 +223,12 @@ ReadFirstPlan plan_read_first(const compress::SeekIndex& seek, std::vector<ReadF
   ReadFirstPlan plan;
   const auto& points = seek.gzip_points;
   if (points.empty()) return plan;
-  ranges = in_layer(seek, std::move(ranges));
+  ranges = in_layer(seek.decoded_size, std::move(ranges));
   std::stable_sort(ranges.begin(), ranges.end(), [](const ReadFirst& a, const ReadFirst& b) { return a.rank < b.rank; });
+  const CheckpointCosts costs = costs_of(seek);
   std::vector<bool> taken(points.size());
   for (auto range : ranges) {
-    for (auto i : points_for(seek, range, taken)) {
+    for (auto i : points_for(costs, range, taken)) {
       taken[i] = true;
       plan.points.push_back(i);
     }
@@ -237,7 +248,9 @@ ReadFirstPlan plan_read_first(const compress::SeekIndex& seek, std::vector<ReadF
 
 }  // namespace
 
-std::vector<std::vector<ReadFirst>> select_read_first(const std::vector<const LayerIndex*>& layers,
+CheckpointCosts checkpoint_costs(const LayerIndex& index) { return costs_of(index.seek_index()); }
+
+std::vector<std::vector<ReadFirst>> select_read_first(const std::vector<const CheckpointCosts*>& layers,
                                                       const std::vector<std::vector<ReadFirst>>& ranges,
                                                       std::uint64_t budget) {
   struct Ranked {
@@ -248,17 +261,16 @@ std::vector<std::vector<ReadFirst>> select_read_first(const std::vector<const La
   std::vector<std::vector<bool>> taken(layers.size());
   for (std::size_t i = 0; i < layers.size() && i < ranges.size(); ++i) {
     if (!layers[i]) continue;
-    taken[i].resize(layers[i]->seek_index().gzip_points.size());
-    for (const auto& r : in_layer(layers[i]->seek_index(), ranges[i])) all.push_back({r, i});
+    taken[i].resize(layers[i]->offsets.size());
+    for (const auto& r : in_layer(layers[i]->decoded_size, ranges[i])) all.push_back({r, i});
   }
   std::stable_sort(all.begin(), all.end(), [](const Ranked& a, const Ranked& b) { return a.range.rank < b.range.rank; });
   std::vector<std::vector<ReadFirst>> out(layers.size());
   std::uint64_t used = 0;
   for (const auto& [range, i] : all) {
-    const auto& seek = layers[i]->seek_index();
-    auto points = points_for(seek, range, taken[i]);
+    auto points = points_for(*layers[i], range, taken[i]);
     std::uint64_t more = 0;
-    for (auto p : points) more += seek.gzip_points[p].state.size();
+    for (auto p : points) more += layers[i]->state_sizes[p];
     if (used + more > budget) break;  // what was read later is served by the spacing
     used += more;
     for (auto p : points) taken[i][p] = true;
@@ -274,7 +286,7 @@ Result<LayerIndex> with_exact_read_first(const LayerIndex& index, const io::Blob
   auto seek = std::make_shared<compress::SeekIndex>(index.seek_index());
   compress::GzipCursor cursor(seek, blob);
   std::vector<compress::GzipCheckpoint> added;
-  for (auto& range : in_layer(*seek, ranges)) {
+  for (auto& range : in_layer(seek->decoded_size, ranges)) {
     const auto& points = seek->gzip_points;
     auto before = std::prev(std::upper_bound(points.begin(), points.end(), range.offset,
                                              [](std::uint64_t off, const compress::GzipCheckpoint& p) {

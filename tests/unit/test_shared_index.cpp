@@ -292,7 +292,8 @@ TEST_CASE("a shared index lists what the pushing machine read first, with checkp
   }
 
   SECTION("across layers, ranges are taken by rank while their states fit the budget") {
-    const std::vector<const layer::LayerIndex*> layers{&*scanned, nullptr, &*scanned};
+    const auto costs = layer::checkpoint_costs(*scanned);
+    const std::vector<const layer::CheckpointCosts*> layers{&costs, nullptr, &costs};
     const std::vector<std::vector<layer::ReadFirst>> ranges{
         {{hostname.data_offset, hostname.size, 5}}, {{0, 10, 0}}, {{b.data_offset, 100, 1}}};
     auto all = layer::select_read_first(layers, ranges, 1u << 30);

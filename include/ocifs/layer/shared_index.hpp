@@ -81,10 +81,19 @@ struct SharedIndexBlob {
 // layer that needs a decoded copy in the cache cannot be read from a shared index: not_supported.
 Result<SharedIndexBlob> build_shared_index(const LayerIndex& index, const SharedIndexOptions& options = {});
 
-// Of the ranges an image's first mount read (per layer of `layers`: their verified indexes, null
-// for a layer not shared), those to list as read first: by rank while the states of the
-// checkpoints they need fit `budget` bytes (across all layers).
-std::vector<std::vector<ReadFirst>> select_read_first(const std::vector<const LayerIndex*>& layers,
+// A layer's gzip checkpoints as select_read_first weighs them, without the states themselves
+// (an image's indexes hold ~8% of its layers in states: they are weighed one layer at a time).
+struct CheckpointCosts {
+  std::vector<std::uint64_t> offsets;     // decoded offset of each checkpoint
+  std::vector<std::uint32_t> state_sizes;  // bytes of its packed state; 0 at member starts
+  std::uint64_t decoded_size = 0;
+};
+CheckpointCosts checkpoint_costs(const LayerIndex& index);
+
+// Of the ranges an image's first mount read (per layer of `layers`: the checkpoints of its
+// verified index, null for a layer not shared), those to list as read first: by rank while the
+// states of the checkpoints they need fit `budget` bytes (across all layers).
+std::vector<std::vector<ReadFirst>> select_read_first(const std::vector<const CheckpointCosts*>& layers,
                                                       const std::vector<std::vector<ReadFirst>>& ranges,
                                                       std::uint64_t budget);
 
