@@ -241,10 +241,11 @@ bool CachedBlobSource::fetching() const {
   return !in_flight_.empty();
 }
 
-bool CachedBlobSource::present(std::uint64_t offset, std::uint64_t length) const {
+std::uint64_t CachedBlobSource::local_prefix(std::uint64_t offset, std::uint64_t length) const {
   const std::uint64_t end = std::min(entry_->size(), offset + std::min(length, entry_->size()));
-  if (offset >= end) return true;
-  return entry_->next_absent(offset / kChunk) * kChunk >= end;  // one lock, not one per chunk
+  if (offset >= end) return 0;
+  const std::uint64_t local_end = entry_->next_absent(offset / kChunk) * kChunk;  // one lock, not one per chunk
+  return local_end > offset ? std::min(local_end, end) - offset : 0;
 }
 
 CachedBlobSource::Progress CachedBlobSource::progress() const {

@@ -17,7 +17,7 @@ constexpr std::size_t kInputChunk = 64u << 10;
 // Bytes before the offset asked for are decoded here and dropped. Large, because every
 // isal_inflate() call also saves 32 KiB of history.
 constexpr std::size_t kScratch = 512u << 10;
-// The smallest blob read when only part of kInputChunk is local.
+// Past the estimated input a fetch ahead takes.
 constexpr std::size_t kMinInput = 4u << 10;
 
 }  // namespace
@@ -42,11 +42,14 @@ Result<void> GzipCursor::refill() {
   if (s.avail_in > 0 || eof_) return util::success();
   in_offset_ += in_size_;
   in_size_ = 0;
-  // Read on only as far as the bytes are local, when some are: decoding that stops short of
-  // the end of this read would otherwise have fetched the rest over a network for nothing.
+  // Over a network: read on only as far as the bytes are local, when some are (decoding may stop
+  // before it needs more: a prefetched range ends where its decoding does); when none are,
+  // fetch in one request what the rest of this read will need.
   std::size_t want = in_.size();
-  if (!blob_->present(in_offset_, want) && blob_->present(in_offset_, kMinInput)) {
-    while (want > kMinInput && !blob_->present(in_offset_, want)) want /= 2;
+  if (const std::uint64_t local = blob_->local_prefix(in_offset_, want); local == 0) {
+    fetch_ahead();
+  } else if (local < want) {
+    want = static_cast<std::size_t>(local);
   }
   OCIFS_ASSIGN(std::size_t n, blob_->read_at(in_offset_, std::span(in_).first(want)));
   in_size_ = n;
@@ -133,7 +136,7 @@ Result<std::size_t> GzipCursor::read_at(std::uint64_t offset, std::span<std::byt
     if (!restarted) return std::move(restarted).error();
   }
   live_ = false;  // until this read has succeeded: a failed stream is never continued
-  fetch_ahead(*it, offset + length);
+  plan_fetches(*it, offset + length);
   if (offset > position_) {
     if (scratch_.empty()) scratch_.resize(kScratch);
     while (offset > position_) {
@@ -147,22 +150,26 @@ Result<std::size_t> GzipCursor::read_at(std::uint64_t offset, std::span<std::byt
   return length;
 }
 
-void GzipCursor::fetch_ahead(const GzipCheckpoint& point, std::uint64_t target) {
-  if (target <= position_) return;
-  const std::uint64_t from = in_offset_ + in_size_;  // the next byte refill() reads
-  // The compressed bytes per decoded byte of the span the read is in, from its checkpoints.
+void GzipCursor::plan_fetches(const GzipCheckpoint& point, std::uint64_t target) {
+  target_ = target;
+  ratio_ = 0;
   const auto& points = index_->gzip_points;
   const auto next = static_cast<std::size_t>(&point - points.data()) + 1;
   const std::uint64_t c1 = next < points.size() ? points[next].compressed_offset : index_->compressed_size;
   const std::uint64_t d1 = next < points.size() ? points[next].decoded_offset : index_->decoded_size;
-  if (d1 <= point.decoded_offset || c1 <= point.compressed_offset) return;
-  const double ratio = static_cast<double>(c1 - point.compressed_offset) / static_cast<double>(d1 - point.decoded_offset);
-  // A little more than the estimate: what it misses is fetched as decoding asks, one request
-  // for each 64 KiB of input.
-  const auto estimate = static_cast<std::uint64_t>(static_cast<double>(target - position_) * ratio * 1.1) + kMinInput;
-  const std::uint64_t to = std::min({index_->compressed_size, c1 + kInputChunk, from + estimate});
-  // Only what is missing is fetched; a failure shows on the reads.
-  if (to > from && !blob_->present(from, to - from)) (void)blob_->prefetch(from, to - from);
+  fetch_limit_ = std::min(index_->compressed_size, c1 + kInputChunk);
+  if (d1 > point.decoded_offset && c1 > point.compressed_offset) {
+    ratio_ = static_cast<double>(c1 - point.compressed_offset) / static_cast<double>(d1 - point.decoded_offset);
+  }
+}
+
+void GzipCursor::fetch_ahead() {
+  if (target_ <= position_ || ratio_ <= 0) return;
+  // A little more than the estimate: what it misses is fetched as decoding asks, a request for
+  // each input block. Only what is missing is fetched; a failure shows on the read.
+  const auto estimate = static_cast<std::uint64_t>(static_cast<double>(target_ - position_) * ratio_);
+  const std::uint64_t to = std::min(fetch_limit_, in_offset_ + estimate + estimate / 10 + kMinInput);
+  if (to > in_offset_) (void)blob_->prefetch(in_offset_, to - in_offset_);
 }
 
 Result<std::optional<GzipCheckpoint>> GzipCursor::checkpoint_at(std::uint64_t offset, int level) {

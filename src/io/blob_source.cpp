@@ -5,6 +5,13 @@
 
 namespace ocifs::io {
 
+bool BlobSource::present(std::uint64_t offset, std::uint64_t length) const {
+  const std::uint64_t blob_size = size();
+  if (offset >= blob_size) return true;
+  length = std::min(length, blob_size - offset);
+  return local_prefix(offset, length) >= length;
+}
+
 Result<void> BlobSource::read_exact(std::uint64_t offset, std::span<std::byte> buf) const {
   std::size_t done = 0;
   while (done < buf.size()) {

@@ -63,9 +63,9 @@ bool GatedSource::fetching() const {
   return inner && inner->fetching();
 }
 
-bool GatedSource::present(std::uint64_t offset, std::uint64_t length) const {
+std::uint64_t GatedSource::local_prefix(std::uint64_t offset, std::uint64_t length) const {
   auto inner = opened();
-  return inner && inner->present(offset, length);
+  return inner ? inner->local_prefix(offset, length) : 0;
 }
 
 Result<std::size_t> StoppableSource::read_at(std::uint64_t offset, std::span<std::byte> buf) const {

@@ -89,7 +89,7 @@ class CachedBlobSource final : public io::BlobSource {
   // Fetches the missing chunks of the range, one request per missing run (as reads do).
   Result<void> prefetch(std::uint64_t offset, std::uint64_t length) const override;
   bool fetching() const override;
-  bool present(std::uint64_t offset, std::uint64_t length) const override;
+  std::uint64_t local_prefix(std::uint64_t offset, std::uint64_t length) const override;
 
   // Starts streaming the blob's missing bytes into the cache in the background; a no-op if the
   // blob is complete or a stream was started before.

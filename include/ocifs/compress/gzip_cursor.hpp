@@ -36,10 +36,12 @@ class GzipCursor final : public ReadCursor {
   Result<void> inflate_into(std::span<std::byte> out);
   Result<void> check_trailer();
   Result<void> refill();
-  // Over a network: fetches, in one request, the input that decoding from here to `target`
-  // (decoded) will need, as estimated from the compression ratio of the span starting at `point`,
+  // Over a network, input missing for a read is fetched in one request: what decoding from the
+  // position to the read's end (`target`, decoded) will need, as estimated from the compression
+  // ratio of the span starting at `point` (plan_fetches, per read; fetch_ahead, from refill),
   // rather than one request per input block as decoding asks for them.
-  void fetch_ahead(const GzipCheckpoint& point, std::uint64_t target);
+  void plan_fetches(const GzipCheckpoint& point, std::uint64_t target);
+  void fetch_ahead();
   std::uint64_t consumed() const;
   Error error(std::string_view reason) const;
 
@@ -53,6 +55,9 @@ class GzipCursor final : public ReadCursor {
   std::uint64_t in_offset_ = 0;  // compressed offset of in_[0]
   std::size_t in_size_ = 0;
   std::vector<std::byte> scratch_;  // decoded bytes before the offset asked for
+  std::uint64_t target_ = 0;        // plan_fetches: the decoded end of the current read
+  double ratio_ = 0;                // compressed bytes per decoded byte around it (0: unknown)
+  std::uint64_t fetch_limit_ = 0;   // no fetch ahead goes past this blob offset
 };
 
 }  // namespace ocifs::compress

@@ -38,8 +38,11 @@ class BlobSource {
   virtual Result<void> prefetch(std::uint64_t /*offset*/, std::uint64_t /*length*/) const { return {}; }
   // Whether reads are waiting on fetches right now: a prefetcher lets them have the link.
   virtual bool fetching() const { return false; }
-  // Whether reading [offset, offset + length) needs no fetch now (the bytes are local).
-  virtual bool present(std::uint64_t /*offset*/, std::uint64_t /*length*/) const { return true; }
+  // How many of the bytes [offset, offset + length) from `offset` on are local, i.e. can be read
+  // without a fetch now (all of them for a file or memory).
+  virtual std::uint64_t local_prefix(std::uint64_t /*offset*/, std::uint64_t length) const { return length; }
+  // Whether reading [offset, offset + length) (within the blob) needs no fetch now.
+  bool present(std::uint64_t offset, std::uint64_t length) const;
 };
 
 using BlobSourcePtr = std::shared_ptr<const BlobSource>;

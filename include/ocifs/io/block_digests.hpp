@@ -58,7 +58,9 @@ class VerifiedSource final : public BlobSource {
     return inner_->prefetch(offset, length);
   }
   bool fetching() const override { return inner_->fetching(); }
-  bool present(std::uint64_t offset, std::uint64_t length) const override { return inner_->present(offset, length); }
+  std::uint64_t local_prefix(std::uint64_t offset, std::uint64_t length) const override {
+    return inner_->local_prefix(offset, length);
+  }
 
  private:
   bool is_verified(std::uint64_t block) const;

@@ -38,7 +38,7 @@ class GatedSource final : public BlobSource {
   // Forwarded once open; nothing to fetch for before (the verification fetches it all).
   Result<void> prefetch(std::uint64_t offset, std::uint64_t length) const override;
   bool fetching() const override;
-  bool present(std::uint64_t offset, std::uint64_t length) const override;
+  std::uint64_t local_prefix(std::uint64_t offset, std::uint64_t length) const override;
 
  private:
   // Waits for open() or fail() (at most until the thread's deadline); the source to read
@@ -69,7 +69,9 @@ class StoppableSource final : public BlobSource {
     return inner_->prefetch(offset, length);
   }
   bool fetching() const override { return inner_->fetching(); }
-  bool present(std::uint64_t offset, std::uint64_t length) const override { return inner_->present(offset, length); }
+  std::uint64_t local_prefix(std::uint64_t offset, std::uint64_t length) const override {
+    return inner_->local_prefix(offset, length);
+  }
 
  private:
   BlobSourcePtr inner_;
