@@ -383,6 +383,14 @@ int Supervisor::run() {
       pid_t pid;
       while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) on_exit(pid, status);
     }
+    // Stopping, and the servers are gone: the device goes too. Its last holder closing it ends
+    // the connection, and with it the requests a killed server had read and not answered: a
+    // process that stat'ed the mountpoint just then waited for good on a mount nobody served
+    // (the lazy unmount keeps the connection while anyone waits on it).
+    if (stopping_ && !current_ && !next_ && device_ >= 0) {
+      ::close(device_);
+      device_ = -1;
+    }
     if (answering && (fds[1].revents & POLLIN)) fuse::answer_one_with_eio(device_, failing_status());
     std::size_t at = 2;
     for (auto* slot : {&current_, &next_}) {
@@ -405,7 +413,7 @@ int Supervisor::run() {
         ::kill((*slot)->pid, SIGKILL);
       }
     }
-    bool connected = fuse::device_connected(device_);
+    bool connected = device_ >= 0 && fuse::device_connected(device_);
     if (!connected && !current_ && !next_ && retired_.empty()) break;  // unmounted, every server gone
     if (!connected && failing_) break;
   }

@@ -1092,6 +1092,56 @@ def case_fault_stall_metadata(work):
         _teardown(reg, px)
 
 
+def case_fault_stall_sigterm(work):
+    """SIGTERM to a mount's supervisor while a read waits on a stalled registry: the read ends
+    with an error within seconds, the mount and every ocifs process go. (The server is killed
+    with the request it had read; the lazily unmounted connection lived on while the reader
+    waited in it, and the supervisor waited for the connection to end: both for good.)"""
+    layout, reference = _wide_image(work)
+    reg, px, _ = _fault_setup(work, layout=(layout, reference))
+    try:
+        ref = px.ref(REPO + ':v1')
+        idx = warm_index_cache(work, ref, reference)
+        mnt = work('mnt')
+        m = mount(work, ref, mnt, idx, extra=['--read-timeout', '10m'])
+        with m:
+            f = px.add_fault('stall', count=None, seconds=3600)
+            name = sorted(os.listdir(os.path.join(mnt, 'data')))[0]
+            result = {}
+
+            def reader():
+                t0 = time.time()
+                try:
+                    with open(os.path.join(mnt, 'data', name), 'rb') as fh:
+                        result['value'] = fh.read(65536)
+                except OSError as e:
+                    result['value'] = e
+                result['took'] = time.time() - t0
+
+            t = threading.Thread(target=reader, daemon=True)
+            t.start()
+            deadline = time.time() + 10
+            while f.hits == 0 and time.time() < deadline:
+                time.sleep(0.05)
+            check(f.hits >= 1, 'the read never reached the stalled registry')
+            time.sleep(0.5)
+            supervisor = [p for p in daemon_pids(mnt)
+                          if not open('/proc/%d/cmdline' % p, 'rb').read().startswith(b'ocifs:')]
+            check(len(supervisor) == 1, 'supervisor pids %s' % supervisor)
+            os.kill(supervisor[0], signal.SIGTERM)
+            t.join(15)
+            check(not t.is_alive(), 'HANG: the read still waits 15 s after SIGTERM to the supervisor')
+            log('  the read ended with %r' % (result['value'],))
+            check(isinstance(result['value'], OSError), 'the read returned %r' % (result['value'],))
+            deadline = time.time() + 10
+            while (is_mounted(mnt) or daemon_pids(mnt)) and time.time() < deadline:
+                time.sleep(0.1)
+            check(not is_mounted(mnt), 'still mounted after SIGTERM')
+            check(not daemon_pids(mnt), 'ocifs processes left after SIGTERM: %s' % daemon_pids(mnt))
+    finally:
+        _teardown(reg, px)
+
+
 def case_fault_cut_every_64k(work):
     """A proxy that closes every blob answer after 64 KiB: each cut is resumed with Range from
     the byte reached and counts as progress, not as a failed attempt. A cold mount = umoci
@@ -1324,6 +1374,7 @@ CASES = {
     'fault_stall_read': case_fault_stall_read,
     'fault_interrupted_mount': case_fault_interrupted_mount,
     'fault_stall_metadata': case_fault_stall_metadata,
+    'fault_stall_sigterm': case_fault_stall_sigterm,
     'fault_cut_every_64k': case_fault_cut_every_64k,
     'cache_commands': case_cache_commands,
     'uncompressed_walk': case_uncompressed_walk,
