@@ -1060,7 +1060,11 @@ def case_fault_stall_metadata(work):
             threads = [threading.Thread(target=reader, args=(n,), daemon=True) for n in files]
             for t in threads:
                 t.start()
-            time.sleep(1)  # every read is at the registry or queued behind those that are
+            # Every read is at the registry or queued behind those that are (on a loaded machine
+            # the read threads take a while to get there).
+            deadline = time.time() + 10
+            while f.hits < 8 and time.time() < deadline:
+                time.sleep(0.1)
             check(f.hits >= 8, 'only %d reads reached the stalled registry' % f.hits)
             t0 = time.time()
             r = run(['ls', '-lR', os.path.join(mnt, 'wide')], timeout=60)
