@@ -149,7 +149,8 @@ CheckpointCosts costs_of(const compress::SeekIndex& seek) {
 }
 
 // `index` with a checkpoint where each of `ranges` starts (unless one is near enough before
-// it), decoded from `blob`; each range's compressed end set to where decoding it stopped.
+// it), decoded from `blob`; `ranges` cut to the layer, each one's compressed end set to where
+// decoding it stopped.
 Result<LayerIndex> with_exact_read_first(const LayerIndex& index, const io::BlobSourcePtr& blob,
                                          std::vector<ReadFirst>& ranges);
 
@@ -286,7 +287,8 @@ Result<LayerIndex> with_exact_read_first(const LayerIndex& index, const io::Blob
   auto seek = std::make_shared<compress::SeekIndex>(index.seek_index());
   compress::GzipCursor cursor(seek, blob);
   std::vector<compress::GzipCheckpoint> added;
-  for (auto& range : in_layer(seek->decoded_size, ranges)) {
+  ranges = in_layer(seek->decoded_size, std::move(ranges));
+  for (auto& range : ranges) {
     const auto& points = seek->gzip_points;
     auto before = std::prev(std::upper_bound(points.begin(), points.end(), range.offset,
                                              [](std::uint64_t off, const compress::GzipCheckpoint& p) {
@@ -307,9 +309,6 @@ Result<LayerIndex> with_exact_read_first(const LayerIndex& index, const io::Blob
     OCIFS_ASSIGN(std::size_t n, cursor.read_at(range.offset + range.length - 1, std::span(&last, 1)));
     if (n != 1) return make_error(std::errc::io_error, "cannot decode {} to offset {}", blob->describe(), range.offset + range.length);
     range.compressed_end = std::min(seek->compressed_size, cursor.input_position() + kEndSlack);
-    for (auto& r : ranges) {
-      if (r.offset == range.offset && r.rank == range.rank) r.compressed_end = range.compressed_end;
-    }
   }
   LayerIndex out = index;
   auto& points = out.seek_index().gzip_points;

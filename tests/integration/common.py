@@ -135,6 +135,19 @@ def daemon_pids(mnt):
     return pids
 
 
+def supervisor_pids(mnt):
+    """daemon_pids(mnt) but the servers (`ocifs: server MNT`): the `ocifs mount` supervisor."""
+    out = []
+    for p in daemon_pids(mnt):
+        try:
+            with open('/proc/%d/cmdline' % p, 'rb') as f:
+                if not f.read().startswith(b'ocifs:'):
+                    out.append(p)
+        except OSError:
+            continue
+    return out
+
+
 def unmount(mnt):
     """Unmount (fusermount3 -u, fallback umount -l), then kill leftover daemons by pid."""
     if is_mounted(mnt):

@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fixtures  # noqa: E402
 from suite import tree_equal  # noqa: E402
 from common import (OCIFS, Fail, Mount, Skip, check, daemon_pids, is_mounted, log, main, run,  # noqa: E402
-                    unmount)
+                    supervisor_pids, unmount)
 from loopback import no_proxy_env  # noqa: E402
 from registry import (BLOBS, DOCKER_LIST, DOCKER_MANIFEST, MANIFESTS, OCI_INDEX,  # noqa: E402
                       FaultProxy, Registry, push_image, push_layout, push_manifest_list,
@@ -1129,8 +1129,7 @@ def case_fault_stall_sigterm(work):
                 time.sleep(0.05)
             check(f.hits >= 1, 'the read never reached the stalled registry')
             time.sleep(0.5)
-            supervisor = [p for p in daemon_pids(mnt)
-                          if not open('/proc/%d/cmdline' % p, 'rb').read().startswith(b'ocifs:')]
+            supervisor = supervisor_pids(mnt)
             check(len(supervisor) == 1, 'supervisor pids %s' % supervisor)
             os.kill(supervisor[0], signal.SIGTERM)
             t.join(15)

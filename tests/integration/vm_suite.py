@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import debian_image  # noqa: E402
 import treecmp  # noqa: E402
 from common import (OCIFS, Fail, Mount, check, is_mounted, log, main, mount_entry, mounts_at, run,  # noqa: E402
-                    daemon_pids)
+                    daemon_pids, supervisor_pids)
 from common import unmount as force_unmount  # noqa: E402
 
 VM_TOOLS = ('qemu-system-x86_64', 'cpio', 'busybox', 'debootstrap', 'umoci')
@@ -222,7 +222,7 @@ def case_writable_signal(work):
     check(r.returncode == 0 and mounts_at(mnt) == ['fuse.ocifs', 'overlay'],
           'mount --writable: exit %d, mounts %s %r' % (r.returncode, mounts_at(mnt), r.stderr))
     # the supervisor: the `ocifs mount` process (its server is `ocifs: server MNT`)
-    pids = [p for p in daemon_pids(mnt) if not open('/proc/%d/cmdline' % p, 'rb').read().startswith(b'ocifs:')]
+    pids = supervisor_pids(mnt)
     check(len(pids) == 1, 'supervisor pids %s' % pids)
     os.kill(pids[0], 15)
     for _ in range(100):
